@@ -1,0 +1,1 @@
+"""Command-line experiments (one module per ``jaxcollapse run NAME``)."""

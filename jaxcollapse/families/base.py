@@ -1,0 +1,120 @@
+"""The contract every family of generative models follows.
+
+A *family* is a frozen, hashable dataclass that holds only static
+hyperparameters (dimension, number of components, bias correction, ...). Its
+*parameters* are a pytree (a NamedTuple such as ``GaussianParams(mean, cov)``)
+and its *data* are a pytree of arrays whose leading axis indexes samples.
+
+Every family offers:
+
+* ``fit(key, data, weights) -> params``: fit on ``data`` where ``weights`` (shape
+  ``(n,)``, usually 0/1) says which rows count. Weights let ``lax.scan`` keep fixed
+  shapes while the training set grows (accumulate) or mixes (mix regimes).
+* ``sample(key, params, n) -> data``: ``n`` (static) draws from the model.
+* ``log_prob(params, x)`` where it exists.
+* ``check_params(params) -> params``: host-side validation before tracing.
+* ``default_metrics() -> dict[str, Metric]``: per-generation metrics.
+* ``is_degenerate(params) -> bool[]``: whether a fitted model has collapsed to a
+  state where the family's formulas break (variance 0, a lost category, ...).
+
+Families whose fit is a function of additive sufficient statistics (exponential
+families) may also offer an *exact* path: set ``exact = True`` and provide
+``stats``, ``sample_stats``, ``add_stats`` and ``fit_stats``. ``simulate`` then
+combines sufficient statistics instead of materialising samples (replace = the new
+statistics; accumulate = old + new; mix = human + synthetic), which costs O(1) in
+the number of samples per generation.
+
+Metrics are pure functions ``metric(params, params0) -> scalar``. Wrap one with
+:func:`with_key` if it needs randomness (it is then called as
+``metric(key, params, params0)``) or with :func:`successive` if it compares each
+generation with the previous one rather than with generation 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import jax
+
+PyTree = Any
+Metric = Callable[..., jax.Array]
+
+
+@runtime_checkable
+class Family(Protocol):
+    """A model family usable by :func:`jaxcollapse.simulate`."""
+
+    def fit(self, key: jax.Array, data: PyTree, weights: jax.Array) -> PyTree: ...
+
+    def sample(self, key: jax.Array, params: PyTree, n: int) -> PyTree: ...
+
+    def check_params(self, params: PyTree) -> PyTree: ...
+
+    def check_data(self, data: PyTree, name: str = "data") -> PyTree: ...
+
+    def default_metrics(self) -> Mapping[str, Metric]: ...
+
+    def is_degenerate(self, params: PyTree) -> jax.Array: ...
+
+
+@runtime_checkable
+class ExactFamily(Family, Protocol):
+    """A family with additive sufficient statistics and an exact statistic sampler.
+
+    ``sample_stats(key, params, n)`` must have exactly the law of
+    ``stats(sample(key', params, n_max), weights=first n rows)`` for a traced
+    integer ``n``; ``fit_stats(stats)`` must equal ``fit`` on the same data.
+    """
+
+    exact: bool
+
+    def stats(self, data: PyTree, weights: jax.Array) -> PyTree: ...
+
+    def sample_stats(self, key: jax.Array, params: PyTree, n: jax.Array) -> PyTree: ...
+
+    def add_stats(self, a: PyTree, b: PyTree) -> PyTree: ...
+
+    def fit_stats(self, stats: PyTree) -> PyTree: ...
+
+
+def uses_exact_path(family: Any) -> bool:
+    """Whether ``simulate`` should run ``family`` through sufficient statistics."""
+    return bool(getattr(family, "exact", False))
+
+
+def with_key(fn: Metric) -> Metric:
+    """Marks a metric as random: ``simulate`` calls it as ``fn(key, params, ref)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> m = with_key(lambda key, p, p0: jnp.zeros(()))
+        >>> m.needs_key
+        True
+    """
+    fn.needs_key = True  # type: ignore[attr-defined]
+    return fn
+
+
+def successive(fn: Metric) -> Metric:
+    """Marks a metric as comparing generation ``n`` with ``n - 1`` (not with 0).
+
+    At generation 0 the reference is generation 0 itself.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> m = successive(lambda p, prev: jnp.zeros(()))
+        >>> m.successive
+        True
+    """
+    fn.successive = True  # type: ignore[attr-defined]
+    return fn
+
+
+def call_metric(fn: Metric, key: jax.Array, params: PyTree, params0: PyTree,
+                prev: PyTree) -> jax.Array:
+    """Evaluates one metric with the reference and key its markers ask for."""
+    ref = prev if getattr(fn, "successive", False) else params0
+    if getattr(fn, "needs_key", False):
+        return fn(key, params, ref)
+    return fn(params, ref)

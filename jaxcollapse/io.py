@@ -1,0 +1,82 @@
+"""Saving results: atomic writes of JSON summaries and ``.npz`` arrays.
+
+A run that is interrupted never leaves a half-written file behind: every file is
+written to a temporary name in the same folder and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _to_jsonable(x: Any) -> Any:
+    if isinstance(x, Mapping):
+        return {str(k): _to_jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_to_jsonable(v) for v in x]
+    if hasattr(x, "__array__") and not isinstance(x, str):
+        a = np.asarray(x)
+        return a.item() if a.ndim == 0 else a.tolist()
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    return x
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Writes ``data`` to ``path`` atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def save_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Writes ``obj`` (NumPy/JAX arrays allowed) as indented JSON, atomically.
+
+    Example:
+        >>> import tempfile, json, numpy as np
+        >>> d = tempfile.mkdtemp()
+        >>> p = save_json(d + "/s.json", {"a": np.arange(3), "b": 1.5})
+        >>> json.loads(p.read_text())
+        {'a': [0, 1, 2], 'b': 1.5}
+    """
+    text = json.dumps(_to_jsonable(obj), indent=2, allow_nan=False, default=str)
+    return atomic_write_bytes(path, (text + "\n").encode())
+
+
+def save_npz(path: str | os.PathLike, arrays: Mapping[str, Any]) -> Path:
+    """Writes a dict of arrays as a compressed ``.npz``, atomically.
+
+    Example:
+        >>> import tempfile, numpy as np
+        >>> p = save_npz(tempfile.mkdtemp() + "/a.npz", {"x": np.ones(2)})
+        >>> np.load(p)["x"].tolist()
+        [1.0, 1.0]
+    """
+    import io as _io
+
+    buf = _io.BytesIO()
+    np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def load_json(path: str | os.PathLike) -> Any:
+    """Reads a JSON file."""
+    return json.loads(Path(path).read_text())

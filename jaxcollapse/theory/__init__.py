@@ -1,0 +1,1 @@
+"""Closed-form theory, one module per model class (see ``../shared/THEORY.md``)."""
