@@ -149,7 +149,10 @@ def _chain_step(cfg: _Config, params0, human, carry, xs):
     t, m_t, alpha, valid = xs if len(xs) == 4 else (*xs, None)
     params = carry["params"]
     dt = _float_dtype(params)
-    k_syn, k_fit, k_sub, k_met = jax.random.split(jax.random.fold_in(carry["gen_key"], t), 4)
+    # one fold_in per derived key (not a split): keys a path does not use are
+    # removed by the compiler, and key derivations cost as much as the variates
+    k_syn = jax.random.fold_in(carry["gen_key"], t)
+    k_fit, k_sub, k_met = (jax.random.fold_in(k_syn, i) for i in range(1, 4))
     new_carry = dict(carry)
     ar = jnp.arange(cfg.n_max)
     k_h = rg.n_human(alpha, m_t) if cfg.regime == "mix" else jnp.int32(0)
