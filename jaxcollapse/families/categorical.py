@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -60,6 +60,7 @@ __all__ = [
 # Mean n*q below which a binomial is drawn by CDF inversion (few steps); above it
 # the BTRS rejection sampler is valid and needs about 1.1 tries on average.
 _SMALL_MEAN = 10.0
+METHODS = ("exact", "samples")
 # Tolerance on sum(probs) == 1 in check_params (covers float32 normalisation of
 # 10^5 categories).
 SUM_TOL = 1e-4
@@ -452,6 +453,8 @@ class Categorical:
 
     Attributes:
         n_categories: K >= 2 (static).
+        method: ``"exact"`` (draw the count vector with :func:`multinomial`) or
+            ``"samples"`` (draw M indices and count them), identical in law.
 
     References:
         Shumailov et al., Nature 631 (2024); THEORY.md section 4.
@@ -468,10 +471,31 @@ class Categorical:
     """
 
     n_categories: int
-    exact: ClassVar[bool] = True
+    method: str = "exact"
 
     def __post_init__(self):
         _check_k(self.n_categories)
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}; got {self.method!r}")
+
+    @property
+    def exact(self) -> bool:
+        return self.method == "exact"
+
+    def params(self, probs: Any = None) -> CategoricalParams:
+        """Builds (and checks) parameters; defaults to the uniform distribution.
+
+        Example:
+            >>> Categorical(2).params().probs.tolist()
+            [0.5, 0.5]
+        """
+        if probs is None:
+            return uniform(self.n_categories)
+        return self.check_params(CategoricalParams(probs))
+
+    def min_samples(self) -> int:
+        """Smallest training-set size: 1."""
+        return 1
 
     # -- validation -------------------------------------------------------------------
     def check_params(self, params: Any, name: str = "params") -> CategoricalParams:
@@ -632,7 +656,7 @@ def wright_fisher(key: jax.Array, probs0: Any, *, n_generations: int, n_samples:
     The same recursion as ``simulate(key, Categorical(K), ...)`` (exact multinomial
     counts each generation), organised for large K: lost categories never return,
     so after each generation the live categories of every chain are packed into
-    the first slots and the arrays shrink to the next power of two above the
+    the first slots and the arrays shrink to the next power of four above the
     largest live count. After generation 1 at most M categories are alive, so the
     cost a generation falls from O(K) to O(live support). Generation 1 with
     ``K >= 2M`` draws M inverse-CDF samples a chain instead (cheaper than K - 1
@@ -698,7 +722,8 @@ def wright_fisher(key: jax.Array, probs0: Any, *, n_generations: int, n_samples:
             for name in rows:
                 rows[name].append(m[name])
             live = int(jnp.max(m["survivors"]))
-            cap = 2 ** max(1, math.ceil(math.log2(max(live, 2))))
+            # Capacities are powers of 4 (a new one compiles a new step).
+            cap = 4 ** max(1, math.ceil(math.log(max(live, 2), 4)))
             if cap < probs_c.shape[-1]:
                 pool, probs_c, p0c = _compact(pool, probs_c, p0c, capacity=cap)
             caps.append(probs_c.shape[-1])
