@@ -115,7 +115,7 @@ def excess_replace(n_generations: Any, dim: int, n_design: int, noise: float = 1
         >>> excess_replace(1, 10, 11)
         Traceback (most recent call last):
         ...
-        ValueError: n_design must be > dim + 1 = 11 for E tr((XᵀX)⁻¹) = d/(T - d - 1) to be finite; got n_design=11
+        ValueError: n_design must be > dim + 1 = 11 ...
     """
     n = _check_generations(n_generations)
     _check_dims(dim, n_design)
