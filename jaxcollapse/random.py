@@ -22,6 +22,12 @@ from jax import lax
 _N_CANDIDATES = 4  # acceptance >= 0.95 a candidate for shape >= 1
 
 
+def _as_float(x):
+    """Keeps a floating dtype (float32 stays float32 under x64); else the default."""
+    x = jnp.asarray(x)
+    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
+
+
 def _candidates(key, d, c, n):
     kz, ku = jax.random.split(key)
     shape = (n,) + d.shape
@@ -71,7 +77,7 @@ def log_gamma_variate(key: jax.Array, a: jax.Array, shape=None) -> jax.Array:
         >>> x.shape
         (4,)
     """
-    a = jnp.asarray(a, dtype=jnp.result_type(float))
+    a = _as_float(a)
     shape = a.shape if shape is None else tuple(shape)
     a = jnp.broadcast_to(a, shape)
     kg, ku = jax.random.split(key)
@@ -112,5 +118,5 @@ def chisquare(key: jax.Array, df: jax.Array, shape=None) -> jax.Array:
         >>> bool(abs(x.mean() - 5.0) < 0.15)
         True
     """
-    df = jnp.asarray(df, dtype=jnp.result_type(float))
+    df = _as_float(df)
     return 2.0 * gamma(key, 0.5 * df, shape)

@@ -85,6 +85,14 @@ class _Config:
 # ---------------------------------------------------------------------------- helpers
 
 
+def _float_dtype(tree):
+    """The floating dtype of a parameter pytree (its first floating leaf)."""
+    for leaf in jax.tree.leaves(tree):
+        if jnp.issubdtype(leaf.dtype, jnp.floating):
+            return leaf.dtype
+    return jnp.result_type(float)
+
+
 def _concat(a, b):
     return jax.tree.map(lambda x, y: jnp.concatenate([x, y], axis=0), a, b)
 
@@ -126,12 +134,12 @@ def _chain_init(cfg: _Config, chain_key, params0, human):
         template = fam.sample(jax.random.fold_in(gen_key, 0), params0, 1)
         if cfg.exact:
             zero = jax.tree.map(jnp.zeros_like, template)
-            carry["pool"] = fam.stats(zero, jnp.zeros((1,), jnp.result_type(float)))
+            carry["pool"] = fam.stats(zero, jnp.zeros((1,), _float_dtype(params0)))
         else:
             size = cfg.n_generations * cfg.n_max
             carry["pool"] = jax.tree.map(
                 lambda x: jnp.zeros((size,) + x.shape[1:], x.dtype), template)
-            carry["pool_w"] = jnp.zeros((size,), jnp.result_type(float))
+            carry["pool_w"] = jnp.zeros((size,), _float_dtype(params0))
     out0 = _outputs(cfg, jax.random.fold_in(gen_key, 0), params0, params0, params0)
     return carry, out0
 
@@ -140,6 +148,7 @@ def _chain_step(cfg: _Config, params0, human, carry, xs):
     fam = cfg.family
     t, m_t, alpha, valid = xs if len(xs) == 4 else (*xs, None)
     params = carry["params"]
+    dt = _float_dtype(params)
     k_syn, k_fit, k_sub, k_met = jax.random.split(jax.random.fold_in(carry["gen_key"], t), 4)
     new_carry = dict(carry)
     ar = jnp.arange(cfg.n_max)
@@ -152,7 +161,7 @@ def _chain_step(cfg: _Config, params0, human, carry, xs):
             st = syn
         elif cfg.regime == "mix":
             rows = _human_rows(cfg, carry, t, human)
-            w_h = (jnp.arange(cfg.human_slots) < k_h).astype(jnp.result_type(float))
+            w_h = (jnp.arange(cfg.human_slots) < k_h).astype(dt)
             st = fam.add_stats(fam.stats(rows, w_h), syn)
         else:  # accumulate
             st = fam.add_stats(carry["pool"], syn)
@@ -160,7 +169,7 @@ def _chain_step(cfg: _Config, params0, human, carry, xs):
         new_params = fam.fit_stats(st)
     else:
         x = fam.sample(k_syn, params, cfg.n_max)
-        w = (ar < m_syn).astype(jnp.result_type(float))
+        w = (ar < m_syn).astype(dt)
         if cfg.regime == "replace":
             data, weights = x, w
         elif cfg.regime == "mix":
@@ -363,11 +372,12 @@ def _prepare(key, family, params0, *, n_generations, n_samples, n_chains, regime
                   source=getattr(regime, "source", "fixed"), n_generations=n_generations,
                   n_max=n_max, human_slots=human_slots, metrics=items,
                   save_params=bool(save_params), exact=exact)
-    dtype = jax.tree.leaves(params0)[0].dtype
-    if not jnp.issubdtype(dtype, jnp.floating):
-        dtype = jnp.result_type(float)
-    alpha = jnp.asarray(alpha, dtype)
-    human = human_data if regime.name == "mix" else None
+    alpha = jnp.asarray(alpha, _float_dtype(params0))
+    human = None
+    if regime.name == "mix":
+        dt = _float_dtype(params0)
+        human = jax.tree.map(
+            lambda x: x.astype(dt) if jnp.issubdtype(x.dtype, jnp.floating) else x, human_data)
     chain_ids = jnp.arange(n_chains, dtype=jnp.uint32)
     return cfg, key, chain_ids, params0, alpha, sched, human
 
@@ -388,7 +398,7 @@ def simulate(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int
              metrics: Mapping[str, Callable] | Sequence[str] | None = None,
              save_params: bool = True, chunk_size: int | None = None,
              progress: bool = False,
-             on_chunk: Callable[[int, SimulationResult], None] | None = None,
+             on_chunk: Callable[[int, int, SimulationResult], None] | None = None,
              ) -> SimulationResult:
     """Runs ``n_chains`` independent chains of recursive training for ``n_generations``.
 
@@ -411,8 +421,10 @@ def simulate(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int
             identical); needed for progress display and ``on_chunk``.
         progress: show a progress bar (chunks of about 1/20 of the run if
             ``chunk_size`` is not given).
-        on_chunk: ``on_chunk(done, partial_result)`` after every chunk, with the
-            generations 0..done so far on the host (e.g. to save them).
+        on_chunk: ``on_chunk(start, stop, chunk)`` after every chunk, where ``chunk``
+            is a :class:`SimulationResult` (NumPy arrays) holding generations
+            ``start..stop-1`` only (the first chunk includes generation 0), e.g. to
+            append them to files so that an interrupted run loses no finished work.
 
     Returns:
         A :class:`SimulationResult` with leading axes ``(chain, generation)``.
@@ -450,6 +462,7 @@ def _simulate_chunked(cfg, key, chain_ids, params0, alpha, sched, human, chunk_s
     carry, out0 = _init_jit(cfg, key, chain_ids, params0, human)
     pieces = [jax.tree.map(lambda a: np.asarray(a)[:, None], out0)]
     sched_np = np.asarray(sched)
+    all_n = np.concatenate([[0], sched_np])
     with Progress(G, "simulate", enabled=progress) as bar:
         for start in range(1, G + 1, chunk_size):
             ts = np.arange(start, start + chunk_size)
@@ -460,12 +473,18 @@ def _simulate_chunked(cfg, key, chain_ids, params0, alpha, sched, human, chunk_s
                                      jnp.broadcast_to(alpha, ts.shape), jnp.asarray(valid),
                                      human)
             n_valid = int(valid.sum())
-            pieces.append(jax.tree.map(lambda a, n=n_valid: np.asarray(a)[:, :n], outs))
+            piece = jax.tree.map(lambda a, n=n_valid: np.asarray(a)[:, :n], outs)
+            if start == 1:  # the first chunk reports generation 0 too
+                piece = jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), pieces.pop(),
+                                     piece)
+            pieces.append(piece)
             done = start + n_valid - 1
             bar.update(done)
             if on_chunk is not None:
-                partial = jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *pieces)
-                on_chunk(done, _assemble(cfg, partial, sched_np[:done]))
+                first = 0 if start == 1 else start
+                on_chunk(first, done + 1, SimulationResult(
+                    params=piece.get("params"), metrics=piece["metrics"],
+                    degenerate=piece["degenerate"], n_samples=all_n[first:done + 1]))
     out = jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *pieces)
     return _assemble(cfg, jax.tree.map(jnp.asarray, out), sched)
 
