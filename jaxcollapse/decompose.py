@@ -279,11 +279,11 @@ def decompose(key: jax.Array, *, n_generations: int, n_samples: int = 100,
     Example:
         >>> import jax
         >>> res = decompose(jax.random.key(0), n_generations=5, n_chains=4,
-        ...                 n_population=1000)
-        >>> sorted(res.distance), res.distance["all"].shape
-        (['all', 'approximation', 'expressivity', 'statistical'], (4, 6))
-        >>> res.metric["expressivity"], float(res.distance["statistical"][0, 0])
-        ('l2sq', 0.0)
+        ...                 n_population=1000, arms=("expressivity",))
+        >>> res.distance["expressivity"].shape, res.metric["expressivity"]
+        ((4, 6), 'l2sq')
+        >>> float(res.distance["expressivity"][0, 0])
+        0.0
     """
     n_generations = _check_int("n_generations", n_generations, 1)
     n_samples = _check_int("n_samples", n_samples, 2)
