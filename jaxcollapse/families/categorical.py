@@ -656,7 +656,7 @@ def wright_fisher(key: jax.Array, probs0: Any, *, n_generations: int, n_samples:
     The same recursion as ``simulate(key, Categorical(K), ...)`` (exact multinomial
     counts each generation), organised for large K: lost categories never return,
     so after each generation the live categories of every chain are packed into
-    the first slots and the arrays shrink to the next power of four above the
+    the first slots and the arrays shrink to the next power of two above the
     largest live count. After generation 1 at most M categories are alive, so the
     cost a generation falls from O(K) to O(live support). Generation 1 with
     ``K >= 2M`` draws M inverse-CDF samples a chain instead (cheaper than K - 1
@@ -722,8 +722,8 @@ def wright_fisher(key: jax.Array, probs0: Any, *, n_generations: int, n_samples:
             for name in rows:
                 rows[name].append(m[name])
             live = int(jnp.max(m["survivors"]))
-            # Capacities are powers of 4 (a new one compiles a new step).
-            cap = 4 ** max(1, math.ceil(math.log(max(live, 2), 4)))
+            # Capacities are powers of two (each new one compiles a new step).
+            cap = 2 ** max(1, math.ceil(math.log2(max(live, 2))))
             if cap < probs_c.shape[-1]:
                 pool, probs_c, p0c = _compact(pool, probs_c, p0c, capacity=cap)
             caps.append(probs_c.shape[-1])
