@@ -139,7 +139,12 @@ def _inversion(u, n, q):
         nxt = pmf * (n - k) / (k + 1) * r
         return jnp.where(go, k + 1, k), jnp.where(go, nxt, pmf), jnp.where(go, cdf + nxt, cdf)
 
-    return lax.while_loop(cond, body, (jnp.zeros_like(n), pmf, pmf))[0]
+    # A few unrolled steps fuse into one pass and finish almost every element of a
+    # small-mean batch; the loop then usually runs zero times.
+    state = (jnp.zeros_like(n), pmf, pmf)
+    for _ in range(4):
+        state = body(state)
+    return lax.while_loop(cond, body, state)[0]
 
 
 def _btrs(key, u, n, q):
@@ -158,7 +163,7 @@ def _btrs(key, u, n, q):
 
 
 def binomial(key: jax.Array, n: jax.Array, p: jax.Array) -> jax.Array:
-    """Exact Binomial(n, p) draws, vectorised in one while loop.
+    """Exact Binomial(n, p) draws, vectorised over arrays.
 
     Means ``n min(p, 1-p) < 10`` use sequential CDF inversion from zero (one
     uniform, a few cheap steps); larger means use BTRS rejection (two uniforms a
@@ -191,15 +196,20 @@ def binomial(key: jax.Array, n: jax.Array, p: jax.Array) -> jax.Array:
     n, p = jnp.broadcast_arrays(jnp.asarray(n, p.dtype), p)
     if n.size == 0:
         return n
+    k_u, k_bt = jax.random.split(key)
+    return _binomial_given_u(k_bt, jax.random.uniform(k_u, n.shape, p.dtype), n, p)
+
+
+def _binomial_given_u(key, u, n, p):
+    # ``u``: the uniform of the inversion / first BTRS proposal; ``key`` feeds the
+    # BTRS branch (its second uniform and any retries) only when it is needed.
     flip = p > 0.5
     q = jnp.clip(jnp.where(flip, 1 - p, p), 0.0, 0.5)
     small = n * q < _SMALL_MEAN
-    k_u, k_bt = jax.random.split(key)
-    u = jax.random.uniform(k_u, n.shape, p.dtype)
     k_inv = _inversion(u, jnp.where(small, n, 0.0), jnp.where(small, q, 0.0))
     # Dummy (n, q) = (100, 1/2) where the inversion applies keeps BTRS finite.
     k_big = lax.cond(jnp.any(~small),
-                     lambda: _btrs(k_bt, u, jnp.where(small, 100.0, n), jnp.where(small, 0.5, q)),
+                     lambda: _btrs(key, u, jnp.where(small, 100.0, n), jnp.where(small, 0.5, q)),
                      lambda: jnp.zeros_like(n))
     k = jnp.where(small, k_inv, k_big)
     return jnp.where(flip, n - k, k)
@@ -214,11 +224,15 @@ def _sequential(key: jax.Array, n: jax.Array, probs: jax.Array) -> jax.Array:
     ratio = jnp.clip(jnp.where(rest > 0, p / jnp.where(rest > 0, rest, 1.0), 0.0), 0.0, 1.0)
 
     def step(remaining, xs):
-        r, key_j = xs
-        c = binomial(key_j, remaining, r)
+        r, u_j, key_j = xs
+        c = _binomial_given_u(key_j, u_j, remaining, jnp.broadcast_to(r, remaining.shape))
         return remaining - c, c
 
-    left, counts = lax.scan(step, n, (ratio, jax.random.split(key, k)))
+    # Every step's first uniform is drawn up front in one call: far cheaper than a
+    # small random-number call inside each of the K steps.
+    k_u, k_steps = jax.random.split(key)
+    u = jax.random.uniform(k_u, ratio.shape, ratio.dtype)
+    left, counts = lax.scan(step, n, (ratio, u, jax.random.split(k_steps, k)))
     # Rounding in the suffix sums can leave draws unassigned (ratio of the last live
     # category a hair below 1): they go to the last live category.
     last = k - 1 - jnp.argmax((p > 0)[::-1], axis=0)
