@@ -259,3 +259,23 @@ def test_wright_fisher_heterozygosity_and_one_step_loss():
     # Lost categories stay lost.
     s = np.asarray(res.metrics["survivors"])
     assert np.all(np.diff(s, axis=1) <= 0)
+
+
+def test_cli_run_categorical(tmp_path, capsys):
+    import json
+
+    from jaxcollapse import cli
+
+    code = cli.main(["run", "categorical", "--generations", "4", "--chains", "16",
+                     "--categories", "30", "--samples", "20", "--out", str(tmp_path),
+                     "--no-progress"])
+    assert code == 0
+    assert "tail rank" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["config"]["categories"] == 30
+    assert np.load(tmp_path / "arrays.npz")["metric_survivors"].shape == (16, 5)
+    with pytest.raises(SystemExit) as e:
+        cli.main(["run", "categorical", "--beta", "0", "--out", str(tmp_path),
+                  "--no-progress"])
+    assert e.value.code == 2
+    assert "beta must be a finite number > 0" in capsys.readouterr().err

@@ -114,3 +114,23 @@ def test_new_values_do_not_recompile():
 def test_bad_inputs(kwargs, err, match):
     with pytest.raises(err, match=match):
         dc.decompose(jax.random.key(0), n_generations=2, **kwargs)
+
+
+def test_cli_run_decompose(result, tmp_path, capsys):
+    import json
+
+    from jaxcollapse import cli
+
+    # The shapes of the `result` fixture: the compiled program is reused.
+    code = cli.main(["run", "decompose", "--generations", str(G), "--chains", str(CHAINS),
+                     "--population", str(NPOP), "--samples", str(M), "--out", str(tmp_path),
+                     "--no-progress"])
+    assert code == 0
+    assert "expressivity" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["config"]["metric"]["all"] == "l2sq"
+    with pytest.raises(SystemExit) as e:
+        cli.main(["run", "decompose", "--samples", "1", "--out", str(tmp_path),
+                  "--no-progress"])
+    assert e.value.code == 2
+    assert "n_samples must be >= 2" in capsys.readouterr().err

@@ -174,3 +174,22 @@ def test_bad_inputs(design, w_star):
         reg.simulate_fixed_design(jax.random.key(0), reg.LinearRegression(dim=D),
                                   reg.LinearRegression(dim=D).params(w_star),
                                   n_generations=2, n_chains=2)
+
+
+def test_cli_run_regression(tmp_path, capsys):
+    import json
+
+    from jaxcollapse import cli
+
+    code = cli.main(["run", "regression", "--generations", "5", "--chains", "64",
+                     "--dim", "3", "--samples", "20", "--out", str(tmp_path), "--no-progress"])
+    assert code == 0
+    assert "theory(X)" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["table"][-1]["generation"] == 5 and "theory_this_design" in \
+        summary["table"][-1]
+    with pytest.raises(SystemExit) as e:
+        cli.main(["run", "regression", "--ridge", "-1", "--out", str(tmp_path),
+                  "--no-progress"])
+    assert e.value.code == 2
+    assert "ridge must be a finite number >= 0" in capsys.readouterr().err
