@@ -223,16 +223,26 @@ def _sequential(key: jax.Array, n: jax.Array, probs: jax.Array) -> jax.Array:
     rest = jnp.cumsum(p[::-1], axis=0)[::-1]
     ratio = jnp.clip(jnp.where(rest > 0, p / jnp.where(rest > 0, rest, 1.0), 0.0), 0.0, 1.0)
 
-    def step(remaining, xs):
-        r, u_j, key_j = xs
-        c = _binomial_given_u(key_j, u_j, remaining, jnp.broadcast_to(r, remaining.shape))
-        return remaining - c, c
-
     # Every step's first uniform is drawn up front in one call: far cheaper than a
     # small random-number call inside each of the K steps.
     k_u, k_steps = jax.random.split(key)
     u = jax.random.uniform(k_u, ratio.shape, ratio.dtype)
-    left, counts = lax.scan(step, n, (ratio, u, jax.random.split(k_steps, k)))
+    keys = jax.random.split(k_steps, k)
+
+    def cond(c):
+        # Once nothing remains anywhere the later counts are all 0: stop early (on
+        # a packed support this skips the empty slots).
+        j, remaining, _ = c
+        return (j < k) & jnp.any(remaining > 0)
+
+    def body(c):
+        j, remaining, counts = c
+        cj = _binomial_given_u(keys[j], u[j], remaining,
+                               jnp.broadcast_to(ratio[j], remaining.shape))
+        return j + 1, remaining - cj, counts.at[j].set(cj)
+
+    _, left, counts = lax.while_loop(
+        cond, body, (jnp.int32(0), n, jnp.zeros((k,) + n.shape, ratio.dtype)))
     # Rounding in the suffix sums can leave draws unassigned (ratio of the last live
     # category a hair below 1): they go to the last live category.
     last = k - 1 - jnp.argmax((p > 0)[::-1], axis=0)
@@ -244,11 +254,11 @@ def multinomial(key: jax.Array, n: Any, probs: jax.Array) -> jax.Array:
     """Exact multinomial counts by sequential conditional binomials.
 
     Category ``j`` gets ``Binomial(n - counts so far, p_j / Σ_{i >= j} p_i)``: a
-    ``lax.scan`` over the K categories whose steps are vectorised over the leading
-    (batch, e.g. chain) axes. A step's batch holds one category across chains, so
-    its binomials have similar means and the samplers' loops stay short; no sample
-    is materialised. ``n`` may be traced (and 0). Put probable categories first
-    for the best rounding behaviour.
+    loop over the K categories (stopping once every count is placed) whose steps
+    are vectorised over the leading (batch, e.g. chain) axes. A step's batch holds
+    one category across chains, so its binomials have similar means and the
+    samplers' loops stay short; no sample is materialised. ``n`` may be traced
+    (and 0). Put probable categories first for the best rounding behaviour.
 
     Args:
         key: a PRNG key.
