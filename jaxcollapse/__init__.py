@@ -1,6 +1,7 @@
 """jaxcollapse: model collapse under recursive training, in JAX."""
 
 from jaxcollapse import random, regimes, theory
+from jaxcollapse.decompose import decompose
 from jaxcollapse.families import FAMILIES, Gaussian, GaussianParams
 from jaxcollapse.families.base import successive, with_key
 from jaxcollapse.regimes import accumulate, accumulate_subsample, mix, replace, schedule
@@ -15,6 +16,7 @@ __all__ = [
     "SimulationResult",
     "accumulate",
     "accumulate_subsample",
+    "decompose",
     "mix",
     "random",
     "regimes",

@@ -1,5 +1,5 @@
 """Closed-form theory, one module per model class (see ``../shared/THEORY.md``)."""
 
-from jaxcollapse.theory import gaussian
+from jaxcollapse.theory import discrete, gaussian, regression
 
-__all__ = ["gaussian"]
+__all__ = ["discrete", "gaussian", "regression"]
