@@ -77,12 +77,36 @@ def build_parser() -> argparse.ArgumentParser:
         _add_shared(p, getattr(mod, "DEFAULTS", {}))
         mod.add_arguments(p)
         p.set_defaults(_runner=mod, _name=name)
+    fig_p = sub.add_parser("figures", help="render the paper figures (from a source checkout)")
+    fig_p.add_argument("--quick", action="store_true", help="small settings (minutes in all)")
+    fig_p.add_argument("--only", nargs="+", default=None, metavar="NAME",
+                       help="figures to render (e.g. fig01)")
+    fig_p.add_argument("--out", default=None, help="output directory")
+    fig_p.add_argument("--seed", type=int, default=0)
     return parser
+
+
+def _figures(args) -> int:
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "paper_figures" / "run_all.py"
+    if not script.exists():
+        print("jaxcollapse figures: error: the figure scripts live in a source checkout "
+              "(paper_figures/); install with 'pip install -e .' from one", file=sys.stderr)
+        return 2
+    cmd = [sys.executable, str(script), "--seed", str(args.seed)]
+    cmd += ["--quick"] if args.quick else []
+    cmd += ["--only", *args.only] if args.only else []
+    cmd += ["--out", args.out] if args.out else []
+    return subprocess.run(cmd).returncode
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "figures":
+        return _figures(args)
     if args.command == "run":
         if args.x64:
             import jax

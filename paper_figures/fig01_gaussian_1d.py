@@ -20,8 +20,8 @@ NAME = "fig01_gaussian_1d"
 
 def main(argv=None):
     args = st.parser(__doc__).parse_args(argv)
-    G = 200 if args.quick else 1000
-    chains = 1024 if args.quick else 4096
+    G = 150 if args.quick else 1000
+    chains = 512 if args.quick else 4096
     sizes = [100, 500, 1000, 10000]
     fam = jc.Gaussian(dim=1, method="exact")
     key = jax.random.key(args.seed)
@@ -47,6 +47,7 @@ def main(argv=None):
         ax2.plot(gens, tg.w2sq_mean(gens, M), **st.THEORY)
         data.update({f"var_q05_M{M}": q05, f"var_q50_M{M}": q50, f"var_q95_M{M}": q95,
                      f"theory_q50_M{M}": t50, f"w2sq_mean_M{M}": w2.mean(0),
+                     f"w2sq_se_M{M}": w2.std(0, ddof=1) / np.sqrt(chains),
                      f"theory_w2sq_M{M}": tg.w2sq_mean(gens, M)})
     sched = jc.schedule("power", G, 100, power=2.0)
     res = jc.simulate(jax.random.fold_in(key, 1), fam, fam.params(), n_generations=G,

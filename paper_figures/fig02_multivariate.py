@@ -20,8 +20,8 @@ NAME = "fig02_multivariate"
 
 def main(argv=None):
     args = st.parser(__doc__).parse_args(argv)
-    G = 100 if args.quick else 500
-    chains = 512 if args.quick else 2048
+    G = 60 if args.quick else 500
+    chains = 256 if args.quick else 2048
     M = 100
     dims = [1, 3, 10, 31]
     key = jax.random.key(args.seed)

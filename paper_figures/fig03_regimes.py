@@ -20,8 +20,8 @@ NAME = "fig03_regimes"
 
 def main(argv=None):
     args = st.parser(__doc__).parse_args(argv)
-    G = 200 if args.quick else 1000
-    chains = 1024 if args.quick else 4096
+    G = 150 if args.quick else 1000
+    chains = 512 if args.quick else 4096
     M = 100
     fam = jc.Gaussian(dim=1, method="exact")
     p0 = fam.params()
@@ -50,12 +50,12 @@ def main(argv=None):
     ax1.plot(gens, tg.w2sq_mean(gens, M), label="replace theory", **st.THEORY)
     ax1.set(yscale="log", xlabel="generation n", ylabel=r"E $W_2^2$",
             title="(a) accumulating or mixing human data bounds the error")
-    ax1.legend(loc="lower right", ncol=2)
     qg = np.unique(np.linspace(1, G, 30).astype(int))
     ax2.plot(qg, [tg.variance_quantile(0.5, n, M) for n in qg], label="replace theory",
              **st.THEORY)
     ax2.set(yscale="log", xlabel="generation n", ylabel=r"median $\sigma_n^2$",
             title="(b) the variance collapses only under replace")
+    ax2.legend(loc="center right")
     fig.tight_layout()
     meta = dict(figure=NAME, quick=args.quick, generations=G, chains=chains, M=M,
                 alphas=alphas, source="fresh", seed=args.seed,

@@ -70,16 +70,16 @@ def _matmul(a, b):
 
 
 def cov_sqrt(cov: jax.Array) -> jax.Array:
-    """A square root A with A A^T = cov: Cholesky, or an eigen-square-root where the
-    Cholesky fails (a collapsed, singular covariance), so sampling never gives NaN."""
+    """A square root A with A A^T = cov, by the eigendecomposition: valid also for a
+    collapsed, singular covariance, so sampling never gives NaN. (Any square root
+    serves: N(mu, A A^T) and Wishart(A A^T) = A Wishart(I) A^T do not depend on
+    which. One LAPACK call per step instead of a Cholesky plus an eigh fallback also
+    sidesteps an XLA:CPU hang seen with several concurrent LAPACK calls at d = 31.)"""
     d = cov.shape[-1]
     if d == 1:
         return jnp.sqrt(jnp.clip(cov, 0.0))
-    chol = jnp.linalg.cholesky(_sym(cov))
     w, v = jnp.linalg.eigh(_sym(cov))
-    eig = v * jnp.sqrt(jnp.clip(w, 0.0))[..., None, :]
-    ok = jnp.all(jnp.isfinite(chol))
-    return jnp.where(ok, chol, eig)
+    return v * jnp.sqrt(jnp.clip(w, 0.0))[..., None, :]
 
 
 # Metrics are module-level functions so that their identity (part of the compiled
@@ -321,5 +321,6 @@ class Gaussian:
         diag = jnp.diagonal(params.cov, axis1=-2, axis2=-1)
         bad = jnp.any(diag <= 1e3 * tiny, axis=-1)
         if self.dim > 1:
-            bad = bad | ~jnp.all(jnp.isfinite(jnp.linalg.cholesky(_sym(params.cov))))
+            w = jnp.linalg.eigvalsh(_sym(params.cov))
+            bad = bad | (w[..., 0] <= 1e3 * tiny * jnp.maximum(w[..., -1], tiny))
         return bad | ~jnp.all(jnp.isfinite(params.cov))
