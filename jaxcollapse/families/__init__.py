@@ -1,7 +1,9 @@
 """Model families. Adding a family is one file here and one line in ``FAMILIES``."""
 
 from jaxcollapse.families.base import ExactFamily, Family, successive, with_key
+from jaxcollapse.families.gmm import GMM, GMMParams  # noqa: F401
+from jaxcollapse.families.kde import KDE, KDEParams  # noqa: F401
 
-FAMILIES: dict[str, type] = {}
+FAMILIES: dict[str, type] = {"gmm": GMM, "kde": KDE}
 
 __all__ = ["FAMILIES", "ExactFamily", "Family", "successive", "with_key"]

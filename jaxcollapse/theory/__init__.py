@@ -1,1 +1,2 @@
 """Closed-form theory, one module per model class (see ``../shared/THEORY.md``)."""
+from jaxcollapse.theory import kde  # noqa: F401
