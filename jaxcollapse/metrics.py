@@ -115,6 +115,9 @@ def _rbf_expectation(mean1, cov1, mean2, cov2, lengthscale):
     return jnp.exp(-0.5 * logdet - 0.5 * quad)
 
 
+_rbf_expectation_jit = jax.jit(_rbf_expectation)
+
+
 def rbf_expectation(mean1: jax.Array, cov1: jax.Array, mean2: jax.Array, cov2: jax.Array,
                     lengthscale: jax.Array | float = 1.0) -> jax.Array:
     """``E k(X, Y)`` for independent ``X ~ N(mean1, cov1)``, ``Y ~ N(mean2, cov2)``.
@@ -131,8 +134,8 @@ def rbf_expectation(mean1: jax.Array, cov1: jax.Array, mean2: jax.Array, cov2: j
     References:
         THEORY.md section 6.
     """
-    return _rbf_expectation(jnp.asarray(mean1), jnp.asarray(cov1), jnp.asarray(mean2),
-                            jnp.asarray(cov2), lengthscale)
+    return _rbf_expectation_jit(jnp.asarray(mean1), jnp.asarray(cov1), jnp.asarray(mean2),
+                                jnp.asarray(cov2), lengthscale)
 
 
 def mmd2_gaussians(mean1: jax.Array, cov1: jax.Array, mean2: jax.Array, cov2: jax.Array,
@@ -151,7 +154,11 @@ def mmd2_gaussians(mean1: jax.Array, cov1: jax.Array, mean2: jax.Array, cov2: ja
     References:
         THEORY.md section 6; Gretton et al., JMLR 13 (2012).
     """
-    mean1, cov1, mean2, cov2 = map(jnp.asarray, (mean1, cov1, mean2, cov2))
+    return _mmd2_gaussians_jit(*map(jnp.asarray, (mean1, cov1, mean2, cov2)), lengthscale)
+
+
+@jax.jit
+def _mmd2_gaussians_jit(mean1, cov1, mean2, cov2, lengthscale):
     return (_rbf_expectation(mean1, cov1, mean1, cov1, lengthscale)
             + _rbf_expectation(mean2, cov2, mean2, cov2, lengthscale)
             - 2.0 * _rbf_expectation(mean1, cov1, mean2, cov2, lengthscale))
@@ -180,12 +187,18 @@ def mmd2_mixtures(w1: jax.Array, means1: jax.Array, covs1: jax.Array, w2: jax.Ar
     References:
         THEORY.md section 6.
     """
-    a = (w1, means1, covs1)
-    b = (w2, means2, covs2)
-    a, b = [tuple(map(jnp.asarray, t)) for t in (a, b)]
+    args = map(jnp.asarray, (w1, means1, covs1, w2, means2, covs2))
+    return _mmd2_mixtures_jit(*args, lengthscale)
+
+
+def _mmd2_mixtures(w1, m1, c1, w2, m2, c2, lengthscale):
+    a, b = (w1, m1, c1), (w2, m2, c2)
     f = _rbf_expectation
     return (_cross(f, *a, *a, lengthscale) + _cross(f, *b, *b, lengthscale)
             - 2.0 * _cross(f, *a, *b, lengthscale))
+
+
+_mmd2_mixtures_jit = jax.jit(_mmd2_mixtures)
 
 
 def _normal_pdf(x, mean, cov):
@@ -219,11 +232,16 @@ def l2_mixtures(w1: jax.Array, means1: jax.Array, covs1: jax.Array, w2: jax.Arra
     References:
         Shumailov et al., Nature 631 (2024), GMM experiment; THEORY.md section 6.
     """
-    a = (w1, means1, covs1)
-    b = (w2, means2, covs2)
-    a, b = [tuple(map(jnp.asarray, t)) for t in (a, b)]
+    return _l2_mixtures_jit(*map(jnp.asarray, (w1, means1, covs1, w2, means2, covs2)))
+
+
+def _l2_mixtures(w1, m1, c1, w2, m2, c2):
+    a, b = (w1, m1, c1), (w2, m2, c2)
     return (_cross(_overlap, *a, *a) + _cross(_overlap, *b, *b)
             - 2.0 * _cross(_overlap, *a, *b))
+
+
+_l2_mixtures_jit = jax.jit(_l2_mixtures)
 
 
 # -------------------------------------------------------------------- lengthscale, test
@@ -234,8 +252,7 @@ def _median_jit(z, max_points):
     z = z[:max_points]
     n = z.shape[0]
     iu = np.triu_indices(n, 1)
-    d2 = kn.sq_dist(z, z)[iu]
-    return jnp.sqrt(jnp.median(d2))
+    return jnp.median(jnp.sqrt(kn.sq_dist(z, z)[iu]))
 
 
 def median_heuristic(x: jax.Array, y: jax.Array | None = None, *,
@@ -385,6 +402,11 @@ def mean_embedding(x: jax.Array, grid: jax.Array, kernel: str | kn.Kernel = "rbf
     w = _weights_or_uniform(weights, x.shape[0], x.dtype)
     if weights is not None and (w.shape != (x.shape[0],) or bool(jnp.any(w < 0))):
         raise ValueError(f"weights must be non-negative with shape ({x.shape[0]},)")
+    return _embed_jit(x, grid, kernel, jnp.asarray(lengthscale, x.dtype), w)
+
+
+@functools.partial(jax.jit, static_argnames=("kernel",))
+def _embed_jit(x, grid, kernel, lengthscale, w):
     return kn.gram(grid, x, kernel, lengthscale) @ w
 
 
@@ -397,6 +419,9 @@ def _rkhs_distance(x, wx, y, wy, kernel, lengthscale):
 
     d2 = quad(x, wx, x, wx) + quad(y, wy, y, wy) - 2.0 * quad(x, wx, y, wy)
     return jnp.sqrt(jnp.maximum(d2, 0.0))
+
+
+_rkhs_jit = jax.jit(_rkhs_distance, static_argnames=("kernel",))
 
 
 def rkhs_distance(x: jax.Array, y: jax.Array, kernel: str | kn.Kernel = "rbf",
@@ -421,8 +446,8 @@ def rkhs_distance(x: jax.Array, y: jax.Array, kernel: str | kn.Kernel = "rbf",
     dtype = jnp.result_type(x, y)
     wx = _weights_or_uniform(wx, x.shape[0], dtype)
     wy = _weights_or_uniform(wy, y.shape[0], dtype)
-    return _rkhs_distance(x.astype(dtype), wx, y.astype(dtype), wy, kernel,
-                          jnp.asarray(lengthscale, dtype))
+    return _rkhs_jit(x.astype(dtype), wx, y.astype(dtype), wy, kernel,
+                     jnp.asarray(lengthscale, dtype))
 
 
 @functools.cache

@@ -189,12 +189,12 @@ def _em(x, w, init, fam):
 
 def l2(params: GMMParams, params0: GMMParams) -> jax.Array:
     """Closed-form squared L2 distance ``int (p_n - p_0)^2`` (Shumailov's GMM metric)."""
-    return mt.l2_mixtures(*params, *params0)
+    return mt._l2_mixtures(*params, *params0)
 
 
 def mmd(params: GMMParams, params0: GMMParams) -> jax.Array:
     """Closed-form MMD^2 to generation 0 under the RBF kernel, lengthscale 1."""
-    return mt.mmd2_mixtures(*params, *params0, 1.0)
+    return mt._mmd2_mixtures(*params, *params0, 1.0)
 
 
 def spreads(params: GMMParams) -> jax.Array:
