@@ -1,6 +1,5 @@
 """Closed-form theory, one module per model class (see ``../shared/THEORY.md``)."""
 
-from jaxcollapse.theory import gaussian
-from jaxcollapse.theory import kde  # noqa: F401
+from jaxcollapse.theory import gaussian, kde
 
-__all__ = ["gaussian"]
+__all__ = ["gaussian", "kde"]
