@@ -108,18 +108,17 @@ def _m_step(x, resp, w, reg_covar, covariance_type):
         covs = var[:, :, None] * eye
     covs = covs + reg_covar * eye
     weights = nk / jnp.sum(nk)
-    return GMMParams(weights, means, _safe_covs(covs))
+    return GMMParams(weights, means, _safe_covs(covs, means))
 
 
-def _safe_covs(covs):
+def _safe_covs(covs, means):
     """Keeps covariances positive definite when ``reg_covar`` is 0 and a component
-    has collapsed onto one point (a ridge at the working precision)."""
+    has collapsed onto one point: a ridge at the working precision of the data."""
     d = covs.shape[-1]
-    scale = jnp.maximum(jnp.trace(covs, axis1=-2, axis2=-1) / d, 1.0)
-    tiny = 10 * jnp.finfo(covs.dtype).tiny / jnp.finfo(covs.dtype).eps
-    diag = jnp.diagonal(covs, axis1=-2, axis2=-1)
-    bump = jnp.where(diag <= tiny * scale[:, None], tiny * scale[:, None], 0.0)
-    return covs + bump[..., None] * jnp.eye(d, dtype=covs.dtype)
+    scale = jnp.maximum(jnp.trace(covs, axis1=-2, axis2=-1) / d,
+                        jnp.maximum(jnp.max(means * means, axis=-1), 1.0))
+    ridge = 10 * jnp.finfo(covs.dtype).eps * scale
+    return covs + ridge[:, None, None] * jnp.eye(d, dtype=covs.dtype)
 
 
 def _kmeans_pp(key, x, w, k, n_lloyd):
@@ -394,7 +393,7 @@ class GMM:
         dtype = params.means.dtype
         logw = jnp.log(jnp.maximum(params.weights, jnp.finfo(dtype).tiny))
         comp = jax.random.categorical(k_c, logw, shape=(n,))
-        chol = _chol(_safe_covs(params.covs))
+        chol = _chol(params.covs)
         z = jax.random.normal(k_z, (n, self.dim), dtype)
         return params.means[comp] + jnp.einsum("nij,nj->ni", chol[comp], z)
 
