@@ -24,6 +24,8 @@ from collections.abc import Sequence
 # name -> module implementing the runner (imported lazily so --help stays fast).
 RUNNERS: dict[str, str] = {
     # filled as experiments land
+    "gmm": "jaxcollapse.experiments.gmm",
+    "kde": "jaxcollapse.experiments.kde",
 }
 
 SHARED_FLAGS = ("seed", "chains", "generations", "samples", "regime", "alpha", "out")
