@@ -26,8 +26,10 @@ from jax import lax
 
 Kernel = Callable[..., jax.Array]
 
-# Elements of one tile of kernel values (2^22 doubles = 32 MiB).
+# Elements of one tile of a materialised Gram matrix (2^22 doubles = 32 MiB).
 TILE_ELEMENTS = 2**22
+# Rows x columns of one tile of a Gram reduction (4 MiB in float64: stays in cache).
+SUM_TILE = (512, 1024)
 
 
 def _rbf_profile(r2):
@@ -244,30 +246,98 @@ def gram(x: jax.Array, y: jax.Array, kernel: str | Kernel = "rbf",
     return out.reshape(-1, m)[:n]
 
 
-def kernel_sum(x: jax.Array, y: jax.Array, kernel: str | Kernel = "rbf",
-               lengthscale: jax.Array | float = 1.0, *, tile: int | None = None) -> jax.Array:
+def _tile_pair(n: int, m: int, tile) -> tuple[int, int]:
+    if tile is None:
+        rows, cols = SUM_TILE
+    elif isinstance(tile, int):
+        rows, cols = tile, SUM_TILE[1]
+    else:
+        rows, cols = tile
+    return max(1, min(int(rows), n)), max(1, min(int(cols), m))
+
+
+def kernel_sum(x: jax.Array, y: jax.Array | None, kernel: str | Kernel = "rbf",
+               lengthscale: jax.Array | float = 1.0, *,
+               tile: int | tuple[int, int] | None = None) -> jax.Array:
     """``sum_ij k(x_i, y_j)`` without materialising the Gram matrix.
 
-    Tiles of rows of ``x`` are scanned; each holds ``tile x m`` kernel values.
+    The Gram matrix is cut into ``rows x cols`` tiles (default :data:`SUM_TILE`, small
+    enough to stay in cache); a scan over column tiles inside a map over row tiles
+    accumulates their sums, so memory stays at one tile whatever ``n`` and ``m``.
+
+    With ``y=None`` the sum is over ``k(x_i, x_j)`` and uses the symmetry: each row
+    tile visits only the next half of the column tiles (cyclically), with weight 2
+    off the diagonal, which halves the work.
+
+    Args:
+        x: ``(n, d)``; y: ``(m, d)``, or ``None`` for ``y = x``.
+        kernel, lengthscale: as for :func:`gram`.
+        tile: rows, or ``(rows, cols)``, of a tile (static); square with ``y=None``.
 
     Example:
         >>> import jax.numpy as jnp
         >>> x = jnp.array([[0.0], [1.0], [2.0]])
-        >>> round(float(kernel_sum(x, x, "rbf", 1.0, tile=2)), 4)
+        >>> round(float(kernel_sum(x, x, "rbf", 1.0, tile=(2, 2))), 4)
+        5.6968
+        >>> round(float(kernel_sum(x, None, "rbf", 1.0, tile=1)), 4)
         5.6968
 
     References:
         Gretton et al., JMLR 13 (2012).
     """
     k = get_kernel(kernel)
+    if y is None:
+        return _kernel_sum_symmetric(x, k, lengthscale, tile)
     n, m = x.shape[0], y.shape[0]
-    rows = _tile_rows(n, m, tile)
-    xb, mb = _row_blocks(x, rows)
+    rows, cols = _tile_pair(n, m, tile)
+    dtype = jnp.result_type(x, y)
+    ell = jnp.asarray(lengthscale, dtype)
+    xb, mx = _row_blocks(x.astype(dtype) / ell, rows)
+    yb, my = _row_blocks(y.astype(dtype) / ell, cols)
+    profile = _PROFILES[k]
 
-    def body(acc, inp):
-        xi, mi = inp
-        t = _gram_tile(k, xi, y, lengthscale)
-        return acc + jnp.sum(jnp.where(mi[:, None], t, 0.0)), None
+    def per_row_tile(inp):
+        xi, wi = inp
 
-    acc, _ = lax.scan(body, jnp.zeros((), jnp.result_type(x, y)), (xb, mb))
-    return acc
+        def body(acc, inp_j):
+            yj, wj = inp_j
+            t = profile(sq_dist(xi, yj))
+            # padded rows and columns are masked out (fused into the reduction)
+            return acc + jnp.sum(jnp.where(wi[:, None] & wj[None, :], t, 0.0)), None
+
+        acc, _ = lax.scan(body, jnp.zeros((), dtype), (yb, my))
+        return acc
+
+    return jnp.sum(lax.map(per_row_tile, (xb, mx)))
+
+
+def _kernel_sum_symmetric(x, k, lengthscale, tile):
+    n = x.shape[0]
+    rows, _ = _tile_pair(n, n, tile)
+    dtype = x.dtype
+    xb, mx = _row_blocks(x / jnp.asarray(lengthscale, dtype), rows)
+    nb = xb.shape[0]
+    h = nb // 2
+    # block pairs (i, i + o mod nb), o = 0..h, cover every unordered pair once, except
+    # that for even nb the offset h is reached from both ends
+    offsets = np.arange(h + 1)
+    weights = np.where(offsets == 0, 1.0, 2.0)
+    if nb % 2 == 0 and h > 0:
+        weights[-1] = 1.0
+    profile = _PROFILES[k]
+
+    def per_row_tile(inp):
+        i, xi, wi = inp
+
+        def body(acc, inp_o):
+            o, wo = inp_o
+            j = (i + o) % nb
+            t = profile(sq_dist(xi, xb[j]))
+            s = jnp.sum(jnp.where(wi[:, None] & mx[j][None, :], t, 0.0))
+            return acc + wo * s, None
+
+        acc, _ = lax.scan(body, jnp.zeros((), dtype),
+                          (jnp.asarray(offsets), jnp.asarray(weights, dtype)))
+        return acc
+
+    return jnp.sum(lax.map(per_row_tile, (jnp.arange(nb), xb, mx)))

@@ -39,8 +39,8 @@ def _mmd2_impl(x, y, kernel, lengthscale, estimator, tile):
         terms = (kernel(x1, x2, lengthscale) + kernel(y1, y2, lengthscale)
                  - kernel(x1, y2, lengthscale) - kernel(x2, y1, lengthscale))
         return jnp.mean(terms)
-    sxx = kn.kernel_sum(x, x, kernel, lengthscale, tile=tile)
-    syy = kn.kernel_sum(y, y, kernel, lengthscale, tile=tile)
+    sxx = kn.kernel_sum(x, None, kernel, lengthscale, tile=tile)
+    syy = kn.kernel_sum(y, None, kernel, lengthscale, tile=tile)
     sxy = kn.kernel_sum(x, y, kernel, lengthscale, tile=tile)
     if estimator == "biased":
         return sxx / n**2 + syy / m**2 - 2.0 * sxy / (n * m)

@@ -79,3 +79,13 @@ def test_bad_inputs():
         kn.check_points(np.array([[np.nan]]), "x")
     with pytest.raises(ValueError, match="dimension 2"):
         kn.check_points(np.zeros((3, 1)), "y", dim=2)
+
+
+@pytest.mark.parametrize("n,tile", [(1, 1), (6, 2), (7, 2), (8, 2), (37, 5), (37, 64)])
+def test_symmetric_sum_covers_every_pair_once(n, tile):
+    # n / tile blocks: odd and even block counts (the even case halves one offset)
+    x = jnp.asarray(np.random.default_rng(n).normal(size=(n, 2)))
+    ref = float(jnp.sum(kn.gram(x, x, "imq", 0.7)))
+    np.testing.assert_allclose(kn.kernel_sum(x, None, "imq", 0.7, tile=tile), ref, rtol=1e-12)
+    np.testing.assert_allclose(kn.kernel_sum(x, x, "imq", 0.7, tile=(tile, 3)), ref,
+                               rtol=1e-12)
