@@ -43,9 +43,9 @@ from jaxcollapse import metrics as mt
 RULES = ("scott", "silverman", "cv")
 DEFAULT_CV_GRID = tuple(float(v) for v in np.geomspace(0.05, 2.0, 24))
 
-# Tile of the log-sum-exp evaluation: queries x points (2^18 elements = 2 MiB).
-Q_TILE = 256
-P_TILE = 1024
+# Tile of the log-sum-exp evaluation: queries x points (2^19 elements = 4 MiB in f64).
+Q_TILE = 128
+P_TILE = 4096
 
 
 class KDEParams(NamedTuple):
@@ -123,15 +123,16 @@ def _logpdf_tiled(points, logw, bandwidth, x, q_tile=Q_TILE, p_tile=P_TILE):
     zp = zp.reshape(npb, pt, d)
     low = jnp.finfo(zx.dtype).min
 
-    def per_query_block(zq):
-        qq = -0.5 * jnp.sum(zq * zq, -1)
+    def tile_exponent(zq, qq, zpi, ppi, lwi):
+        cross = jnp.matmul(zq, zpi.T, precision=lax.Precision.HIGHEST)
+        # -|zq - zp|^2 / 2 by the matrix-product form, clamped at 0 against round-off
+        return jnp.minimum(qq[:, None] + cross + ppi[None, :], 0.0) + lwi[None, :]
 
+    def stable_block(zq, qq):
+        """Online log-sum-exp (running maximum): exact even far in the tails."""
         def body(carry, inp):
             m, s = carry
-            zpi, ppi, lwi = inp
-            cross = jnp.matmul(zq, zpi.T, precision=lax.Precision.HIGHEST)
-            # -|zq - zp|^2 / 2 by the matrix-product form, clamped at 0 against round-off
-            a = jnp.minimum(qq[:, None] + cross + ppi[None, :], 0.0) + lwi[None, :]
+            a = tile_exponent(zq, qq, *inp)
             new_m = jnp.maximum(m, jnp.max(a, axis=1))
             s = s * jnp.exp(m - new_m) + jnp.sum(jnp.exp(a - new_m[:, None]), axis=1)
             return (new_m, s), None
@@ -139,6 +140,19 @@ def _logpdf_tiled(points, logw, bandwidth, x, q_tile=Q_TILE, p_tile=P_TILE):
         init = (jnp.full((qt,), low, zq.dtype), jnp.zeros((qt,), zq.dtype))
         (m, s), _ = lax.scan(body, init, (zp, pp, logw))
         return m + jnp.log(s)
+
+    # sums of exponents <= 0 are safe from overflow; below this the sum may have lost
+    # precision to underflow and the block is redone by the stable path
+    safe = jnp.sqrt(jnp.finfo(zx.dtype).tiny)
+
+    def per_query_block(zq):
+        qq = -0.5 * jnp.sum(zq * zq, -1)
+
+        def body(s, inp):
+            return s + jnp.sum(jnp.exp(tile_exponent(zq, qq, *inp)), axis=1), None
+
+        s, _ = lax.scan(body, jnp.zeros((qt,), zq.dtype), (zp, pp, logw))
+        return lax.cond(jnp.all(s > safe), lambda: jnp.log(s), lambda: stable_block(zq, qq))
 
     out = lax.map(per_query_block, zx).reshape(-1)[:nq]
     return out - log_norm
