@@ -68,14 +68,17 @@ def _chol(covs):
 
 
 def _component_log_prob(params: GMMParams, x):
-    """log N(x_i; mu_k, S_k), shape (n, K)."""
+    """log N(x_i; mu_k, S_k), shape (n, K), through the precision Cholesky factors as
+    scikit-learn (a (d x d) inverse per component, then one product for all points)."""
     d = x.shape[-1]
     chol = _chol(params.covs)  # (K, d, d)
-    diff = x[None, :, :] - params.means[:, None, :]  # (K, n, d)
-    z = solve_triangular(chol, jnp.swapaxes(diff, -1, -2), lower=True)  # (K, d, n)
-    logdet = jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), -1)  # (K,)
-    quad = jnp.sum(z * z, axis=-2)  # (K, n)
-    return (-0.5 * (d * math.log(2 * math.pi) + quad) - logdet[:, None]).T
+    eye = jnp.broadcast_to(jnp.eye(d, dtype=x.dtype), chol.shape)
+    prec_chol = jnp.swapaxes(solve_triangular(chol, eye, lower=True), -1, -2)  # (K, d, d)
+    logdet = jnp.sum(jnp.log(jnp.diagonal(prec_chol, axis1=-2, axis2=-1)), -1)  # (K,)
+    y = (jnp.einsum("nd,kde->kne", x, prec_chol)
+         - jnp.einsum("kd,kde->ke", params.means, prec_chol)[:, None, :])
+    quad = jnp.sum(y * y, axis=-1)  # (K, n)
+    return (-0.5 * (d * math.log(2 * math.pi) + quad) + logdet[:, None]).T
 
 
 def _weighted_log_prob(params, x):
