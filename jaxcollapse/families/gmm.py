@@ -67,47 +67,74 @@ def _chol(covs):
     return jnp.linalg.cholesky(covs)
 
 
-def _component_log_prob(params: GMMParams, x):
-    """log N(x_i; mu_k, S_k), shape (n, K), through the precision Cholesky factors as
-    scikit-learn (a (d x d) inverse per component, then one product for all points)."""
-    d = x.shape[-1]
-    chol = _chol(params.covs)  # (K, d, d)
-    eye = jnp.broadcast_to(jnp.eye(d, dtype=x.dtype), chol.shape)
-    prec_chol = jnp.swapaxes(solve_triangular(chol, eye, lower=True), -1, -2)  # (K, d, d)
-    logdet = jnp.sum(jnp.log(jnp.diagonal(prec_chol, axis1=-2, axis2=-1)), -1)  # (K,)
-    y = (jnp.einsum("nd,kde->kne", x, prec_chol)
-         - jnp.einsum("kd,kde->ke", params.means, prec_chol)[:, None, :])
-    quad = jnp.sum(y * y, axis=-1)  # (K, n)
-    return (-0.5 * (d * math.log(2 * math.pi) + quad) + logdet[:, None]).T
+# Up to this dimension the per-point algebra is unrolled over coordinates, so that
+# every array keeps the (long) point axis last: XLA vectorises those loops well, and
+# vmapped over chains it is much faster than small matrix products.
+_UNROLL_D = 8
 
 
-def _weighted_log_prob(params, x):
-    logw = jnp.log(jnp.maximum(params.weights, jnp.finfo(x.dtype).tiny))
-    return _component_log_prob(params, x) + logw
+def _prec_chol(covs):
+    """Upper-triangular ``P`` with ``P P^T = S^-1`` (scikit-learn's precisions_cholesky)."""
+    d = covs.shape[-1]
+    chol = _chol(covs)
+    eye = jnp.broadcast_to(jnp.eye(d, dtype=covs.dtype), chol.shape)
+    return jnp.swapaxes(solve_triangular(chol, eye, lower=True), -1, -2)
 
 
-def _e_step(params, x, w):
-    """(mean log-likelihood, log responsibilities (n, K))."""
-    wlp = _weighted_log_prob(params, x)
-    lse = jax.nn.logsumexp(wlp, axis=1)
-    mean_ll = jnp.sum(w * lse) / jnp.maximum(jnp.sum(w), 1.0)
-    return mean_ll, wlp - lse[:, None]
-
-
-def _m_step(x, resp, w, reg_covar, covariance_type):
-    """scikit-learn's ``_estimate_gaussian_parameters`` with sample weights ``w``."""
-    dtype = x.dtype
-    r = resp * w[:, None]
-    nk = jnp.sum(r, axis=0) + 10 * jnp.finfo(dtype).eps
-    means = (r.T @ x) / nk[:, None]
-    diff = x[None, :, :] - means[:, None, :]  # (K, n, d)
-    d = x.shape[-1]
-    eye = jnp.eye(d, dtype=dtype)
-    if covariance_type == "full":
-        covs = jnp.einsum("nk,kni,knj->kij", r, diff, diff) / nk[:, None, None]
-        covs = 0.5 * (covs + jnp.swapaxes(covs, -1, -2))
+def _component_log_prob(params: GMMParams, xt):
+    """log N(x_i; mu_k, S_k) for points as columns ``xt (d, n)``; shape ``(K, n)``."""
+    d = xt.shape[0]
+    pc = _prec_chol(params.covs)  # (K, d, d)
+    logdet = jnp.sum(jnp.log(jnp.diagonal(pc, axis1=-2, axis2=-1)), -1)  # (K,)
+    if d <= _UNROLL_D:
+        diff = [xt[i][None, :] - params.means[:, i][:, None] for i in range(d)]  # (K, n)
+        quad = 0.0
+        for e in range(d):  # P is upper triangular: y_e = sum_{i <= e} P_ie diff_i
+            y = sum(pc[:, i, e][:, None] * diff[i] for i in range(e + 1))
+            quad = quad + y * y
     else:
-        var = jnp.einsum("nk,kni->ki", r, diff * diff) / nk[:, None]
+        y = (jnp.einsum("dn,kde->ken", xt, pc)
+             - jnp.einsum("kd,kde->ke", params.means, pc)[:, :, None])
+        quad = jnp.sum(y * y, axis=1)
+    return -0.5 * (d * math.log(2 * math.pi) + quad) + logdet[:, None]
+
+
+def _weighted_log_prob(params, xt):
+    logw = jnp.log(jnp.maximum(params.weights, jnp.finfo(xt.dtype).tiny))
+    return _component_log_prob(params, xt) + logw[:, None]
+
+
+def _e_step(params, xt, w):
+    """(mean log-likelihood, log responsibilities ``(K, n)``) for ``xt (d, n)``."""
+    wlp = _weighted_log_prob(params, xt)
+    lse = jax.nn.logsumexp(wlp, axis=0)
+    mean_ll = jnp.sum(w * lse) / jnp.maximum(jnp.sum(w), 1.0)
+    return mean_ll, wlp - lse[None, :]
+
+
+def _m_step(xt, resp, w, reg_covar, covariance_type):
+    """scikit-learn's ``_estimate_gaussian_parameters`` with sample weights ``w``;
+    ``xt (d, n)``, ``resp (K, n)``."""
+    dtype = xt.dtype
+    d = xt.shape[0]
+    r = resp * w[None, :]
+    nk = jnp.sum(r, axis=1) + 10 * jnp.finfo(dtype).eps
+    means = (r @ xt.T) / nk[:, None]
+    eye = jnp.eye(d, dtype=dtype)
+    diff = xt[None, :, :] - means[:, :, None]  # (K, d, n)
+    if covariance_type == "full":
+        if d <= _UNROLL_D:
+            rd = [r * diff[:, i] for i in range(d)]
+            entries = [[None] * d for _ in range(d)]
+            for i in range(d):
+                for j in range(i, d):
+                    entries[i][j] = entries[j][i] = jnp.sum(rd[i] * diff[:, j], axis=1)
+            covs = jnp.stack([jnp.stack(row, -1) for row in entries], -2)
+        else:
+            covs = jnp.einsum("kn,kin,kjn->kij", r, diff, diff)
+        covs = covs / nk[:, None, None]
+    else:
+        var = jnp.sum(r[:, None, :] * diff * diff, axis=2) / nk[:, None]
         covs = var[:, :, None] * eye
     covs = covs + reg_covar * eye
     weights = nk / jnp.sum(nk)
@@ -162,12 +189,13 @@ def _kmeans_pp(key, x, w, k, n_lloyd):
 
 def _initial_params(key, x, w, fam):
     resp = _kmeans_pp(key, x, w, fam.n_components, fam.kmeans_iter)
-    return _m_step(x, resp, w, fam.reg_covar, fam.covariance_type)
+    return _m_step(x.T, resp.T, w, fam.reg_covar, fam.covariance_type)
 
 
 def _em(x, w, init, fam):
     """Bounded EM loop; returns an :class:`EMResult`."""
     dtype = x.dtype
+    xt = x.T
 
     def cond(state):
         _, _, n_iter, converged = state
@@ -175,8 +203,8 @@ def _em(x, w, init, fam):
 
     def body(state):
         params, lb, n_iter, _ = state
-        new_lb, log_resp = _e_step(params, x, w)
-        params = _m_step(x, jnp.exp(log_resp), w, fam.reg_covar, fam.covariance_type)
+        new_lb, log_resp = _e_step(params, xt, w)
+        params = _m_step(xt, jnp.exp(log_resp), w, fam.reg_covar, fam.covariance_type)
         converged = jnp.abs(new_lb - lb) < fam.tol
         return params, new_lb, n_iter + 1, converged
 
@@ -410,7 +438,7 @@ class GMM:
             >>> round(float(fam.log_prob(p, jnp.zeros((1, 1)))[0]), 5)
             -0.91894
         """
-        return jax.nn.logsumexp(_weighted_log_prob(params, jnp.asarray(x)), axis=1)
+        return jax.nn.logsumexp(_weighted_log_prob(params, jnp.asarray(x).T), axis=0)
 
     def responsibilities(self, params: GMMParams, x: jax.Array) -> jax.Array:
         """Posterior component probabilities ``(n, K)``.
@@ -422,7 +450,7 @@ class GMM:
             >>> fam.responsibilities(p, jnp.zeros((1, 1))).round(3).tolist()
             [[0.5, 0.5]]
         """
-        return jnp.exp(_e_step(params, jnp.asarray(x), jnp.ones(jnp.shape(x)[0]))[1])
+        return jnp.exp(_e_step(params, jnp.asarray(x).T, jnp.ones(jnp.shape(x)[0]))[1]).T
 
     def mean_log_likelihood(self, params: GMMParams, x: jax.Array,
                             weights: jax.Array | None = None) -> jax.Array:
@@ -437,7 +465,7 @@ class GMM:
         """
         x = jnp.asarray(x)
         w = jnp.ones(x.shape[0], x.dtype) if weights is None else jnp.asarray(weights)
-        return _e_step(params, x, w)[0]
+        return _e_step(params, x.T, w)[0]
 
     def n_parameters(self) -> int:
         """Free parameters: ``K d`` means, ``K - 1`` weights and the covariances."""
