@@ -82,8 +82,8 @@ def test_bad_inputs():
 
 
 @pytest.mark.parametrize("n,tile", [(1, 1), (6, 2), (7, 2), (8, 2), (37, 5), (37, 64)])
-def test_symmetric_sum_covers_every_pair_once(n, tile):
-    # n / tile blocks: odd and even block counts (the even case halves one offset)
+def test_sum_with_y_none_is_the_gram_sum(n, tile):
+    # y=None means y = x; tiles that do not divide n are padded and masked
     x = jnp.asarray(np.random.default_rng(n).normal(size=(n, 2)))
     ref = float(jnp.sum(kn.gram(x, x, "imq", 0.7)))
     np.testing.assert_allclose(kn.kernel_sum(x, None, "imq", 0.7, tile=tile), ref, rtol=1e-12)
