@@ -145,6 +145,9 @@ def get_kernel(kernel: str | Kernel) -> Kernel:
         Traceback (most recent call last):
         ...
         ValueError: kernel must be one of ['rbf', 'laplace', 'imq', 'matern32'] ...
+
+    References:
+        Gretton et al., JMLR 13 (2012).
     """
     if isinstance(kernel, str) and kernel in KERNELS:
         return KERNELS[kernel]
@@ -155,7 +158,18 @@ def get_kernel(kernel: str | Kernel) -> Kernel:
 
 
 def check_lengthscale(lengthscale, name: str = "lengthscale") -> None:
-    """Host-side check that a (concrete) lengthscale is finite and positive."""
+    """Host-side check that a (concrete) lengthscale is finite and positive.
+
+    Example:
+        >>> check_lengthscale(0.5)
+        >>> check_lengthscale(0.0)
+        Traceback (most recent call last):
+        ...
+        ValueError: lengthscale must be finite and > 0; got 0.0
+
+    References:
+        Gretton et al., JMLR 13 (2012).
+    """
     if isinstance(lengthscale, jax.core.Tracer):
         return
     a = np.asarray(lengthscale, dtype=float)
@@ -165,7 +179,15 @@ def check_lengthscale(lengthscale, name: str = "lengthscale") -> None:
 
 
 def check_points(x, name: str, dim: int | None = None) -> jax.Array:
-    """Host-side check of a point set: shape ``(n, d)`` (or ``(n,)`` for d = 1), finite."""
+    """Host-side check of a point set: shape ``(n, d)`` (or ``(n,)`` for d = 1), finite.
+
+    Example:
+        >>> check_points([1.0, 2.0], "x").shape
+        (2, 1)
+
+    References:
+        Gretton et al., JMLR 13 (2012).
+    """
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(jnp.result_type(float))
@@ -187,6 +209,9 @@ def sq_dist(x: jax.Array, y: jax.Array) -> jax.Array:
         >>> import jax.numpy as jnp
         >>> sq_dist(jnp.array([[0.0], [1.0]]), jnp.array([[3.0]])).tolist()
         [[9.0], [4.0]]
+
+    References:
+        Gretton et al., JMLR 13 (2012).
     """
     xx = jnp.sum(x * x, axis=-1)[:, None]
     yy = jnp.sum(y * y, axis=-1)[None, :]

@@ -58,6 +58,9 @@ def paper_params0(family: jc.GMM, separation: float = 4.0):
         >>> p = paper_params0(jc.GMM(2, 2))
         >>> p.means.tolist()
         [[-2.0, 0.0], [2.0, 0.0]]
+
+    References:
+        Shumailov et al., Nature 631 (2024).
     """
     k, d = family.n_components, family.dim
     centers = np.linspace(-0.5, 0.5, k) * separation * (k - 1) if k > 1 else np.zeros(1)

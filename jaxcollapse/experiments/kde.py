@@ -52,6 +52,9 @@ def bimodal_data(key: jax.Array, n: int, dim: int = 1, separation: float = 4.0):
         >>> import jax
         >>> bimodal_data(jax.random.key(0), 10, 2).shape
         (10, 2)
+
+    References:
+        Shumailov et al., Nature 631 (2024); THEORY.md section 6.
     """
     fam = jc.GMM(2, dim)
     means = np.zeros((2, dim))

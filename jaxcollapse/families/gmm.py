@@ -153,7 +153,6 @@ def _safe_covs(covs, means):
 
 def _kmeans_pp(key, x, w, k, n_lloyd):
     """k-means++ seeding (weighted D^2 sampling) then ``n_lloyd`` Lloyd steps."""
-    n = x.shape[0]
     keys = jax.random.split(key, k)
     logw = jnp.where(w > 0, jnp.log(jnp.where(w > 0, w, 1.0)), -jnp.inf)
     first = jax.random.categorical(keys[0], logw)
@@ -183,7 +182,6 @@ def _kmeans_pp(key, x, w, k, n_lloyd):
         return jnp.where(cnt[:, None] > 0, new, centers)
 
     centers = lax.fori_loop(0, n_lloyd, lloyd, centers)
-    del n
     return assign(centers)
 
 
@@ -218,18 +216,46 @@ def _em(x, w, init, fam):
 
 
 def l2(params: GMMParams, params0: GMMParams) -> jax.Array:
-    """Closed-form squared L2 distance ``int (p_n - p_0)^2`` (Shumailov's GMM metric)."""
+    """Closed-form squared L2 distance ``int (p_n - p_0)^2`` (Shumailov's GMM metric).
+
+    Example:
+        >>> p = GMM(1, 1).params([1.0], [[0.0]], [[[1.0]]])
+        >>> round(float(l2(p, p)), 6)
+        0.0
+
+    References:
+        Shumailov et al., Nature 631 (2024); THEORY.md section 6.
+    """
     return mt._l2_mixtures(*params, *params0)
 
 
 def mmd(params: GMMParams, params0: GMMParams) -> jax.Array:
-    """Closed-form MMD^2 to generation 0 under the RBF kernel, lengthscale 1."""
+    """Closed-form MMD^2 to generation 0 under the RBF kernel, lengthscale 1.
+
+    Example:
+        >>> p = GMM(1, 1).params([1.0], [[0.0]], [[[1.0]]])
+        >>> q = GMM(1, 1).params([1.0], [[1.0]], [[[1.0]]])
+        >>> round(float(mmd(p, q)), 6)
+        0.177268
+
+    References:
+        THEORY.md section 6.
+    """
     return mt._mmd2_mixtures(*params, *params0, 1.0)
 
 
 def spreads(params: GMMParams) -> jax.Array:
     """Per-component spread ``sqrt(tr(S_k)/d)``, components sorted by first mean
-    coordinate (so labels do not switch between generations); shape ``(K,)``."""
+    coordinate (so labels do not switch between generations); shape ``(K,)``.
+
+    Example:
+        >>> p = GMM(2, 1).params([0.5, 0.5], [[1.0], [-1.0]], [[[4.0]], [[1.0]]])
+        >>> spreads(p).tolist()
+        [1.0, 2.0]
+
+    References:
+        Shumailov et al., Nature 631 (2024), GMM experiment.
+    """
     d = params.means.shape[-1]
     order = jnp.argsort(params.means[:, 0])
     s = jnp.sqrt(jnp.trace(params.covs, axis1=-2, axis2=-1) / d)
@@ -316,11 +342,21 @@ class GMM:
     # -- validation ------------------------------------------------------------------
 
     def min_samples(self) -> int:
-        """EM needs at least K points."""
+        """EM needs at least K points.
+
+        Example:
+            >>> GMM(3, 2).min_samples()
+            3
+        """
         return self.n_components
 
     def check_data(self, data, name: str = "data") -> jax.Array:
-        """Validates a data array ``(n, d)`` (``(n,)`` for d = 1) with finite values."""
+        """Validates a data array ``(n, d)`` (``(n,)`` for d = 1) with finite values.
+
+        Example:
+            >>> GMM(2, 1).check_data([0.0, 1.0]).shape
+            (2, 1)
+        """
         x = jnp.asarray(data)
         if not jnp.issubdtype(x.dtype, jnp.floating):
             x = x.astype(jnp.result_type(float))
@@ -333,7 +369,13 @@ class GMM:
         return x
 
     def check_params(self, params) -> GMMParams:
-        """Validates shapes, weights on the simplex and positive-definite covariances."""
+        """Validates shapes, weights on the simplex and positive-definite covariances.
+
+        Example:
+            >>> p = GMMParams([1.0], [[0.0]], [[[1.0]]])
+            >>> GMM(1, 1).check_params(p).means.shape
+            (1, 1)
+        """
         if not isinstance(params, GMMParams):
             if isinstance(params, tuple) and len(params) == 3:
                 params = GMMParams(*params)
@@ -413,13 +455,30 @@ class GMM:
         return _em_jit(self, key, x, w, init)
 
     def fit(self, key, data: jax.Array, weights: jax.Array) -> GMMParams:
-        """The family contract: k-means++ start, then EM (``weights`` 0/1 masks)."""
+        """The family contract: k-means++ start, then EM (``weights`` 0/1 masks).
+
+        Example:
+            >>> import jax, jax.numpy as jnp
+            >>> x = jnp.concatenate([jnp.zeros((5, 1)) - 3, jnp.zeros((5, 1)) + 3])
+            >>> p = GMM(2, 1).fit(jax.random.key(0), x + 0.1 * jnp.arange(10)[:, None],
+            ...                   jnp.ones(10))
+            >>> sorted(round(float(w), 2) for w in p.weights)
+            [0.5, 0.5]
+        """
         w = weights.astype(data.dtype)
         init = _initial_params(key, data, w, self)
         return _em(data, w, init, self).params
 
     def sample(self, key, params: GMMParams, n: int) -> jax.Array:
-        """``n`` draws ``(n, d)``: a component by weight, then its Gaussian."""
+        """``n`` draws ``(n, d)``: a component by weight, then its Gaussian.
+
+        Example:
+            >>> import jax
+            >>> fam = GMM(1, 2)
+            >>> fam.sample(jax.random.key(0), fam.params([1.0], [[0.0, 0.0]], [[[1.0, 0.0],
+            ...            [0.0, 1.0]]]), 7).shape
+            (7, 2)
+        """
         k_c, k_z = jax.random.split(key)
         dtype = params.means.dtype
         logw = jnp.log(jnp.maximum(params.weights, jnp.finfo(dtype).tiny))
@@ -468,7 +527,12 @@ class GMM:
         return _e_step(params, x.T, w)[0]
 
     def n_parameters(self) -> int:
-        """Free parameters: ``K d`` means, ``K - 1`` weights and the covariances."""
+        """Free parameters: ``K d`` means, ``K - 1`` weights and the covariances.
+
+        Example:
+            >>> GMM(2, 2).n_parameters(), GMM(2, 2, "diag").n_parameters()
+            (11, 9)
+        """
         k, d = self.n_components, self.dim
         cov = k * d * (d + 1) // 2 if self.covariance_type == "full" else k * d
         return cov + k * d + k - 1
@@ -489,12 +553,23 @@ class GMM:
 
     def default_metrics(self):
         """``l2`` (closed form, to generation 0), ``mmd`` (RBF, lengthscale 1) and
-        ``spread_k`` per component (relative to generation 0's average spread)."""
+        ``spread_k`` per component (relative to generation 0's average spread).
+
+        Example:
+            >>> sorted(GMM(2, 2).default_metrics())
+            ['l2', 'mmd', 'spread_0', 'spread_1']
+        """
         return _metrics(self.n_components)
 
     def is_degenerate(self, params: GMMParams) -> jax.Array:
         """True where a component has collapsed: its variance is at the ``reg_covar``
-        floor (all its points equal), or its weight has vanished."""
+        floor (all its points equal), or its weight has vanished.
+
+        Example:
+            >>> fam = GMM(1, 1)
+            >>> bool(fam.is_degenerate(fam.params([1.0], [[0.0]], [[[1e-6]]])))
+            True
+        """
         diag = jnp.diagonal(params.covs, axis1=-2, axis2=-1)
         floor = 10.0 * self.reg_covar + 1e3 * jnp.finfo(diag.dtype).tiny
         collapsed = jnp.any(diag <= floor, axis=-1)

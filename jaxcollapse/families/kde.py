@@ -210,7 +210,18 @@ def _as_static_bandwidth(bw, dim):
 
 
 def data_var(params: KDEParams, params0: KDEParams) -> jax.Array:
-    """MLE variance of the stored data ``tr(S_n)/d`` over that of generation 0."""
+    """MLE variance of the stored data, ``tr(S_n) / tr(S_0)`` (THEORY.md section 6).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> kde = KDE(dim=1, bandwidth=1.0)
+        >>> p0, p1 = kde.params(jnp.array([0.0, 1.0])), kde.params(jnp.array([0.0, 2.0]))
+        >>> float(data_var(p1, p0))
+        4.0
+
+    References:
+        THEORY.md section 6.
+    """
     def mle_var(p):
         w = _normalise(p.weights.astype(p.points.dtype))
         mean = w @ p.points
@@ -220,12 +231,32 @@ def data_var(params: KDEParams, params0: KDEParams) -> jax.Array:
 
 
 def bandwidth_ratio(params: KDEParams, params0: KDEParams) -> jax.Array:
-    """``tr(H_n) / tr(H_0)``."""
+    """``tr(H_n) / tr(H_0)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> p = KDE(dim=1, bandwidth=1.0).params(jnp.array([0.0, 1.0]))
+        >>> float(bandwidth_ratio(p, p))
+        1.0
+
+    References:
+        Scott (1992); THEORY.md section 6.
+    """
     return jnp.trace(params.bandwidth) / jnp.trace(params0.bandwidth)
 
 
 def rkhs_to_0(params: KDEParams, params0: KDEParams) -> jax.Array:
-    """RKHS distance (RBF, lengthscale 1) between the data sets of generations n and 0."""
+    """RKHS distance (RBF, lengthscale 1) between the data sets of generations n and 0.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> p = KDE(dim=1, bandwidth=1.0).params(jnp.array([0.0, 1.0]))
+        >>> float(rkhs_to_0(p, p))
+        0.0
+
+    References:
+        Gretton et al., JMLR 13 (2012).
+    """
     return mt._rkhs_distance(params.points, params.weights.astype(params.points.dtype),
                              params0.points, params0.weights.astype(params0.points.dtype),
                              kn.rbf, 1.0)
@@ -292,11 +323,21 @@ class KDE:
     # -- validation (host side) --------------------------------------------------------
 
     def min_samples(self) -> int:
-        """Fewest data points a fit needs: d + 1 for the covariance-based rules."""
+        """Fewest data points a fit needs: d + 1 for the covariance-based rules.
+
+        Example:
+            >>> KDE(dim=2).min_samples(), KDE(dim=2, bandwidth=0.5).min_samples()
+            (3, 1)
+        """
         return self.dim + 1 if isinstance(self.bandwidth, str) else 1
 
     def check_data(self, data, name: str = "data") -> jax.Array:
-        """Validates a data array ``(n, d)`` (``(n,)`` for d = 1): finite values."""
+        """Validates a data array ``(n, d)`` (``(n,)`` for d = 1): finite values.
+
+        Example:
+            >>> KDE(dim=1).check_data([0.0, 1.0]).shape
+            (2, 1)
+        """
         x = jnp.asarray(data)
         if not jnp.issubdtype(x.dtype, jnp.floating):
             x = x.astype(jnp.result_type(float))
@@ -320,7 +361,14 @@ class KDE:
         return w
 
     def check_params(self, params) -> KDEParams:
-        """Validates ``params`` (shapes, finite data, positive-definite bandwidth)."""
+        """Validates ``params`` (shapes, finite data, positive-definite bandwidth).
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> p = KDEParams(jnp.zeros((2, 1)), jnp.ones(2), jnp.eye(1))
+            >>> KDE(dim=1).check_params(p).bandwidth.shape
+            (1, 1)
+        """
         if not isinstance(params, KDEParams):
             if isinstance(params, tuple) and len(params) == 3:
                 params = KDEParams(*params)
@@ -366,13 +414,21 @@ class KDE:
             w = jnp.pad(w, (0, size - w.shape[0]))
         return _fit_jit(self, x, w)
 
-    def check_queries(self, x, name: str = "x") -> jax.Array:
-        return self.check_data(x, name)
-
     # -- the family contract -------------------------------------------------------------
 
     def select_bandwidth(self, data: jax.Array, weights: jax.Array) -> jax.Array:
-        """The kernel covariance ``H (d, d)`` the rule gives for weighted ``data``."""
+        """The kernel covariance ``H (d, d)`` the rule gives for weighted ``data``.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> x = jnp.array([[0.0], [1.0], [2.0]])
+            >>> h = KDE(dim=1, bandwidth="scott").select_bandwidth(x, jnp.ones(3))
+            >>> round(float(h[0, 0]), 6)  # 3^(-2/5) * 1.0
+            0.644394
+
+        References:
+            scipy.stats.gaussian_kde; Scott (1992); Silverman (1986).
+        """
         d = self.dim
         dtype = data.dtype
         bw = self.bandwidth
@@ -393,13 +449,28 @@ class KDE:
         return cov * best * best
 
     def fit(self, key, data: jax.Array, weights: jax.Array) -> KDEParams:
-        """Stores ``data`` and ``weights`` with the rule's bandwidth (``key`` unused)."""
+        """Stores ``data`` and ``weights`` with the rule's bandwidth (``key`` unused).
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> p = KDE(dim=1, bandwidth=0.5).fit(None, jnp.zeros((4, 1)), jnp.ones(4))
+            >>> p.points.shape, p.bandwidth.tolist()
+            ((4, 1), [[0.25]])
+        """
         del key  # the fit is deterministic
         w = weights.astype(data.dtype)
         return KDEParams(data, w, self.select_bandwidth(data, w))
 
     def sample(self, key, params: KDEParams, n: int) -> jax.Array:
-        """``n`` draws ``(n, d)``: a point by weight (inverse CDF) plus ``N(0, H)``."""
+        """``n`` draws ``(n, d)``: a point by weight (inverse CDF) plus ``N(0, H)``.
+
+        Example:
+            >>> import jax, jax.numpy as jnp
+            >>> kde = KDE(dim=1, bandwidth=0.1)
+            >>> x = kde.sample(jax.random.key(0), kde.params(jnp.array([5.0])), 100)
+            >>> bool(jnp.all(jnp.abs(x - 5.0) < 1.0))
+            True
+        """
         k_idx, k_noise = jax.random.split(key)
         dtype = params.points.dtype
         cdf = jnp.cumsum(params.weights.astype(dtype))
@@ -433,11 +504,23 @@ class KDE:
 
     def default_metrics(self):
         """``data_var`` (s_n^2 / s_0^2), ``bandwidth_ratio``, ``rkhs_to_0`` and
-        ``rkhs_successive`` (RBF, lengthscale 1)."""
+        ``rkhs_successive`` (RBF, lengthscale 1).
+
+        Example:
+            >>> sorted(KDE().default_metrics())
+            ['bandwidth_ratio', 'data_var', 'rkhs_successive', 'rkhs_to_0']
+        """
         return _METRICS
 
     def is_degenerate(self, params: KDEParams) -> jax.Array:
-        """True where the bandwidth has collapsed to (near) zero or is not finite."""
+        """True where the bandwidth has collapsed to (near) zero or is not finite.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> kde = KDE(dim=1)
+            >>> bool(kde.is_degenerate(kde.fit(None, jnp.ones((5, 1)), jnp.ones(5))))
+            True
+        """
         h = params.bandwidth
         scale = jnp.finfo(h.dtype).eps * 1e3
         return (jnp.any(jnp.diagonal(h) <= scale * jnp.maximum(

@@ -38,6 +38,9 @@ def rule_factor_sq(m: int, dim: int = 1, rule: str = "scott") -> float:
     Example:
         >>> round(rule_factor_sq(100, 1, "scott"), 6)
         0.158489
+
+    References:
+        Scott (1992); Silverman (1986); THEORY.md section 6.
     """
     m = _check_m(m)
     if rule == "scott":
@@ -107,6 +110,9 @@ def fixed_point_var(m: int, h) -> np.ndarray:
     Example:
         >>> float(fixed_point_var(10, 1.0))
         9.0
+
+    References:
+        Scott (1992); Silverman (1986); THEORY.md section 6.
     """
     m = _check_m(m)
     return (m - 1) * np.asarray(h, dtype=float) ** 2
@@ -118,6 +124,9 @@ def one_step_var(s_sq, m: int, h_sq) -> np.ndarray:
     Example:
         >>> float(one_step_var(1.0, 10, 1.0))
         1.8
+
+    References:
+        Scott (1992); Silverman (1986); THEORY.md section 6.
     """
     m = _check_m(m)
     return (1.0 - 1.0 / m) * (np.asarray(s_sq, dtype=float) + np.asarray(h_sq, dtype=float))
