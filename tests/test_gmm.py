@@ -151,3 +151,23 @@ def test_recursion_collapses_like_the_paper():
     l2 = np.asarray(res.metrics["l2"])
     assert np.median(l2[:, -1]) > 2 * np.median(l2[:, 1])
     assert np.all(np.isfinite(l2)) and np.all(np.isfinite(np.asarray(res.metrics["mmd"])))
+
+
+def test_cli_run_gmm(tmp_path, capsys):
+    from jaxcollapse import cli, io
+
+    out = tmp_path / "gmm"
+    rc = cli.main(["run", "gmm", "--chains", "2", "--generations", "3", "--samples", "40",
+                   "--max-iter", "5", "--snapshots", "0", "2", "--out", str(out),
+                   "--no-progress"])
+    assert rc == 0
+    summary = io.load_json(out / "summary.json")
+    assert [r["generation"] for r in summary["table"]] == [0, 2, 3]
+    assert summary["table"][0]["l2_median"] == 0.0
+    arrays = np.load(out / "arrays.npz")
+    assert arrays["metric_l2"].shape == (2, 4)
+    assert arrays["snapshot_3_means"].shape == (2, 2, 2)
+    assert "GMM collapse" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        cli.main(["run", "gmm", "--reg-covar", "-1", "--out", str(out)])
+    assert e.value.code == 2

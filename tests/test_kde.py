@@ -147,3 +147,20 @@ def test_bad_inputs():
         jc.KDE(dim=1, bandwidth="cv", cv_grid=(0.5, -1.0))
     with pytest.raises(ValueError, match="params0.bandwidth must be finite and positive"):
         fam.check_params(jc.KDEParams(p.points, p.weights, -p.bandwidth))
+
+
+def test_cli_run_kde(tmp_path, capsys):
+    from jaxcollapse import cli, io
+
+    out = tmp_path / "kde"
+    rc = cli.main(["run", "kde", "--chains", "8", "--generations", "4", "--samples", "16",
+                   "--bandwidth", "0.3", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    table = io.load_json(out / "summary.json")["table"]
+    assert table[0]["var_mean"] == pytest.approx(1.0) and table[-1]["theory_var"] is not None
+    assert np.load(out / "arrays.npz")["metric_data_var"].shape == (8, 5)
+    assert "KDE recursion" in capsys.readouterr().out
+    for bad in (["--bandwidth", "-1"], ["--bandwidth", "plugin"]):
+        with pytest.raises(SystemExit) as e:
+            cli.main(["run", "kde", *bad, "--out", str(out)])
+        assert e.value.code == 2
