@@ -1,10 +1,11 @@
-"""Timing helpers shared by the benchmark scripts (not collected by pytest)."""
+"""Shared helpers for the benchmark scripts (timing, tables, JSON output)."""
 
 from __future__ import annotations
 
+import datetime
 import json
+import os
 import platform
-import resource
 import statistics
 import time
 from pathlib import Path
@@ -14,79 +15,55 @@ import jax
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def block(out):
-    """Blocks until every array in ``out`` is ready."""
-    return jax.block_until_ready(out)
+def block(x):
+    return jax.block_until_ready(x)
 
 
-def _cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
-def time_jax(fn, *args, repeats: int = 3):
-    """(first-call seconds minus steady median = compile estimate, steady median, output).
-
-    The median process CPU time of the steady calls is kept in :data:`LAST_CPU`.
-    """
-    global LAST_CPU
+def time_call(fn, repeats=5, warmup=True):
+    """Returns (first_call_seconds, median_steady_seconds). The first call includes
+    compilation; compile time is reported as first - median."""
     t0 = time.perf_counter()
-    out = block(fn(*args))
+    block(fn())
     first = time.perf_counter() - t0
-    times, cpus = [], []
+    times = []
     for _ in range(repeats):
-        t0, c0 = time.perf_counter(), _cpu()
-        out = block(fn(*args))
+        t0 = time.perf_counter()
+        block(fn())
         times.append(time.perf_counter() - t0)
-        cpus.append(_cpu() - c0)
-    med = statistics.median(times)
-    LAST_CPU = statistics.median(cpus)
-    return max(first - med, 0.0), med, out
+    return first, statistics.median(times)
 
 
-def time_host(fn, *args, repeats: int = 1):
-    """Median seconds of a host (numpy/scipy/sklearn) call, and its output; the median
-    process CPU time is kept in :data:`LAST_CPU`."""
-    global LAST_CPU
-    times, cpus, out = [], [], None
+def time_host(fn, repeats=3):
+    times = []
     for _ in range(repeats):
-        t0, c0 = time.perf_counter(), _cpu()
-        out = fn(*args)
+        t0 = time.perf_counter()
+        fn()
         times.append(time.perf_counter() - t0)
-        cpus.append(_cpu() - c0)
-    LAST_CPU = statistics.median(cpus)
-    return statistics.median(times), out
+    return statistics.median(times)
 
 
-LAST_CPU = 0.0
+def machine():
+    dev = jax.devices()[0]
+    return dict(platform=platform.platform(), processor=platform.processor(),
+                cpus=os.cpu_count(), backend=jax.default_backend(),
+                device=getattr(dev, "device_kind", str(dev)), jax=jax.__version__,
+                python=platform.python_version(),
+                date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
 
 
-def environment() -> dict:
-    import os
-
-    return dict(jax=jax.__version__, backend=jax.default_backend(),
-                devices=[str(d) for d in jax.devices()], cpus=os.cpu_count(),
-                load_average=os.getloadavg(), python=platform.python_version(),
-                x64=bool(jax.config.jax_enable_x64))
-
-
-def report(name: str, rows: list[dict], extra: dict | None = None) -> None:
-    """Prints a table and writes JSON. ``speedup`` = reference wall seconds / ours;
-    ``cpu_speedup`` = the same in process CPU seconds, which a machine shared with
-    other jobs distorts less (the load average is recorded too)."""
-    head = (f"{'method':<44} {'compile s':>9} {'steady s':>9} {'cpu s':>8} {'speed-up':>9} "
-            f"{'cpu sp-up':>9} {'max rel err':>11}")
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        comp = "-" if r.get("compile_s") is None else f"{r['compile_s']:.3f}"
-        err = "-" if r.get("max_rel_err") is None else f"{r['max_rel_err']:.2e}"
-        ratio = "-" if r.get("speedup") is None else f"{r['speedup']:.1f}x"
-        cratio = "-" if r.get("cpu_speedup") is None else f"{r['cpu_speedup']:.1f}x"
-        print(f"{r['method']:<44} {comp:>9} {r['steady_s']:>9.3f} {r.get('cpu_s', 0):>8.2f} "
-              f"{ratio:>9} {cratio:>9} {err:>11}")
+def write(name, payload):
     RESULTS.mkdir(parents=True, exist_ok=True)
-    payload = dict(benchmark=name, environment=environment(), rows=rows, **(extra or {}))
     path = RESULTS / f"{name}.json"
+    payload = dict(payload, machine=machine())
     path.write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {path}")
+    return path
+
+
+def table(rows, columns):
+    widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns]
+    line = " | ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
+    out = [line, "-+-".join("-" * w for w in widths)]
+    for r in rows:
+        out.append(" | ".join(str(r.get(c, "")).ljust(w)
+                              for c, w in zip(columns, widths, strict=True)))
+    return "\n".join(out)

@@ -20,10 +20,10 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-import _common  # noqa: E402
+import _wallcpu  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from _common import report, time_host, time_jax  # noqa: E402
+from _wallcpu import report, time_host, time_jax  # noqa: E402
 
 import jaxcollapse as jc  # noqa: E402
 
@@ -42,7 +42,7 @@ def main() -> None:
     fit_all = jax.jit(jax.vmap(lambda k, x: fam.fit(k, x, w)))
     fit_keys = jax.random.split(jax.random.key(1), n_sets)
     comp, steady, params = time_jax(fit_all, fit_keys, xs)
-    cpu = _common.LAST_CPU
+    cpu = _wallcpu.LAST_CPU
     ll_ours = np.asarray(jax.vmap(fam.mean_log_likelihood)(params, xs))
 
     from sklearn.exceptions import ConvergenceWarning
@@ -65,7 +65,7 @@ def main() -> None:
         return np.array(out)
 
     t_sk, ll_sk = time_host(sklearn_all)
-    cpu_sk = _common.LAST_CPU
+    cpu_sk = _wallcpu.LAST_CPU
     diff = np.abs(ll_ours - ll_sk)
     rows = [dict(method=f"jaxcollapse GMM.fit, vmapped over {n_sets} sets", compile_s=comp,
                  steady_s=steady, cpu_s=cpu, speedup=None, max_rel_err=None),

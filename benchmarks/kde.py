@@ -21,10 +21,10 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-import _common  # noqa: E402
+import _wallcpu  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from _common import report, time_host, time_jax  # noqa: E402
+from _wallcpu import report, time_host, time_jax  # noqa: E402
 
 import jaxcollapse as jc  # noqa: E402
 
@@ -86,12 +86,12 @@ def main() -> None:
     fam = jc.KDE(dim=2, bandwidth="scott")
     p = fam.params(x)
     comp, steady, ours = time_jax(lambda pp, qq: fam.log_prob(pp, qq), p, q)
-    cpu = _common.LAST_CPU
+    cpu = _wallcpu.LAST_CPU
     ours = np.asarray(ours)
 
     ref = ss.gaussian_kde(x.T, bw_method="scott")
     t_scipy, lp_scipy = time_host(ref.logpdf, q.T)
-    cpu_scipy = _common.LAST_CPU
+    cpu_scipy = _wallcpu.LAST_CPU
 
     def rel(a, how=np.max):
         return float(how(np.abs(np.asarray(a) - lp_scipy) / np.abs(lp_scipy)))
@@ -113,7 +113,7 @@ def main() -> None:
                                 for i in range(0, qq.shape[0], chunk)])
 
     comp_j, t_j, lp_j = time_jax(jax_scipy, jk, qj, repeats=2)
-    cpu_j = _common.LAST_CPU
+    cpu_j = _wallcpu.LAST_CPU
     rows.append(dict(method=f"jax.scipy gaussian_kde (chunks of {chunk})", compile_s=comp_j,
                      steady_s=t_j, cpu_s=cpu_j, speedup=t_j / steady, cpu_speedup=cpu_j / cpu,
                      max_rel_err=rel(lp_j)))
@@ -124,7 +124,7 @@ def main() -> None:
     zq = np.linalg.solve(chol, q.T).T
     kd = KernelDensity(kernel="gaussian", bandwidth=1.0).fit(zx)
     t_sk, lp_sk = time_host(lambda: kd.score_samples(zq) - np.sum(np.log(np.diag(chol))))
-    cpu_sk = _common.LAST_CPU
+    cpu_sk = _wallcpu.LAST_CPU
     rows.append(dict(method="sklearn KernelDensity (whitened, tree)", compile_s=None,
                      steady_s=t_sk, cpu_s=cpu_sk, speedup=t_sk / steady,
                      cpu_speedup=cpu_sk / cpu, max_rel_err=rel(lp_sk),

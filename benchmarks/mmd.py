@@ -15,9 +15,9 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-import _common  # noqa: E402
+import _wallcpu  # noqa: E402
 import numpy as np  # noqa: E402
-from _common import report, time_host, time_jax  # noqa: E402
+from _wallcpu import report, time_host, time_jax  # noqa: E402
 
 import jaxcollapse as jc  # noqa: E402
 
@@ -46,9 +46,9 @@ def main() -> None:
     y = rng.normal(size=(n, 2)) * [1.0, 1.2] + [0.1, 0.0]
     ell = float(jc.metrics.median_heuristic(x, y))
     comp, steady, ours = time_jax(lambda a, b: jc.metrics.mmd2(a, b, "rbf", ell), x, y)
-    cpu = _common.LAST_CPU
+    cpu = _wallcpu.LAST_CPU
     t_np, ref = time_host(numpy_mmd2_unbiased, x, y, ell)
-    cpu_np = _common.LAST_CPU
+    cpu_np = _wallcpu.LAST_CPU
     err = abs(float(ours) - ref) / abs(ref)
     rows = [dict(method="jaxcollapse metrics.mmd2 (unbiased)", compile_s=comp,
                  steady_s=steady, cpu_s=cpu, speedup=None, max_rel_err=err),
