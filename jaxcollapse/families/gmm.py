@@ -104,12 +104,16 @@ def _weighted_log_prob(params, xt):
     return _component_log_prob(params, xt) + logw[:, None]
 
 
-def _e_step(params, xt, w):
-    """(mean log-likelihood, log responsibilities ``(K, n)``) for ``xt (d, n)``."""
+def _e_step_resp(params, xt, w):
+    """The E-step for ``xt (d, n)``: (mean log-likelihood, responsibilities ``(K, n)``),
+    with one exponential per point and component shared by both."""
     wlp = _weighted_log_prob(params, xt)
-    lse = jax.nn.logsumexp(wlp, axis=0)
+    m = jnp.max(wlp, axis=0)
+    e = jnp.exp(wlp - m[None, :])
+    total = jnp.sum(e, axis=0)
+    lse = m + jnp.log(total)
     mean_ll = jnp.sum(w * lse) / jnp.maximum(jnp.sum(w), 1.0)
-    return mean_ll, wlp - lse[None, :]
+    return mean_ll, e / total[None, :]
 
 
 def _m_step(xt, resp, w, reg_covar, covariance_type):
@@ -201,8 +205,8 @@ def _em(x, w, init, fam):
 
     def body(state):
         params, lb, n_iter, _ = state
-        new_lb, log_resp = _e_step(params, xt, w)
-        params = _m_step(xt, jnp.exp(log_resp), w, fam.reg_covar, fam.covariance_type)
+        new_lb, resp = _e_step_resp(params, xt, w)
+        params = _m_step(xt, resp, w, fam.reg_covar, fam.covariance_type)
         converged = jnp.abs(new_lb - lb) < fam.tol
         return params, new_lb, n_iter + 1, converged
 
@@ -509,7 +513,7 @@ class GMM:
             >>> fam.responsibilities(p, jnp.zeros((1, 1))).round(3).tolist()
             [[0.5, 0.5]]
         """
-        return jnp.exp(_e_step(params, jnp.asarray(x).T, jnp.ones(jnp.shape(x)[0]))[1]).T
+        return _e_step_resp(params, jnp.asarray(x).T, jnp.ones(jnp.shape(x)[0]))[1].T
 
     def mean_log_likelihood(self, params: GMMParams, x: jax.Array,
                             weights: jax.Array | None = None) -> jax.Array:
@@ -524,7 +528,7 @@ class GMM:
         """
         x = jnp.asarray(x)
         w = jnp.ones(x.shape[0], x.dtype) if weights is None else jnp.asarray(weights)
-        return _e_step(params, x.T, w)[0]
+        return _e_step_resp(params, x.T, w)[0]
 
     def n_parameters(self) -> int:
         """Free parameters: ``K d`` means, ``K - 1`` weights and the covariances.
