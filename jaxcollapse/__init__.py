@@ -1,6 +1,7 @@
 """jaxcollapse: model collapse under recursive training, in JAX."""
 
 from jaxcollapse import random, regimes, theory
+from jaxcollapse.decompose import decompose
 from jaxcollapse.families import FAMILIES, Gaussian, GaussianParams
 from jaxcollapse.families.base import successive, with_key
 from jaxcollapse.families.gmm import GMM, GMMParams  # noqa: F401
@@ -17,6 +18,7 @@ __all__ = [
     "SimulationResult",
     "accumulate",
     "accumulate_subsample",
+    "decompose",
     "mix",
     "random",
     "regimes",

@@ -24,6 +24,9 @@ from collections.abc import Sequence
 # name -> module implementing the runner (imported lazily so --help stays fast).
 RUNNERS: dict[str, str] = {
     "gaussian": "jaxcollapse.experiments.gaussian",
+    "categorical": "jaxcollapse.experiments.categorical",
+    "regression": "jaxcollapse.experiments.regression",
+    "decompose": "jaxcollapse.experiments.decompose",
     "gmm": "jaxcollapse.experiments.gmm",
     "kde": "jaxcollapse.experiments.kde",
 }

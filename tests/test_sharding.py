@@ -29,20 +29,19 @@ SCRIPT = textwrap.dedent("""
         fam = jc.Gaussian(dim=2, method=method)
         p0 = fam.params(cov=[[1.0, 0.3], [0.3, 2.0]])
         human = fam.sample(jax.random.key(3), p0, 100)
-        if True:
-            one = jc.simulate(jax.random.key(0), fam, p0, regime=regime, human_data=human,
-                              devices=1, **kw)
-            for many in (
-                jc.simulate(jax.random.key(0), fam, p0, regime=regime, human_data=human, **kw),
-                jc.simulate(jax.random.key(0), fam, p0, regime=regime, human_data=human,
-                            devices=3, chunk_size=5, **kw),
-            ):
-                if regime == "accumulate":
-                    # the pooled sums may be associated differently by the compiler
-                    np.testing.assert_allclose(one.params.cov, many.params.cov, rtol=1e-12)
-                else:
-                    np.testing.assert_array_equal(one.params.cov, many.params.cov)
-                    np.testing.assert_array_equal(one.metrics["w2sq"], many.metrics["w2sq"])
+        one = jc.simulate(jax.random.key(0), fam, p0, regime=regime, human_data=human,
+                          devices=1, **kw)
+        for many in (
+            jc.simulate(jax.random.key(0), fam, p0, regime=regime, human_data=human, **kw),
+            jc.simulate(jax.random.key(0), fam, p0, regime=regime, human_data=human,
+                        devices=3, chunk_size=5, **kw),
+        ):
+            if regime == "accumulate":
+                # the pooled sums may be associated differently by the compiler
+                np.testing.assert_allclose(one.params.cov, many.params.cov, rtol=1e-12)
+            else:
+                np.testing.assert_array_equal(one.params.cov, many.params.cov)
+                np.testing.assert_array_equal(one.metrics["w2sq"], many.metrics["w2sq"])
     mesh = jax.make_mesh((8,), ("chains",))
     fam = jc.Gaussian(dim=1, method="exact")
     a = jc.simulate(jax.random.key(1), fam, fam.params(), mesh=mesh, **kw)

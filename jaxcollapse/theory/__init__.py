@@ -1,5 +1,5 @@
 """Closed-form theory, one module per model class (see ``../shared/THEORY.md``)."""
 
-from jaxcollapse.theory import gaussian, kde
+from jaxcollapse.theory import discrete, gaussian, kde, regression
 
-__all__ = ["gaussian", "kde"]
+__all__ = ["discrete", "gaussian", "kde", "regression"]

@@ -409,3 +409,19 @@ def kl(mean1, cov1, mean2, cov2):
     out = 0.5 * (tr + quad - d + jnp.sum(jnp.log(w), axis=-1) - _logdet_psd(cov1))
     big = jnp.finfo(out.dtype).max
     return jnp.clip(out, 0.0, big)
+
+
+def w2sq_mean_mv_approx(n, M, d, sigma0_sq=1.0):
+    """Small-(n/M) approximation of E[W2^2] for N(0, s_0^2 I_d), unbiased covariance:
+    n d s_0^2 / M + n d (d + 1) s_0^2 / (4 (M - 1)).
+
+    The mean term is exact; the covariance term uses W2^2 ~ |S_n - S_0|_F^2 / (4 s_0^2)
+    for S_n near S_0 and E|S_n - S_0|_F^2 ~ n d (d + 1) s_0^4 / (M - 1). In one
+    dimension it is the (3/2) n s_0^2 / M of THEORY.md section 2.
+
+    Example:
+        >>> round(float(w2sq_mean_mv_approx(10, 1000, 1)), 5)
+        0.015
+    """
+    n, M = _float(n), _float(M)
+    return _float(sigma0_sq) * (n * d / M + n * d * (d + 1) / (4.0 * (M - 1.0)))

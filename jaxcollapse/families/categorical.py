@@ -1,0 +1,756 @@
+"""Categorical distributions: Wright–Fisher drift and lost tails.
+
+A :class:`Categorical` over ``K`` categories has parameters
+``CategoricalParams(probs)`` (shape ``(K,)``) and data that are integer category
+indices (shape ``(n,)``). Fitting takes (weighted) empirical frequencies, so the
+recursion ``p_{n+1} = counts(M draws from p_n) / M`` is the neutral Wright–Fisher
+model: a category whose count hits zero is lost for good.
+
+Because the fit only needs the count vector, the family is *exact*: ``simulate``
+draws the count vector directly with :func:`multinomial` (a binary tree of
+conditional binomials, O(K) work and no samples materialised). For very many
+categories use :func:`wright_fisher`, which additionally exploits that lost
+categories never return: it compacts the live support as it shrinks.
+
+Lost categories and KL. ``KL(p0 || p_n)`` is infinite as soon as one category is
+lost. The ``kl`` metric reports the KL divergence from ``p0`` *conditioned on the
+surviving support* ``S`` of ``p_n`` (``p0`` restricted to ``S`` and renormalised)
+to ``p_n``; the mass that conditioning removes is the ``lost_mass`` metric. Both
+together describe the distance: ``kl`` measures distortion of what survives,
+``lost_mass`` what is gone.
+
+References:
+    Shumailov et al., Nature 631 (2024) (discrete case); Dohmatob et al., A Tale
+    of Tails, ICML 2024 (Zipf tails); Kachitvichyanukul & Schmeiser (1988) and
+    Hormann (1993) (binomial sampling, BTRS). THEORY.md section 4.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxcollapse._progress import Progress
+
+__all__ = [
+    "Categorical",
+    "CategoricalParams",
+    "WrightFisherResult",
+    "binomial",
+    "entropy",
+    "heterozygosity",
+    "kl_surviving",
+    "lost_mass",
+    "multinomial",
+    "survivors",
+    "tail_rank",
+    "total_variation",
+    "uniform",
+    "wright_fisher",
+    "zipf",
+]
+
+# Mean n*q below which a binomial is drawn by CDF inversion (few steps); above it
+# the BTRS rejection sampler is valid and needs about 1.1 tries on average.
+_SMALL_MEAN = 10.0
+METHODS = ("exact", "samples")
+# Tolerance on sum(probs) == 1 in check_params (covers float32 normalisation of
+# 10^5 categories).
+SUM_TOL = 1e-4
+
+
+class CategoricalParams(NamedTuple):
+    """Parameters of a categorical distribution.
+
+    Attributes:
+        probs: category probabilities, shape ``(K,)``, non-negative, summing to 1.
+    """
+
+    probs: jax.Array
+
+
+# --------------------------------------------------------------------------------------
+# Exact binomial and multinomial samplers.
+# --------------------------------------------------------------------------------------
+
+_STIRLING_TABLE = (0.08106146679532726, 0.04134069595540929, 0.02767792568499834,
+                   0.02079067210376509, 0.01664469118982119, 0.01387612882307075,
+                   0.01189670994589177, 0.01041126526197209, 0.009255462182712733,
+                   0.008330563433362871)
+
+
+def _stirling_tail(k: jax.Array) -> jax.Array:
+    # log k! - [(k + 1/2) log(k + 1) - (k + 1) + log(2 pi)/2]: exact below 10.
+    k1 = k + 1.0
+    kk = k1 * k1
+    approx = (1.0 / 12 - (1.0 / 360 - 1.0 / 1260 / kk) / kk) / k1
+    table = jnp.asarray(_STIRLING_TABLE, dtype=k.dtype)
+    return jnp.where(k < 10, table[jnp.clip(k, 0, 9).astype(jnp.int32)], approx)
+
+
+def _btrs_constants(n, q):
+    spq = jnp.sqrt(n * q * (1 - q))
+    b = 1.15 + 2.53 * spq
+    a = -0.0873 + 0.0248 * b + 0.01 * q
+    c = n * q + 0.5
+    vr = 0.92 - 4.2 / b
+    r = q / (1 - q)
+    alpha = (2.83 + 5.1 / b) * spq
+    m = jnp.floor((n + 1) * q)
+    lpm = ((m + 0.5) * jnp.log((m + 1) / (r * (n - m + 1)))
+           + _stirling_tail(m) + _stirling_tail(n - m))
+    return n, b, a, c, vr, r, alpha, m, lpm
+
+
+def _btrs_try(u, v, n, b, a, c, vr, r, alpha, m, lpm):
+    # One proposal of Hormann's transformed rejection with squeeze (BTRS).
+    u = u - 0.5
+    us = 0.5 - jnp.abs(u)
+    k = jnp.floor((2 * a / us + b) * u + c)
+    quick = (us >= 0.07) & (v <= vr)
+    inside = (k >= 0) & (k <= n)
+    kc = jnp.clip(k, 0, n)
+    lv = jnp.log(v * alpha / (a / (us * us) + b))
+    bound = (lpm + (n + 1) * jnp.log((n - m + 1) / (n - kc + 1))
+             + (kc + 0.5) * jnp.log(r * (n - kc + 1) / (kc + 1))
+             - _stirling_tail(kc) - _stirling_tail(n - kc))
+    return kc, quick | (inside & (lv <= bound))
+
+
+def _inversion(u, n, q):
+    # Sequential search of the Binomial(n, q) CDF from 0; q <= 1/2 so r is finite.
+    r = q / (1 - q)
+    pmf = jnp.exp(n * jnp.log1p(-q))
+
+    def cond(c):
+        k, _, cdf = c
+        return jnp.any((u > cdf) & (k < n))
+
+    def body(c):
+        k, pmf, cdf = c
+        go = (u > cdf) & (k < n)
+        nxt = pmf * (n - k) / (k + 1) * r
+        return jnp.where(go, k + 1, k), jnp.where(go, nxt, pmf), jnp.where(go, cdf + nxt, cdf)
+
+    # A few unrolled steps fuse into one pass and finish almost every element of a
+    # small-mean batch; the loop then usually runs zero times.
+    state = (jnp.zeros_like(n), pmf, pmf)
+    for _ in range(4):
+        state = body(state)
+    return lax.while_loop(cond, body, state)[0]
+
+
+def _btrs(key, u, n, q):
+    consts = _btrs_constants(n, q)
+    k_v, k_loop = jax.random.split(key)
+    k, acc = _btrs_try(u, jax.random.uniform(k_v, n.shape, n.dtype), *consts)
+
+    def body(c):
+        k, acc, key = c
+        key, k1, k2 = jax.random.split(key, 3)
+        kn, an = _btrs_try(jax.random.uniform(k1, n.shape, n.dtype),
+                           jax.random.uniform(k2, n.shape, n.dtype), *consts)
+        return jnp.where(acc, k, kn), acc | an, key
+
+    return lax.while_loop(lambda c: jnp.any(~c[1]), body, (k, acc, k_loop))[0]
+
+
+def binomial(key: jax.Array, n: jax.Array, p: jax.Array) -> jax.Array:
+    """Exact Binomial(n, p) draws, vectorised over arrays.
+
+    Means ``n min(p, 1-p) < 10`` use sequential CDF inversion from zero (one
+    uniform, a few cheap steps); larger means use BTRS rejection (two uniforms a
+    proposal, accepted about 90% of the time), run only when some element of the
+    batch needs it. Each loop lasts as long as its slowest element, so batches of
+    similar (n, p) (one category across chains) are the cheap case.
+
+    Args:
+        key: a PRNG key.
+        n: numbers of trials (non-negative integer values, float or int array).
+        p: success probabilities in [0, 1], broadcastable with ``n``.
+
+    Returns:
+        Counts with the broadcast shape of ``n`` and ``p`` (floating dtype).
+
+    References:
+        Hormann, The generation of binomial random variates, J. Stat. Comput.
+        Simul. 46 (1993) (BTRS); Devroye, Non-Uniform Random Variate Generation
+        (1986), ch. X (inversion).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> k = binomial(jax.random.key(0), jnp.array([0., 5., 1000.]), jnp.array([.3, 1., .5]))
+        >>> [int(k[0]), int(k[1]), 400 < int(k[2]) < 600]
+        [0, 5, True]
+    """
+    p = jnp.asarray(p)
+    if not jnp.issubdtype(p.dtype, jnp.floating):
+        p = p.astype(jnp.result_type(float))
+    n, p = jnp.broadcast_arrays(jnp.asarray(n, p.dtype), p)
+    if n.size == 0:
+        return n
+    k_u, k_bt = jax.random.split(key)
+    return _binomial_given_u(k_bt, jax.random.uniform(k_u, n.shape, p.dtype), n, p)
+
+
+def _binomial_given_u(key, u, n, p):
+    # ``u``: the uniform of the inversion / first BTRS proposal; ``key`` feeds the
+    # BTRS branch (its second uniform and any retries) only when it is needed.
+    flip = p > 0.5
+    q = jnp.clip(jnp.where(flip, 1 - p, p), 0.0, 0.5)
+    small = n * q < _SMALL_MEAN
+    k_inv = _inversion(u, jnp.where(small, n, 0.0), jnp.where(small, q, 0.0))
+    # Dummy (n, q) = (100, 1/2) where the inversion applies keeps BTRS finite.
+    k_big = lax.cond(jnp.any(~small),
+                     lambda: _btrs(key, u, jnp.where(small, 100.0, n), jnp.where(small, 0.5, q)),
+                     lambda: jnp.zeros_like(n))
+    k = jnp.where(small, k_inv, k_big)
+    return jnp.where(flip, n - k, k)
+
+
+def _sequential(key: jax.Array, n: jax.Array, probs: jax.Array) -> jax.Array:
+    # Conditional binomials along the last axis: category j gets
+    # Binomial(n - counts so far, p_j / Σ_{i >= j} p_i).
+    k = probs.shape[-1]
+    p = jnp.moveaxis(probs, -1, 0)
+    rest = jnp.cumsum(p[::-1], axis=0)[::-1]
+    ratio = jnp.clip(jnp.where(rest > 0, p / jnp.where(rest > 0, rest, 1.0), 0.0), 0.0, 1.0)
+
+    # Every step's first uniform is drawn up front in one call: far cheaper than a
+    # small random-number call inside each of the K steps.
+    k_u, k_steps = jax.random.split(key)
+    u = jax.random.uniform(k_u, ratio.shape, ratio.dtype)
+    keys = jax.random.split(k_steps, k)
+
+    def cond(c):
+        # Once nothing remains anywhere the later counts are all 0: stop early (on
+        # a packed support this skips the empty slots).
+        j, remaining, _ = c
+        return (j < k) & jnp.any(remaining > 0)
+
+    def body(c):
+        j, remaining, counts = c
+        cj = _binomial_given_u(keys[j], u[j], remaining,
+                               jnp.broadcast_to(ratio[j], remaining.shape))
+        return j + 1, remaining - cj, counts.at[j].set(cj)
+
+    _, left, counts = lax.while_loop(
+        cond, body, (jnp.int32(0), n, jnp.zeros((k,) + n.shape, ratio.dtype)))
+    # Rounding in the suffix sums can leave draws unassigned (ratio of the last live
+    # category a hair below 1): they go to the last live category.
+    last = k - 1 - jnp.argmax((p > 0)[::-1], axis=0)
+    counts = counts + jnp.where(jnp.arange(k).reshape((k,) + (1,) * n.ndim) == last, left, 0)
+    return jnp.moveaxis(counts, 0, -1)
+
+
+def multinomial(key: jax.Array, n: Any, probs: jax.Array) -> jax.Array:
+    """Exact multinomial counts by sequential conditional binomials.
+
+    Category ``j`` gets ``Binomial(n - counts so far, p_j / Σ_{i >= j} p_i)``: a
+    loop over the K categories (stopping once every count is placed) whose steps
+    are vectorised over the leading (batch, e.g. chain) axes. A step's batch holds
+    one category across chains, so its binomials have similar means and the
+    samplers' loops stay short; no sample is materialised. ``n`` may be traced
+    (and 0). Put probable categories first for the best rounding behaviour.
+
+    Args:
+        key: a PRNG key.
+        n: number of draws, scalar or shape ``probs.shape[:-1]`` (integer valued).
+        probs: probabilities, shape ``(..., K)``, non-negative (normalised
+            internally through the suffix sums).
+
+    Returns:
+        Counts of shape ``(..., K)`` (floating dtype) summing to ``n``.
+
+    References:
+        Devroye, Non-Uniform Random Variate Generation (1986), ch. XI.1
+        (conditional binomials); numpy's ``Generator.multinomial`` does the same
+        one chain at a time.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> c = multinomial(jax.random.key(0), 100, jnp.array([0.5, 0.0, 0.3, 0.2]))
+        >>> int(c.sum()), int(c[1])
+        (100, 0)
+    """
+    probs = jnp.asarray(probs)
+    if not jnp.issubdtype(probs.dtype, jnp.floating):
+        probs = probs.astype(jnp.result_type(float))
+    n0 = jnp.broadcast_to(jnp.asarray(n, probs.dtype), probs.shape[:-1])
+    return _sequential(key, n0, probs)
+
+
+# --------------------------------------------------------------------------------------
+# Distributions.
+# --------------------------------------------------------------------------------------
+
+
+def _check_k(n_categories: Any) -> int:
+    if isinstance(n_categories, bool) or not isinstance(n_categories, int | np.integer):
+        raise TypeError(f"n_categories must be an int; got {n_categories!r}")
+    if n_categories < 2:
+        raise ValueError(f"n_categories must be >= 2; got {n_categories}")
+    return int(n_categories)
+
+
+def zipf(n_categories: int, beta: float, dtype: Any = None) -> CategoricalParams:
+    """Zipf law over K categories: ``p_i ∝ i^(-beta)``, i = 1..K (sorted descending).
+
+    Any ``beta > 0`` normalises over finitely many categories (the infinite-K
+    results in :mod:`jaxcollapse.theory.discrete` need ``beta > 1``).
+
+    References:
+        Dohmatob et al., A Tale of Tails, ICML 2024. THEORY.md section 4.
+
+    Example:
+        >>> p = zipf(4, 1.0).probs
+        >>> [round(float(x), 3) for x in p]
+        [0.48, 0.24, 0.16, 0.12]
+        >>> zipf(4, 0.0)
+        Traceback (most recent call last):
+        ...
+        ValueError: beta must be a finite number > 0; got 0.0
+    """
+    k = _check_k(n_categories)
+    if not isinstance(beta, int | float | np.floating | np.integer) or not (
+            math.isfinite(beta) and beta > 0):
+        raise ValueError(f"beta must be a finite number > 0; got {beta!r}")
+    w = np.arange(1, k + 1, dtype=np.float64) ** (-float(beta))
+    return CategoricalParams(jnp.asarray(w / w.sum(), dtype=dtype))
+
+
+def uniform(n_categories: int, dtype: Any = None) -> CategoricalParams:
+    """The uniform distribution over K categories.
+
+    References:
+        THEORY.md section 4.
+
+    Example:
+        >>> uniform(4).probs.tolist()
+        [0.25, 0.25, 0.25, 0.25]
+    """
+    k = _check_k(n_categories)
+    return CategoricalParams(jnp.full((k,), 1.0 / k, dtype=dtype))
+
+
+# --------------------------------------------------------------------------------------
+# Metrics: module-level functions (stable identity: repeated runs do not recompile).
+# --------------------------------------------------------------------------------------
+
+
+def survivors(params: CategoricalParams, params0: CategoricalParams) -> jax.Array:
+    """Number of categories with positive probability.
+
+    Example:
+        >>> p = CategoricalParams(jnp.array([0.5, 0.0, 0.5]))
+        >>> int(survivors(p, p))
+        2
+    """
+    del params0
+    return jnp.sum(params.probs > 0).astype(params.probs.dtype)
+
+
+def lost_mass(params: CategoricalParams, params0: CategoricalParams) -> jax.Array:
+    """Probability under ``p0`` of the categories that ``p_n`` has lost.
+
+    Example:
+        >>> p0 = CategoricalParams(jnp.array([0.5, 0.2, 0.3]))
+        >>> p = CategoricalParams(jnp.array([0.6, 0.0, 0.4]))
+        >>> round(float(lost_mass(p, p0)), 3)
+        0.2
+    """
+    return jnp.sum(jnp.where(params.probs > 0, 0.0, params0.probs))
+
+
+def entropy(params: CategoricalParams, params0: CategoricalParams) -> jax.Array:
+    """Shannon entropy ``-Σ p log p`` in nats (``0 log 0 = 0``).
+
+    Example:
+        >>> p = CategoricalParams(jnp.array([0.5, 0.0, 0.5]))
+        >>> round(float(entropy(p, p)), 4)
+        0.6931
+    """
+    del params0
+    p = params.probs
+    return -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0))
+
+
+def heterozygosity(params: CategoricalParams, params0: CategoricalParams) -> jax.Array:
+    """Heterozygosity ``1 - Σ p_i²``: the chance two draws differ.
+
+    References:
+        THEORY.md section 4 (E[H_n] = (1 - 1/M)^n H_0).
+
+    Example:
+        >>> p = CategoricalParams(jnp.array([0.5, 0.5]))
+        >>> float(heterozygosity(p, p))
+        0.5
+    """
+    del params0
+    return 1.0 - jnp.sum(params.probs**2)
+
+
+def _kl_conditioned(p: jax.Array, p0: jax.Array) -> jax.Array:
+    alive = p > 0
+    z = jnp.sum(jnp.where(alive, p0, 0.0))
+    p0s = jnp.where(alive, p0, 0.0) / jnp.where(z > 0, z, 1.0)
+    ratio = jnp.where(alive & (p0s > 0), p0s / jnp.where(alive, p, 1.0), 1.0)
+    return jnp.maximum(jnp.sum(jnp.where(p0s > 0, p0s * jnp.log(ratio), 0.0)), 0.0)
+
+
+def kl_surviving(params: CategoricalParams, params0: CategoricalParams) -> jax.Array:
+    """KL(p0 | S  ||  p_n) with ``p0`` conditioned on the surviving support S.
+
+    Finite even after categories are lost (plain KL(p0 || p_n) is then infinite);
+    report it together with :func:`lost_mass`. Equals KL(p0 || p_n) while nothing
+    is lost.
+
+    Example:
+        >>> p0 = CategoricalParams(jnp.array([0.5, 0.25, 0.25]))
+        >>> p = CategoricalParams(jnp.array([0.5, 0.5, 0.0]))
+        >>> round(float(kl_surviving(p, p0)), 4)  # p0|S = (2/3, 1/3)
+        0.0566
+    """
+    return _kl_conditioned(params.probs, params0.probs)
+
+
+def total_variation(params: CategoricalParams, params0: CategoricalParams) -> jax.Array:
+    """Total variation distance ``½ Σ |p_i - p0_i|``.
+
+    Example:
+        >>> p0 = CategoricalParams(jnp.array([0.5, 0.5]))
+        >>> p = CategoricalParams(jnp.array([1.0, 0.0]))
+        >>> float(total_variation(p, p0))
+        0.5
+    """
+    return 0.5 * jnp.sum(jnp.abs(params.probs - params0.probs))
+
+
+def tail_rank(params: CategoricalParams, params0: CategoricalParams) -> jax.Array:
+    """The rank (under ``p0``, 1 = most probable) beyond which every category is lost.
+
+    It is the number of categories at least as probable under ``p0`` as the least
+    probable (under ``p0``) survivor: for Zipf, everything ranked beyond it is
+    gone. Ties count in full (uniform ``p0`` gives K while anything survives).
+
+    Example:
+        >>> p0 = CategoricalParams(jnp.array([0.4, 0.3, 0.2, 0.1]))
+        >>> p = CategoricalParams(jnp.array([0.5, 0.0, 0.5, 0.0]))
+        >>> int(tail_rank(p, p0))
+        3
+    """
+    p0 = params0.probs
+    t = jnp.min(jnp.where(params.probs > 0, p0, jnp.inf))
+    return jnp.sum(p0 >= t).astype(p0.dtype)
+
+
+_METRICS = {
+    "survivors": survivors,
+    "lost_mass": lost_mass,
+    "entropy": entropy,
+    "heterozygosity": heterozygosity,
+    "kl": kl_surviving,
+    "tv": total_variation,
+    "tail_rank": tail_rank,
+}
+
+
+# --------------------------------------------------------------------------------------
+# The family.
+# --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Categorical:
+    """Categorical distributions over ``n_categories`` categories.
+
+    Data are integer category indices of shape ``(n,)``. ``fit`` returns the
+    weighted empirical frequencies; the sufficient statistic is the count vector
+    (shape ``(K,)``, floating), drawn exactly by :func:`multinomial`.
+
+    Attributes:
+        n_categories: K >= 2 (static).
+        method: ``"exact"`` (draw the count vector with :func:`multinomial`) or
+            ``"samples"`` (draw M indices and count them), identical in law.
+
+    References:
+        Shumailov et al., Nature 631 (2024); THEORY.md section 4.
+
+    Example:
+        >>> import jax
+        >>> fam = Categorical(3)
+        >>> p0 = fam.check_params(uniform(3))
+        >>> x = fam.sample(jax.random.key(0), p0, 5)
+        >>> x.shape
+        (5,)
+        >>> fam.fit(jax.random.key(1), jnp.array([0, 0, 2, 2]), jnp.ones(4)).probs.tolist()
+        [0.5, 0.0, 0.5]
+    """
+
+    n_categories: int
+    method: str = "exact"
+
+    def __post_init__(self):
+        _check_k(self.n_categories)
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}; got {self.method!r}")
+
+    @property
+    def exact(self) -> bool:
+        return self.method == "exact"
+
+    def params(self, probs: Any = None) -> CategoricalParams:
+        """Builds (and checks) parameters; defaults to the uniform distribution.
+
+        Example:
+            >>> Categorical(2).params().probs.tolist()
+            [0.5, 0.5]
+        """
+        if probs is None:
+            return uniform(self.n_categories)
+        return self.check_params(CategoricalParams(probs))
+
+    def min_samples(self) -> int:
+        """Smallest training-set size: 1."""
+        return 1
+
+    # -- validation -------------------------------------------------------------------
+    def check_params(self, params: Any, name: str = "params") -> CategoricalParams:
+        """Validates probabilities on the host: shape (K,), finite, >= 0, sum 1."""
+        probs = params.probs if isinstance(params, CategoricalParams) else params
+        a = np.asarray(probs)
+        if a.shape != (self.n_categories,):
+            raise ValueError(f"{name}.probs must have shape ({self.n_categories},); "
+                             f"got {a.shape}")
+        if not np.issubdtype(a.dtype, np.floating):
+            raise TypeError(f"{name}.probs must be floating point; got dtype {a.dtype}")
+        a64 = a.astype(np.float64)
+        if not np.all(np.isfinite(a64)):
+            raise ValueError(f"{name}.probs must be finite; got non-finite values")
+        if np.any(a64 < 0):
+            raise ValueError(f"{name}.probs must be >= 0; got minimum {a64.min()}")
+        s = a64.sum()
+        if abs(s - 1.0) > SUM_TOL:
+            raise ValueError(f"{name}.probs must sum to 1 (within {SUM_TOL}); got {s}")
+        return CategoricalParams(jnp.asarray(probs))
+
+    def check_data(self, data: Any, name: str = "data") -> jax.Array:
+        """Validates category indices on the host: 1-D integers in [0, K)."""
+        a = np.asarray(data)
+        if not np.issubdtype(a.dtype, np.integer):
+            raise TypeError(f"{name} must hold integer category indices; got dtype {a.dtype}")
+        if a.ndim != 1:
+            raise ValueError(f"{name} must have shape (n,); got {a.shape}")
+        if a.size and (a.min() < 0 or a.max() >= self.n_categories):
+            raise ValueError(f"{name} must lie in [0, {self.n_categories}); "
+                             f"got range [{a.min()}, {a.max()}]")
+        return jnp.asarray(data)
+
+    # -- model --------------------------------------------------------------------------
+    def sample(self, key: jax.Array, params: CategoricalParams, n: int) -> jax.Array:
+        """``n`` category indices (int32, shape ``(n,)``) by inverse-CDF search."""
+        p = params.probs
+        cdf = jnp.cumsum(p)
+        u = jax.random.uniform(key, (n,), cdf.dtype) * cdf[-1]
+        idx = jnp.searchsorted(cdf, u, side="right")
+        last = self.n_categories - 1 - jnp.argmax((p > 0)[::-1])
+        return jnp.minimum(idx, last).astype(jnp.int32)
+
+    def log_prob(self, params: CategoricalParams, x: jax.Array) -> jax.Array:
+        """``log p_x`` (``-inf`` for a lost category)."""
+        p = params.probs[x]
+        return jnp.where(p > 0, jnp.log(jnp.where(p > 0, p, 1.0)), -jnp.inf)
+
+    def fit(self, key: jax.Array, data: jax.Array, weights: jax.Array) -> CategoricalParams:
+        """Weighted empirical frequencies (``key`` unused: the fit is exact)."""
+        del key
+        return self.fit_stats(self.stats(data, weights))
+
+    def default_metrics(self) -> dict:
+        """survivors, lost_mass, entropy, heterozygosity, kl, tv, tail_rank."""
+        return dict(_METRICS)
+
+    def is_degenerate(self, params: CategoricalParams) -> jax.Array:
+        """True once a category is lost (KL(p0 || p) is then infinite)."""
+        return jnp.any(params.probs <= 0)
+
+    # -- exact path ----------------------------------------------------------------------
+    def stats(self, data: jax.Array, weights: jax.Array) -> jax.Array:
+        """Weighted count vector, shape ``(K,)``."""
+        w = jnp.asarray(weights)
+        if not jnp.issubdtype(w.dtype, jnp.floating):
+            w = w.astype(jnp.result_type(float))
+        return jnp.zeros((self.n_categories,), w.dtype).at[data].add(w)
+
+    def sample_stats(self, key: jax.Array, params: CategoricalParams, n: Any) -> jax.Array:
+        """Exact multinomial count vector of ``n`` (traced) draws."""
+        return multinomial(key, n, params.probs)
+
+    def add_stats(self, a: jax.Array, b: jax.Array) -> jax.Array:
+        return a + b
+
+    def fit_stats(self, stats: jax.Array) -> CategoricalParams:
+        """Frequencies ``counts / total`` (all zero, flagged degenerate, if empty)."""
+        total = jnp.sum(stats)
+        return CategoricalParams(stats / jnp.where(total > 0, total, 1.0))
+
+
+# --------------------------------------------------------------------------------------
+# Fast Wright–Fisher simulation on a shrinking support.
+# --------------------------------------------------------------------------------------
+
+
+class WrightFisherResult(NamedTuple):
+    """Output of :func:`wright_fisher`.
+
+    Attributes:
+        metrics: name -> array ``(n_chains, n_generations + 1)`` (the metrics of
+            :meth:`Categorical.default_metrics`; generation 0 is ``p0``).
+        capacity: live-support capacity used at each generation, ``(n_generations + 1,)``.
+    """
+
+    metrics: dict
+    capacity: np.ndarray
+
+
+def _compact_metrics(p, p0c, p0_sorted):
+    # Metrics from the live slots only: mass of p0 outside the slots is lost mass.
+    alive = p > 0
+    inside = jnp.sum(jnp.where(alive, p0c, 0.0), -1)
+    safe = jnp.where(alive, p, 1.0)
+    ent = -jnp.sum(jnp.where(alive, p * jnp.log(safe), 0.0), -1)
+    z = jnp.where(inside > 0, inside, 1.0)[..., None]
+    p0s = jnp.where(alive, p0c, 0.0) / z
+    kl = jnp.sum(jnp.where(p0s > 0, p0s * jnp.log(jnp.where(p0s > 0, p0s, 1.0) / safe), 0.0), -1)
+    t = jnp.min(jnp.where(alive, p0c, jnp.inf), -1)
+    rank = p0_sorted.shape[0] - jnp.searchsorted(p0_sorted, t, side="left")
+    tv = 0.5 * (jnp.sum(jnp.abs(p - p0c), -1) + (1.0 - jnp.sum(p0c, -1)))
+    return {
+        "survivors": jnp.sum(alive, -1).astype(p.dtype),
+        "lost_mass": jnp.maximum(1.0 - inside, 0.0),
+        "entropy": ent,
+        "heterozygosity": 1.0 - jnp.sum(p * p, -1),
+        "kl": jnp.maximum(kl, 0.0),
+        "tv": tv,
+        "tail_rank": rank.astype(p.dtype),
+    }
+
+
+def _first_counts(key, p0, n_chains, m):
+    # Generation 1 when K is much larger than M: M inverse-CDF draws a chain are
+    # cheaper than K - 1 binomials; all chains share p0.
+    cdf = jnp.cumsum(p0)
+    u = jax.random.uniform(key, (n_chains, m), p0.dtype) * cdf[-1]
+    last = p0.shape[0] - 1 - jnp.argmax((p0 > 0)[::-1])
+    idx = jnp.minimum(jnp.searchsorted(cdf, u, side="right"), last)
+    rows = jnp.broadcast_to(jnp.arange(n_chains)[:, None], idx.shape)
+    return jnp.zeros((n_chains, p0.shape[0]), p0.dtype).at[rows, idx].add(1.0)
+
+
+@functools.partial(jax.jit, static_argnames=("n_samples", "accumulate", "first"))
+def _wf_step(key, pool, probs, p0c, p0_sorted, *, n_samples, accumulate, first):
+    if first:
+        counts = _first_counts(key, probs[0], probs.shape[0], n_samples)
+    else:
+        counts = multinomial(key, n_samples, probs)
+    pool = pool + counts if accumulate else counts
+    probs = pool / jnp.sum(pool, -1, keepdims=True)
+    return pool, probs, _compact_metrics(probs, p0c, p0_sorted)
+
+
+@functools.partial(jax.jit, static_argnames=("capacity",))
+def _compact(pool, probs, p0c, *, capacity):
+    order = jnp.argsort(probs <= 0, axis=-1, stable=True)[..., :capacity]
+    take = lambda x: jnp.take_along_axis(x, order, axis=-1)
+    return take(pool), take(probs), take(p0c)
+
+
+def wright_fisher(key: jax.Array, probs0: Any, *, n_generations: int, n_samples: int,
+                  n_chains: int, regime: str = "replace",
+                  progress: bool = False) -> WrightFisherResult:
+    """Many Wright–Fisher chains of the categorical recursion, on a shrinking support.
+
+    The same recursion as ``simulate(key, Categorical(K), ...)`` (exact multinomial
+    counts each generation), organised for large K: lost categories never return,
+    so after each generation the live categories of every chain are packed into
+    the first slots and the arrays shrink to the next power of two above the
+    largest live count. After generation 1 at most M categories are alive, so the
+    cost a generation falls from O(K) to O(live support). Generation 1 with
+    ``K >= 2M`` draws M inverse-CDF samples a chain instead (cheaper than K - 1
+    binomials).
+
+    Chains are drawn jointly (the per-generation key is ``fold_in(key, t)``) and
+    the packing depends on all chains, so a chain's path depends on
+    ``n_chains``; its law does not.
+
+    Args:
+        key: a PRNG key.
+        probs0: initial probabilities ``(K,)`` (or :class:`CategoricalParams`).
+        n_generations: generations after generation 0 (>= 1).
+        n_samples: M, draws a generation (>= 1).
+        n_chains: independent chains (>= 1).
+        regime: ``"replace"`` (fit on the newest M draws) or ``"accumulate"`` (fit on
+            all draws so far).
+        progress: print a progress bar to stderr.
+
+    Returns:
+        A :class:`WrightFisherResult` with the default metrics per chain and
+        generation.
+
+    References:
+        Shumailov et al., Nature 631 (2024); THEORY.md sections 1 and 4.
+
+    Example:
+        >>> import jax
+        >>> res = wright_fisher(jax.random.key(0), zipf(1000, 1.1), n_generations=3,
+        ...                     n_samples=100, n_chains=4)
+        >>> res.metrics["survivors"].shape
+        (4, 4)
+        >>> bool((res.metrics["survivors"][:, 1:] <= 100).all())
+        True
+    """
+    probs = probs0.probs if isinstance(probs0, CategoricalParams) else probs0
+    if np.ndim(probs) != 1 or np.shape(probs)[0] < 2:
+        raise ValueError(f"probs0 must have shape (K,) with K >= 2; got {np.shape(probs)}")
+    probs = Categorical(int(np.shape(probs)[0])).check_params(
+        CategoricalParams(probs), name="probs0").probs
+    for name, v, lo in (("n_generations", n_generations, 1), ("n_samples", n_samples, 1),
+                        ("n_chains", n_chains, 1)):
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < lo:
+            raise ValueError(f"{name} must be an int >= {lo}; got {v!r}")
+    if regime not in ("replace", "accumulate"):
+        raise ValueError(f"regime must be 'replace' or 'accumulate'; got {regime!r}")
+    accumulate = regime == "accumulate"
+    k = probs.shape[0]
+    p0 = probs / jnp.sum(probs)
+    p0_sorted = jnp.sort(p0)
+    probs_c = jnp.broadcast_to(p0, (n_chains, k))
+    p0c = probs_c
+    pool = jnp.zeros_like(probs_c)
+    rows = {name: [fn(CategoricalParams(p0), CategoricalParams(p0)) * jnp.ones(n_chains)]
+            for name, fn in _METRICS.items()}
+    caps = [k]
+    with Progress(n_generations, "wright-fisher", enabled=progress) as bar:
+        for t in range(1, n_generations + 1):
+            first = t == 1 and probs_c.shape[-1] >= 2 * n_samples
+            pool, probs_c, m = _wf_step(jax.random.fold_in(key, t), pool, probs_c, p0c,
+                                        p0_sorted, n_samples=n_samples,
+                                        accumulate=accumulate, first=first)
+            for name in rows:
+                rows[name].append(m[name])
+            live = int(jnp.max(m["survivors"]))
+            # Capacities are powers of two (each new one compiles a new step).
+            cap = 2 ** max(1, math.ceil(math.log2(max(live, 2))))
+            if cap < probs_c.shape[-1]:
+                pool, probs_c, p0c = _compact(pool, probs_c, p0c, capacity=cap)
+            caps.append(probs_c.shape[-1])
+            bar.update(t)
+    metrics = {name: jnp.stack(v, axis=1) for name, v in rows.items()}
+    return WrightFisherResult(metrics, np.asarray(caps))
