@@ -4,6 +4,8 @@ from jaxcollapse import random, regimes, theory
 from jaxcollapse.decompose import decompose
 from jaxcollapse.families import FAMILIES, Gaussian, GaussianParams
 from jaxcollapse.families.base import successive, with_key
+from jaxcollapse.families.gmm import GMM, GMMParams  # noqa: F401
+from jaxcollapse.families.kde import KDE, KDEParams  # noqa: F401
 from jaxcollapse.regimes import accumulate, accumulate_subsample, mix, replace, schedule
 from jaxcollapse.simulate import SimulationResult, simulate, simulate_grid
 

@@ -27,6 +27,8 @@ RUNNERS: dict[str, str] = {
     "categorical": "jaxcollapse.experiments.categorical",
     "regression": "jaxcollapse.experiments.regression",
     "decompose": "jaxcollapse.experiments.decompose",
+    "gmm": "jaxcollapse.experiments.gmm",
+    "kde": "jaxcollapse.experiments.kde",
 }
 
 SHARED_FLAGS = ("seed", "chains", "generations", "samples", "regime", "alpha", "out")

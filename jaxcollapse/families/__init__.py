@@ -3,12 +3,16 @@
 from jaxcollapse.families.base import ExactFamily, Family, successive, with_key
 from jaxcollapse.families.categorical import Categorical, CategoricalParams
 from jaxcollapse.families.gaussian import Gaussian, GaussianParams
+from jaxcollapse.families.gmm import GMM, GMMParams  # noqa: F401
+from jaxcollapse.families.kde import KDE, KDEParams  # noqa: F401
 from jaxcollapse.families.regression import LinearRegression, RegressionParams
 
 FAMILIES: dict[str, type] = {
     "gaussian": Gaussian,
     "categorical": Categorical,
     "regression": LinearRegression,
+    "gmm": GMM,
+    "kde": KDE,
 }
 
 __all__ = ["FAMILIES", "Categorical", "CategoricalParams", "ExactFamily", "Family", "Gaussian",

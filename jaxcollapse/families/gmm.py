@@ -1,0 +1,588 @@
+"""Gaussian mixtures fitted by expectation-maximisation, as a model family.
+
+EM runs as a bounded ``lax.while_loop`` (stop when the mean log-likelihood changes
+by less than ``tol`` or after ``max_iter`` iterations), so it vmaps across chains:
+each chain stops updating once it has converged. The updates follow
+``sklearn.mixture.GaussianMixture`` exactly (``10 eps`` added to the component
+counts, ``reg_covar`` added to every covariance diagonal, the same convergence test
+on the mean log-likelihood), so given the same initial weights, means and
+precisions both give the same parameters after the same number of iterations.
+Without an explicit start, EM starts from k-means++ seeding followed by a few Lloyd
+iterations (hard assignments, then one M-step), like scikit-learn's ``"kmeans"``.
+
+References:
+    Dempster, Laird & Rubin, JRSS B 39 (1977); Arthur & Vassilvitskii,
+    k-means++ (SODA 2007); Shumailov et al., Nature 631 (2024) (the GMM
+    experiment). THEORY.md section 6.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.scipy.linalg import solve_triangular
+
+from jaxcollapse import metrics as mt
+
+COVARIANCE_TYPES = ("full", "diag")
+
+
+class GMMParams(NamedTuple):
+    """Mixture parameters: ``weights (K,)``, ``means (K, d)``, ``covs (K, d, d)``
+    (diagonal matrices for ``covariance_type="diag"``)."""
+
+    weights: jax.Array
+    means: jax.Array
+    covs: jax.Array
+
+
+class EMResult(NamedTuple):
+    """Output of :meth:`GMM.em`.
+
+    Attributes:
+        params: the fitted :class:`GMMParams`.
+        lower_bound: mean log-likelihood from the last E-step (scikit-learn's
+            ``lower_bound_``: evaluated with the parameters before the last M-step).
+        n_iter: EM iterations run.
+        converged: whether the change fell below ``tol``.
+    """
+
+    params: GMMParams
+    lower_bound: jax.Array
+    n_iter: jax.Array
+    converged: jax.Array
+
+
+# --------------------------------------------------------------------------- maths
+
+
+def _chol(covs):
+    return jnp.linalg.cholesky(covs)
+
+
+# Up to this dimension the per-point algebra is unrolled over coordinates, so that
+# every array keeps the (long) point axis last: XLA vectorises those loops well, and
+# vmapped over chains it is much faster than small matrix products.
+_UNROLL_D = 8
+
+
+def _prec_chol(covs):
+    """Upper-triangular ``P`` with ``P P^T = S^-1`` (scikit-learn's precisions_cholesky)."""
+    d = covs.shape[-1]
+    chol = _chol(covs)
+    eye = jnp.broadcast_to(jnp.eye(d, dtype=covs.dtype), chol.shape)
+    return jnp.swapaxes(solve_triangular(chol, eye, lower=True), -1, -2)
+
+
+def _component_log_prob(params: GMMParams, xt):
+    """log N(x_i; mu_k, S_k) for points as columns ``xt (d, n)``; shape ``(K, n)``."""
+    d = xt.shape[0]
+    pc = _prec_chol(params.covs)  # (K, d, d)
+    logdet = jnp.sum(jnp.log(jnp.diagonal(pc, axis1=-2, axis2=-1)), -1)  # (K,)
+    if d <= _UNROLL_D:
+        diff = [xt[i][None, :] - params.means[:, i][:, None] for i in range(d)]  # (K, n)
+        quad = 0.0
+        for e in range(d):  # P is upper triangular: y_e = sum_{i <= e} P_ie diff_i
+            y = sum(pc[:, i, e][:, None] * diff[i] for i in range(e + 1))
+            quad = quad + y * y
+    else:
+        y = (jnp.einsum("dn,kde->ken", xt, pc)
+             - jnp.einsum("kd,kde->ke", params.means, pc)[:, :, None])
+        quad = jnp.sum(y * y, axis=1)
+    return -0.5 * (d * math.log(2 * math.pi) + quad) + logdet[:, None]
+
+
+def _weighted_log_prob(params, xt):
+    logw = jnp.log(jnp.maximum(params.weights, jnp.finfo(xt.dtype).tiny))
+    return _component_log_prob(params, xt) + logw[:, None]
+
+
+def _e_step_resp(params, xt, w):
+    """The E-step for ``xt (d, n)``: (mean log-likelihood, responsibilities ``(K, n)``),
+    with one exponential per point and component shared by both."""
+    wlp = _weighted_log_prob(params, xt)
+    m = jnp.max(wlp, axis=0)
+    e = jnp.exp(wlp - m[None, :])
+    total = jnp.sum(e, axis=0)
+    lse = m + jnp.log(total)
+    mean_ll = jnp.sum(w * lse) / jnp.maximum(jnp.sum(w), 1.0)
+    return mean_ll, e / total[None, :]
+
+
+def _m_step(xt, resp, w, reg_covar, covariance_type):
+    """scikit-learn's ``_estimate_gaussian_parameters`` with sample weights ``w``;
+    ``xt (d, n)``, ``resp (K, n)``."""
+    dtype = xt.dtype
+    d = xt.shape[0]
+    r = resp * w[None, :]
+    nk = jnp.sum(r, axis=1) + 10 * jnp.finfo(dtype).eps
+    means = (r @ xt.T) / nk[:, None]
+    eye = jnp.eye(d, dtype=dtype)
+    diff = xt[None, :, :] - means[:, :, None]  # (K, d, n)
+    if covariance_type == "full":
+        if d <= _UNROLL_D:
+            rd = [r * diff[:, i] for i in range(d)]
+            entries = [[None] * d for _ in range(d)]
+            for i in range(d):
+                for j in range(i, d):
+                    entries[i][j] = entries[j][i] = jnp.sum(rd[i] * diff[:, j], axis=1)
+            covs = jnp.stack([jnp.stack(row, -1) for row in entries], -2)
+        else:
+            covs = jnp.einsum("kn,kin,kjn->kij", r, diff, diff)
+        covs = covs / nk[:, None, None]
+    else:
+        var = jnp.sum(r[:, None, :] * diff * diff, axis=2) / nk[:, None]
+        covs = var[:, :, None] * eye
+    covs = covs + reg_covar * eye
+    weights = nk / jnp.sum(nk)
+    return GMMParams(weights, means, _safe_covs(covs, means))
+
+
+def _safe_covs(covs, means):
+    """Keeps covariances positive definite when ``reg_covar`` is 0 and a component
+    has collapsed onto one point: a ridge at the working precision of the data."""
+    d = covs.shape[-1]
+    scale = jnp.maximum(jnp.trace(covs, axis1=-2, axis2=-1) / d,
+                        jnp.maximum(jnp.max(means * means, axis=-1), 1.0))
+    ridge = 10 * jnp.finfo(covs.dtype).eps * scale
+    return covs + ridge[:, None, None] * jnp.eye(d, dtype=covs.dtype)
+
+
+def _kmeans_pp(key, x, w, k, n_lloyd):
+    """k-means++ seeding (weighted D^2 sampling) then ``n_lloyd`` Lloyd steps."""
+    keys = jax.random.split(key, k)
+    logw = jnp.where(w > 0, jnp.log(jnp.where(w > 0, w, 1.0)), -jnp.inf)
+    first = jax.random.categorical(keys[0], logw)
+    centers = jnp.zeros((k, x.shape[1]), x.dtype).at[0].set(x[first])
+    d2 = jnp.sum((x - x[first]) ** 2, -1)
+
+    def seed(j, state):
+        centers, d2 = state
+        p = w * d2
+        logits = jnp.where(p > 0, jnp.log(jnp.where(p > 0, p, 1.0)), -jnp.inf)
+        # all remaining mass at distance 0 (duplicates): fall back to the weights
+        logits = jnp.where(jnp.any(p > 0), logits, logw)
+        idx = jax.random.categorical(keys[j], logits)
+        centers = centers.at[j].set(x[idx])
+        return centers, jnp.minimum(d2, jnp.sum((x - x[idx]) ** 2, -1))
+
+    centers, _ = lax.fori_loop(1, k, seed, (centers, d2))
+
+    def assign(centers):
+        dist = jnp.sum((x[:, None, :] - centers[None]) ** 2, -1)
+        return jax.nn.one_hot(jnp.argmin(dist, axis=1), k, dtype=x.dtype)
+
+    def lloyd(_, centers):
+        r = assign(centers) * w[:, None]
+        cnt = jnp.sum(r, 0)
+        new = (r.T @ x) / jnp.maximum(cnt, jnp.finfo(x.dtype).tiny)[:, None]
+        return jnp.where(cnt[:, None] > 0, new, centers)
+
+    centers = lax.fori_loop(0, n_lloyd, lloyd, centers)
+    return assign(centers)
+
+
+def _initial_params(key, x, w, fam):
+    resp = _kmeans_pp(key, x, w, fam.n_components, fam.kmeans_iter)
+    return _m_step(x.T, resp.T, w, fam.reg_covar, fam.covariance_type)
+
+
+def _em(x, w, init, fam):
+    """Bounded EM loop; returns an :class:`EMResult`."""
+    dtype = x.dtype
+    xt = x.T
+
+    def cond(state):
+        _, _, n_iter, converged = state
+        return (n_iter < fam.max_iter) & ~converged
+
+    def body(state):
+        params, lb, n_iter, _ = state
+        new_lb, resp = _e_step_resp(params, xt, w)
+        params = _m_step(xt, resp, w, fam.reg_covar, fam.covariance_type)
+        converged = jnp.abs(new_lb - lb) < fam.tol
+        return params, new_lb, n_iter + 1, converged
+
+    init_state = (init, jnp.asarray(-jnp.inf, dtype), jnp.asarray(0, jnp.int32),
+                  jnp.asarray(False))
+    params, lb, n_iter, converged = lax.while_loop(cond, body, init_state)
+    return EMResult(params, lb, n_iter, converged)
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def l2(params: GMMParams, params0: GMMParams) -> jax.Array:
+    """Closed-form squared L2 distance ``int (p_n - p_0)^2`` (Shumailov's GMM metric).
+
+    Example:
+        >>> p = GMM(1, 1).params([1.0], [[0.0]], [[[1.0]]])
+        >>> round(float(l2(p, p)), 6)
+        0.0
+
+    References:
+        Shumailov et al., Nature 631 (2024); THEORY.md section 6.
+    """
+    return mt._l2_mixtures(*params, *params0)
+
+
+def mmd(params: GMMParams, params0: GMMParams) -> jax.Array:
+    """Closed-form MMD^2 to generation 0 under the RBF kernel, lengthscale 1.
+
+    Example:
+        >>> p = GMM(1, 1).params([1.0], [[0.0]], [[[1.0]]])
+        >>> q = GMM(1, 1).params([1.0], [[1.0]], [[[1.0]]])
+        >>> round(float(mmd(p, q)), 6)
+        0.177268
+
+    References:
+        THEORY.md section 6.
+    """
+    return mt._mmd2_mixtures(*params, *params0, 1.0)
+
+
+def spreads(params: GMMParams) -> jax.Array:
+    """Per-component spread ``sqrt(tr(S_k)/d)``, components sorted by first mean
+    coordinate (so labels do not switch between generations); shape ``(K,)``.
+
+    Example:
+        >>> p = GMM(2, 1).params([0.5, 0.5], [[1.0], [-1.0]], [[[4.0]], [[1.0]]])
+        >>> spreads(p).tolist()
+        [1.0, 2.0]
+
+    References:
+        Shumailov et al., Nature 631 (2024), GMM experiment.
+    """
+    d = params.means.shape[-1]
+    order = jnp.argsort(params.means[:, 0])
+    s = jnp.sqrt(jnp.trace(params.covs, axis1=-2, axis2=-1) / d)
+    return s[order]
+
+
+@functools.cache
+def _spread_metric(k: int):
+    def spread(params, params0):
+        return spreads(params)[k] / jnp.sqrt(jnp.mean(
+            jnp.trace(params0.covs, axis1=-2, axis2=-1)) / params0.means.shape[-1])
+
+    spread.__name__ = f"spread_{k}"
+    spread.__doc__ = (f"Spread of component {k} (sorted by first mean coordinate) over the "
+                      "average spread of generation 0.")
+    return spread
+
+
+@functools.cache
+def _metrics(k: int):
+    out = {"l2": l2, "mmd": mmd}
+    out.update({f"spread_{j}": _spread_metric(j) for j in range(k)})
+    return out
+
+
+# ---------------------------------------------------------------------------- family
+
+
+def _check_pos_int(name, v, lo):
+    if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}; got {v!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class GMM:
+    """Gaussian mixture with K components fitted by EM.
+
+    Attributes:
+        n_components: K >= 1.
+        dim: dimension d >= 1.
+        covariance_type: ``"full"`` or ``"diag"``.
+        reg_covar: added to every covariance diagonal (>= 0), as scikit-learn.
+        tol: stop when the mean log-likelihood changes by less (>= 0).
+        max_iter: most EM iterations (>= 1).
+        kmeans_iter: Lloyd iterations after k-means++ seeding (>= 0).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> fam = GMM(n_components=2, dim=1)
+        >>> p0 = fam.params([0.5, 0.5], [[-3.0], [3.0]], [[[1.0]], [[1.0]]])
+        >>> x = fam.sample(jax.random.key(0), p0, 1000)
+        >>> p = fam.fit(jax.random.key(1), x, jnp.ones(1000))
+        >>> sorted(round(float(m), 0) for m in p.means[:, 0])
+        [-3.0, 3.0]
+
+    References:
+        Dempster et al. (1977); sklearn.mixture.GaussianMixture;
+        Shumailov et al., Nature 631 (2024).
+    """
+
+    n_components: int = 2
+    dim: int = 2
+    covariance_type: str = "full"
+    reg_covar: float = 1e-6
+    tol: float = 1e-3
+    max_iter: int = 100
+    kmeans_iter: int = 10
+
+    def __post_init__(self):
+        _check_pos_int("n_components", self.n_components, 1)
+        _check_pos_int("dim", self.dim, 1)
+        _check_pos_int("max_iter", self.max_iter, 1)
+        _check_pos_int("kmeans_iter", self.kmeans_iter, 0)
+        if self.covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}; got "
+                             f"{self.covariance_type!r}")
+        for name in ("reg_covar", "tol"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float | np.floating) \
+                    or not math.isfinite(v) or v < 0:
+                raise ValueError(f"{name} must be a finite number >= 0; got {v!r}")
+            object.__setattr__(self, name, float(v))
+
+    # -- validation ------------------------------------------------------------------
+
+    def min_samples(self) -> int:
+        """EM needs at least K points.
+
+        Example:
+            >>> GMM(3, 2).min_samples()
+            3
+        """
+        return self.n_components
+
+    def check_data(self, data, name: str = "data") -> jax.Array:
+        """Validates a data array ``(n, d)`` (``(n,)`` for d = 1) with finite values.
+
+        Example:
+            >>> GMM(2, 1).check_data([0.0, 1.0]).shape
+            (2, 1)
+        """
+        x = jnp.asarray(data)
+        if not jnp.issubdtype(x.dtype, jnp.floating):
+            x = x.astype(jnp.result_type(float))
+        if x.ndim == 1 and self.dim == 1:
+            x = x[:, None]
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"{name} must have shape (n, {self.dim}); got {x.shape}")
+        if not bool(jnp.all(jnp.isfinite(x))):
+            raise ValueError(f"{name} must be finite; got NaN or inf")
+        return x
+
+    def check_params(self, params) -> GMMParams:
+        """Validates shapes, weights on the simplex and positive-definite covariances.
+
+        Example:
+            >>> p = GMMParams([1.0], [[0.0]], [[[1.0]]])
+            >>> GMM(1, 1).check_params(p).means.shape
+            (1, 1)
+        """
+        if not isinstance(params, GMMParams):
+            if isinstance(params, tuple) and len(params) == 3:
+                params = GMMParams(*params)
+            else:
+                raise TypeError(f"params0 must be GMMParams(weights, means, covs); got "
+                                f"{type(params)}")
+        w = jnp.asarray(params.weights)
+        if not jnp.issubdtype(w.dtype, jnp.floating):
+            w = w.astype(jnp.result_type(float))
+        m = jnp.asarray(params.means, w.dtype)
+        c = jnp.asarray(params.covs, w.dtype)
+        k, d = self.n_components, self.dim
+        for nm, a, shape in (("weights", w, (k,)), ("means", m, (k, d)), ("covs", c, (k, d, d))):
+            if a.shape != shape:
+                raise ValueError(f"params0.{nm} must have shape {shape}; got {a.shape}")
+        wn, mn, cn = (np.asarray(a, dtype=float) for a in (w, m, c))
+        if not (np.all(np.isfinite(wn)) and np.all(np.isfinite(mn)) and np.all(np.isfinite(cn))):
+            raise ValueError("params0 must be finite; got NaN or inf")
+        if np.any(wn < 0) or abs(wn.sum() - 1.0) > 1e-6:
+            raise ValueError(f"params0.weights must be >= 0 and sum to 1; got {wn.tolist()}")
+        if np.linalg.eigvalsh(0.5 * (cn + np.swapaxes(cn, -1, -2))).min() <= 0:
+            raise ValueError("params0.covs must be positive definite")
+        return GMMParams(w, m, c)
+
+    def params(self, weights, means, covs, dtype=None) -> GMMParams:
+        """Builds and checks parameters.
+
+        Example:
+            >>> fam = GMM(n_components=1, dim=1)
+            >>> fam.params([1.0], [[0.0]], [[[2.0]]]).covs.shape
+            (1, 1, 1)
+        """
+        return self.check_params(GMMParams(jnp.asarray(weights, dtype),
+                                           jnp.asarray(means, dtype), jnp.asarray(covs, dtype)))
+
+    def _check_weights(self, weights, n, dtype):
+        if weights is None:
+            return jnp.ones((n,), dtype)
+        w = jnp.asarray(weights, dtype)
+        if w.shape != (n,):
+            raise ValueError(f"weights must have shape ({n},); got {w.shape}")
+        wn = np.asarray(w)
+        if not np.all(np.isfinite(wn)) or np.any(wn < 0):
+            raise ValueError("weights must be finite and >= 0")
+        return w
+
+    # -- EM --------------------------------------------------------------------------
+
+    def em(self, key, x, weights=None, init: GMMParams | None = None) -> EMResult:
+        """Validated EM on ``x (n, d)``: from ``init`` if given, else k-means++.
+
+        Args:
+            key: PRNG key for the k-means++ start (unused with ``init``).
+            x: ``(n, d)`` data; weights: optional ``(n,)`` sample weights.
+            init: starting :class:`GMMParams` (e.g. scikit-learn's
+                ``weights_init``, ``means_init`` and ``inv(precisions_init)``).
+
+        Returns:
+            An :class:`EMResult`.
+
+        Example:
+            >>> import jax
+            >>> x = jax.random.normal(jax.random.key(0), (200, 2))
+            >>> res = GMM(n_components=2, dim=2, tol=0.0, max_iter=5).em(jax.random.key(1), x)
+            >>> int(res.n_iter), res.params.means.shape
+            (5, (2, 2))
+        """
+        x = self.check_data(x, "x")
+        w = self._check_weights(weights, x.shape[0], x.dtype)
+        n_pos = int(np.sum(np.asarray(w) > 0))
+        if n_pos < self.n_components:
+            raise ValueError(f"n_components={self.n_components} must be <= the number of "
+                             f"points with positive weight; got {n_pos}")
+        if init is not None:
+            init = self.check_params(init)
+            init = GMMParams(*(a.astype(x.dtype) for a in init))
+        return _em_jit(self, key, x, w, init)
+
+    def fit(self, key, data: jax.Array, weights: jax.Array) -> GMMParams:
+        """The family contract: k-means++ start, then EM (``weights`` 0/1 masks).
+
+        Example:
+            >>> import jax, jax.numpy as jnp
+            >>> x = jnp.concatenate([jnp.zeros((5, 1)) - 3, jnp.zeros((5, 1)) + 3])
+            >>> p = GMM(2, 1).fit(jax.random.key(0), x + 0.1 * jnp.arange(10)[:, None],
+            ...                   jnp.ones(10))
+            >>> sorted(round(float(w), 2) for w in p.weights)
+            [0.5, 0.5]
+        """
+        w = weights.astype(data.dtype)
+        init = _initial_params(key, data, w, self)
+        return _em(data, w, init, self).params
+
+    def sample(self, key, params: GMMParams, n: int) -> jax.Array:
+        """``n`` draws ``(n, d)``: a component by weight, then its Gaussian.
+
+        Example:
+            >>> import jax
+            >>> fam = GMM(1, 2)
+            >>> fam.sample(jax.random.key(0), fam.params([1.0], [[0.0, 0.0]], [[[1.0, 0.0],
+            ...            [0.0, 1.0]]]), 7).shape
+            (7, 2)
+        """
+        k_c, k_z = jax.random.split(key)
+        dtype = params.means.dtype
+        logw = jnp.log(jnp.maximum(params.weights, jnp.finfo(dtype).tiny))
+        comp = jax.random.categorical(k_c, logw, shape=(n,))
+        chol = _chol(params.covs)
+        z = jax.random.normal(k_z, (n, self.dim), dtype)
+        return params.means[comp] + jnp.einsum("nij,nj->ni", chol[comp], z)
+
+    def log_prob(self, params: GMMParams, x: jax.Array) -> jax.Array:
+        """Mixture log density at ``x (n, d)``; returns ``(n,)``.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> fam = GMM(n_components=1, dim=1)
+            >>> p = fam.params([1.0], [[0.0]], [[[1.0]]])
+            >>> round(float(fam.log_prob(p, jnp.zeros((1, 1)))[0]), 5)
+            -0.91894
+        """
+        return jax.nn.logsumexp(_weighted_log_prob(params, jnp.asarray(x).T), axis=0)
+
+    def responsibilities(self, params: GMMParams, x: jax.Array) -> jax.Array:
+        """Posterior component probabilities ``(n, K)``.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> fam = GMM(n_components=2, dim=1)
+            >>> p = fam.params([0.5, 0.5], [[-1.0], [1.0]], [[[1.0]], [[1.0]]])
+            >>> fam.responsibilities(p, jnp.zeros((1, 1))).round(3).tolist()
+            [[0.5, 0.5]]
+        """
+        return _e_step_resp(params, jnp.asarray(x).T, jnp.ones(jnp.shape(x)[0]))[1].T
+
+    def mean_log_likelihood(self, params: GMMParams, x: jax.Array,
+                            weights: jax.Array | None = None) -> jax.Array:
+        """Weighted mean log-likelihood (scikit-learn's ``score``).
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> fam = GMM(n_components=1, dim=1)
+            >>> p = fam.params([1.0], [[0.0]], [[[1.0]]])
+            >>> round(float(fam.mean_log_likelihood(p, jnp.zeros((4, 1)))), 5)
+            -0.91894
+        """
+        x = jnp.asarray(x)
+        w = jnp.ones(x.shape[0], x.dtype) if weights is None else jnp.asarray(weights)
+        return _e_step_resp(params, x.T, w)[0]
+
+    def n_parameters(self) -> int:
+        """Free parameters: ``K d`` means, ``K - 1`` weights and the covariances.
+
+        Example:
+            >>> GMM(2, 2).n_parameters(), GMM(2, 2, "diag").n_parameters()
+            (11, 9)
+        """
+        k, d = self.n_components, self.dim
+        cov = k * d * (d + 1) // 2 if self.covariance_type == "full" else k * d
+        return cov + k * d + k - 1
+
+    def bic(self, params: GMMParams, x: jax.Array) -> jax.Array:
+        """Bayesian information criterion ``-2 n mean_ll + p log n`` (lower is better).
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> fam = GMM(n_components=1, dim=1)
+            >>> p = fam.params([1.0], [[0.0]], [[[1.0]]])
+            >>> round(float(fam.bic(p, jnp.zeros((4, 1)))), 4)
+            10.1241
+        """
+        x = jnp.asarray(x)
+        n = x.shape[0]
+        return -2.0 * n * self.mean_log_likelihood(params, x) + self.n_parameters() * math.log(n)
+
+    def default_metrics(self):
+        """``l2`` (closed form, to generation 0), ``mmd`` (RBF, lengthscale 1) and
+        ``spread_k`` per component (relative to generation 0's average spread).
+
+        Example:
+            >>> sorted(GMM(2, 2).default_metrics())
+            ['l2', 'mmd', 'spread_0', 'spread_1']
+        """
+        return _metrics(self.n_components)
+
+    def is_degenerate(self, params: GMMParams) -> jax.Array:
+        """True where a component has collapsed: its variance is at the ``reg_covar``
+        floor (all its points equal), or its weight has vanished.
+
+        Example:
+            >>> fam = GMM(1, 1)
+            >>> bool(fam.is_degenerate(fam.params([1.0], [[0.0]], [[[1e-6]]])))
+            True
+        """
+        diag = jnp.diagonal(params.covs, axis1=-2, axis2=-1)
+        floor = 10.0 * self.reg_covar + 1e3 * jnp.finfo(diag.dtype).tiny
+        collapsed = jnp.any(diag <= floor, axis=-1)
+        gone = params.weights <= 100 * jnp.finfo(diag.dtype).eps
+        return jnp.any(collapsed | gone, axis=-1) | ~jnp.all(jnp.isfinite(params.covs))
+
+
+@functools.partial(jax.jit, static_argnames=("family",))
+def _em_jit(family, key, x, w, init):
+    if init is None:
+        init = _initial_params(key, x, w, family)
+    return _em(x, w, init, family)

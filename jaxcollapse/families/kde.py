@@ -1,0 +1,532 @@
+"""Gaussian kernel density estimation as a model family.
+
+A KDE's parameters are its (weighted) data set and the kernel covariance ``H``
+(the *bandwidth matrix*): ``p(x) = sum_i w_i N(x; x_i, H)``. Fitting stores the data
+and picks ``H`` by a rule; sampling picks a point by weight and adds ``N(0, H)``
+noise. Run through :func:`jaxcollapse.simulate` it is the KDE recursion of
+THEORY.md section 6: with a fixed bandwidth the variance diffuses towards
+``(M - 1) h^2`` instead of collapsing, while modes and tails still wash out.
+
+Bandwidth rules (``bandwidth=``):
+
+* ``"scott"``, ``"silverman"``: ``H = factor^2 * C`` with ``C`` the weighted unbiased
+  covariance and ``factor = neff^(-1/(d+4))`` or ``(neff (d+2)/4)^(-1/(d+4))``,
+  ``neff = 1 / sum w_i^2``, exactly as ``scipy.stats.gaussian_kde`` defines them.
+* a positive number ``h``: ``H = h^2 I``; a ``(d, d)`` positive-definite matrix: ``H``.
+* ``"cv"``: leave-one-out likelihood cross-validation of ``factor`` over
+  ``cv_grid`` (``H = factor^2 C``), all grid values at once (vmapped).
+
+``diagonal=True`` keeps only the diagonal of ``C``.
+
+References:
+    Scott, Multivariate Density Estimation (1992); Silverman, Density Estimation
+    for Statistics and Data Analysis (1986); Shumailov et al., Nature 631 (2024).
+    THEORY.md section 6.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.scipy.linalg import solve_triangular
+
+from jaxcollapse import kernels as kn
+from jaxcollapse import metrics as mt
+
+RULES = ("scott", "silverman", "cv")
+DEFAULT_CV_GRID = tuple(float(v) for v in np.geomspace(0.05, 2.0, 24))
+
+# Tile of the log-sum-exp evaluation: queries x points (2^19 elements = 4 MiB in f64).
+Q_TILE = 128
+P_TILE = 4096
+
+
+class KDEParams(NamedTuple):
+    """Parameters of a Gaussian KDE.
+
+    Attributes:
+        points: ``(M, d)`` data set (rows with zero weight are ignored).
+        weights: ``(M,)`` non-negative weights (normalised when used).
+        bandwidth: ``(d, d)`` kernel covariance ``H``.
+    """
+
+    points: jax.Array
+    weights: jax.Array
+    bandwidth: jax.Array
+
+
+# ----------------------------------------------------------------------- computations
+
+
+def _normalise(w):
+    return w / jnp.maximum(jnp.sum(w), jnp.finfo(w.dtype).tiny)
+
+
+def weighted_cov(x: jax.Array, weights: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Weighted unbiased covariance as ``numpy.cov(aweights=w)``, and ``neff``.
+
+    Returns ``(cov (d, d), neff)`` with ``neff = 1 / sum(w^2)`` for normalised
+    weights.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> c, neff = weighted_cov(jnp.array([[0.0], [1.0], [2.0]]), jnp.ones(3))
+        >>> c.tolist(), round(float(neff), 6)
+        ([[1.0]], 3.0)
+
+    References:
+        numpy.cov; scipy.stats.gaussian_kde.
+    """
+    w = _normalise(jnp.asarray(weights, x.dtype))
+    mean = w @ x
+    xc = x - mean
+    sw2 = jnp.sum(w * w)
+    cov = (xc * w[:, None]).T @ xc / jnp.maximum(1.0 - sw2, jnp.finfo(x.dtype).eps)
+    return 0.5 * (cov + cov.T), 1.0 / sw2
+
+
+def _floor(h):
+    """A tiny ridge so that a collapsed data set still gives a finite density."""
+    d = h.shape[-1]
+    scale = jnp.maximum(jnp.trace(h) / d, 1.0)
+    return h + (jnp.finfo(h.dtype).eps * scale) * jnp.eye(d, dtype=h.dtype)
+
+
+def _rule_factor(rule, neff, d):
+    if rule == "scott":
+        return neff ** (-1.0 / (d + 4))
+    return (neff * (d + 2.0) / 4.0) ** (-1.0 / (d + 4))
+
+
+def _logpdf_tiled(points, logw, bandwidth, x, q_tile=Q_TILE, p_tile=P_TILE):
+    """log sum_i exp(logw_i) N(x_q; p_i, H), one (q_tile x p_tile) tile at a time."""
+    d = points.shape[-1]
+    chol = jnp.linalg.cholesky(_floor(bandwidth))
+    center = jnp.mean(points, axis=0)
+    zp = solve_triangular(chol, (points - center).T, lower=True).T
+    zx = solve_triangular(chol, (x - center).T, lower=True).T
+    log_norm = jnp.sum(jnp.log(jnp.diagonal(chol))) + 0.5 * d * math.log(2 * math.pi)
+    nq, npts = zx.shape[0], zp.shape[0]
+    qt, pt = min(q_tile, nq), min(p_tile, npts)
+    nqb, npb = -(-nq // qt), -(-npts // pt)
+    zx = jnp.pad(zx, ((0, nqb * qt - nq), (0, 0))).reshape(nqb, qt, d)
+    zp = jnp.pad(zp, ((0, npb * pt - npts), (0, 0)))
+    logw = jnp.pad(logw, (0, npb * pt - npts), constant_values=-jnp.inf).reshape(npb, pt)
+    pp = (-0.5 * jnp.sum(zp * zp, -1)).reshape(npb, pt)
+    zp = zp.reshape(npb, pt, d)
+    low = jnp.finfo(zx.dtype).min
+
+    def tile_exponent(zq, qq, zpi, ppi, lwi):
+        cross = jnp.matmul(zq, zpi.T, precision=lax.Precision.HIGHEST)
+        # -|zq - zp|^2 / 2 by the matrix-product form, clamped at 0 against round-off
+        return jnp.minimum(qq[:, None] + cross + ppi[None, :], 0.0) + lwi[None, :]
+
+    def stable_block(zq, qq):
+        """Online log-sum-exp (running maximum): exact even far in the tails."""
+        def body(carry, inp):
+            m, s = carry
+            a = tile_exponent(zq, qq, *inp)
+            new_m = jnp.maximum(m, jnp.max(a, axis=1))
+            s = s * jnp.exp(m - new_m) + jnp.sum(jnp.exp(a - new_m[:, None]), axis=1)
+            return (new_m, s), None
+
+        init = (jnp.full((qt,), low, zq.dtype), jnp.zeros((qt,), zq.dtype))
+        (m, s), _ = lax.scan(body, init, (zp, pp, logw))
+        return m + jnp.log(s)
+
+    # sums of exponents <= 0 are safe from overflow; below this the sum may have lost
+    # precision to underflow and the block is redone by the stable path
+    safe = jnp.sqrt(jnp.finfo(zx.dtype).tiny)
+
+    def per_query_block(zq):
+        qq = -0.5 * jnp.sum(zq * zq, -1)
+
+        def body(s, inp):
+            return s + jnp.sum(jnp.exp(tile_exponent(zq, qq, *inp)), axis=1), None
+
+        s, _ = lax.scan(body, jnp.zeros((qt,), zq.dtype), (zp, pp, logw))
+        return lax.cond(jnp.all(s > safe), lambda: jnp.log(s), lambda: stable_block(zq, qq))
+
+    out = lax.map(per_query_block, zx).reshape(-1)[:nq]
+    return out - log_norm
+
+
+def _logpdf(params: KDEParams, x, q_tile=Q_TILE, p_tile=P_TILE):
+    w = _normalise(params.weights.astype(params.points.dtype))
+    logw = jnp.where(w > 0, jnp.log(jnp.where(w > 0, w, 1.0)), -jnp.inf)
+    return _logpdf_tiled(params.points, logw, params.bandwidth, x, q_tile, p_tile)
+
+
+@functools.partial(jax.jit, static_argnames=("q_tile", "p_tile"))
+def _logpdf_jit(params, x, q_tile, p_tile):
+    return _logpdf(params, x, q_tile, p_tile)
+
+
+def _loo_loglik(x, w, h):
+    """Weighted leave-one-out log-likelihood of the KDE with kernel covariance ``h``."""
+    n, d = x.shape
+    chol = jnp.linalg.cholesky(_floor(h))
+    z = solve_triangular(chol, (x - jnp.mean(x, 0)).T, lower=True).T
+    zz = jnp.sum(z * z, -1)
+    d2 = jnp.maximum(zz[:, None] + zz[None, :] - 2.0 * z @ z.T, 0.0)
+    logw = jnp.where(w > 0, jnp.log(jnp.where(w > 0, w, 1.0)), -jnp.inf)
+    a = jnp.where(jnp.eye(n, dtype=bool), -jnp.inf, logw[None, :] - 0.5 * d2)
+    log_norm = jnp.sum(jnp.log(jnp.diagonal(chol))) + 0.5 * d * math.log(2 * math.pi)
+    lse = jax.nn.logsumexp(a, axis=1) - jnp.log(jnp.maximum(1.0 - w, jnp.finfo(w.dtype).eps))
+    ll = lse - log_norm
+    return jnp.sum(jnp.where(w > 0, w * ll, 0.0))
+
+
+# --------------------------------------------------------------------------- family
+
+
+def _as_static_bandwidth(bw, dim):
+    if isinstance(bw, str):
+        if bw not in RULES:
+            raise ValueError(f"bandwidth must be one of {RULES}, a positive number or a "
+                             f"({dim}, {dim}) positive-definite matrix; got {bw!r}")
+        return bw
+    a = np.asarray(bw, dtype=float)
+    if a.ndim == 0:
+        if not np.isfinite(a) or a <= 0:
+            raise ValueError(f"bandwidth must be finite and > 0; got {a.item()}")
+        return float(a)
+    if a.shape != (dim, dim):
+        raise ValueError(f"bandwidth matrix must have shape ({dim}, {dim}); got {a.shape}")
+    if not np.all(np.isfinite(a)) or not np.allclose(a, a.T):
+        raise ValueError("bandwidth matrix must be finite and symmetric; got "
+                         f"{a.tolist()}")
+    if np.linalg.eigvalsh(a).min() <= 0:
+        raise ValueError(f"bandwidth matrix must be positive definite; got eigenvalues "
+                         f"{np.linalg.eigvalsh(a).tolist()}")
+    return tuple(tuple(float(v) for v in row) for row in a)
+
+
+def data_var(params: KDEParams, params0: KDEParams) -> jax.Array:
+    """MLE variance of the stored data, ``tr(S_n) / tr(S_0)`` (THEORY.md section 6).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> kde = KDE(dim=1, bandwidth=1.0)
+        >>> p0, p1 = kde.params(jnp.array([0.0, 1.0])), kde.params(jnp.array([0.0, 2.0]))
+        >>> float(data_var(p1, p0))
+        4.0
+
+    References:
+        THEORY.md section 6.
+    """
+    def mle_var(p):
+        w = _normalise(p.weights.astype(p.points.dtype))
+        mean = w @ p.points
+        return jnp.sum(w[:, None] * (p.points - mean) ** 2)
+
+    return mle_var(params) / jnp.maximum(mle_var(params0), jnp.finfo(params0.points.dtype).tiny)
+
+
+def bandwidth_ratio(params: KDEParams, params0: KDEParams) -> jax.Array:
+    """``tr(H_n) / tr(H_0)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> p = KDE(dim=1, bandwidth=1.0).params(jnp.array([0.0, 1.0]))
+        >>> float(bandwidth_ratio(p, p))
+        1.0
+
+    References:
+        Scott (1992); THEORY.md section 6.
+    """
+    return jnp.trace(params.bandwidth) / jnp.trace(params0.bandwidth)
+
+
+def rkhs_to_0(params: KDEParams, params0: KDEParams) -> jax.Array:
+    """RKHS distance (RBF, lengthscale 1) between the data sets of generations n and 0.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> p = KDE(dim=1, bandwidth=1.0).params(jnp.array([0.0, 1.0]))
+        >>> float(rkhs_to_0(p, p))
+        0.0
+
+    References:
+        Gretton et al., JMLR 13 (2012).
+    """
+    return mt._rkhs_distance(params.points, params.weights.astype(params.points.dtype),
+                             params0.points, params0.weights.astype(params0.points.dtype),
+                             kn.rbf, 1.0)
+
+
+_METRICS = {
+    "data_var": data_var,
+    "bandwidth_ratio": bandwidth_ratio,
+    "rkhs_to_0": rkhs_to_0,
+    "rkhs_successive": mt.successive_rkhs(1.0),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class KDE:
+    """Gaussian kernel density estimate (a non-parametric family).
+
+    Attributes:
+        dim: dimension d >= 1.
+        bandwidth: ``"scott"``, ``"silverman"``, ``"cv"``, a positive number ``h``
+            (``H = h^2 I``) or a ``(d, d)`` positive-definite matrix ``H``.
+        diagonal: keep only the diagonal of the data covariance in the rules.
+        cv_grid: bandwidth factors tried by ``"cv"`` (``H = factor^2 C``).
+        q_tile, p_tile: query and point tile sizes of :meth:`log_prob`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> kde = KDE(dim=1, bandwidth="scott")
+        >>> x = jax.random.normal(jax.random.key(0), (500, 1))
+        >>> p = kde.fit(None, x, jnp.ones(500))
+        >>> kde.log_prob(p, jnp.zeros((3, 1))).shape
+        (3,)
+        >>> kde.sample(jax.random.key(1), p, 10).shape
+        (10, 1)
+
+    References:
+        scipy.stats.gaussian_kde; Shumailov et al., Nature 631 (2024);
+        THEORY.md section 6.
+    """
+
+    dim: int = 1
+    bandwidth: Any = "scott"
+    diagonal: bool = False
+    cv_grid: tuple[float, ...] = DEFAULT_CV_GRID
+    q_tile: int = Q_TILE
+    p_tile: int = P_TILE
+
+    def __post_init__(self):
+        if isinstance(self.dim, bool) or not isinstance(self.dim, int | np.integer) \
+                or self.dim < 1:
+            raise ValueError(f"dim must be an integer >= 1; got {self.dim!r}")
+        object.__setattr__(self, "bandwidth", _as_static_bandwidth(self.bandwidth, self.dim))
+        grid = np.asarray(self.cv_grid, dtype=float)
+        if grid.ndim != 1 or grid.size < 1 or not np.all(np.isfinite(grid)) or np.any(
+                grid <= 0):
+            raise ValueError(f"cv_grid must be a non-empty list of positive factors; got "
+                             f"{self.cv_grid!r}")
+        object.__setattr__(self, "cv_grid", tuple(float(v) for v in grid))
+        for name in ("q_tile", "p_tile"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1; got {v!r}")
+
+    # -- validation (host side) --------------------------------------------------------
+
+    def min_samples(self) -> int:
+        """Fewest data points a fit needs: d + 1 for the covariance-based rules.
+
+        Example:
+            >>> KDE(dim=2).min_samples(), KDE(dim=2, bandwidth=0.5).min_samples()
+            (3, 1)
+        """
+        return self.dim + 1 if isinstance(self.bandwidth, str) else 1
+
+    def check_data(self, data, name: str = "data") -> jax.Array:
+        """Validates a data array ``(n, d)`` (``(n,)`` for d = 1): finite values.
+
+        Example:
+            >>> KDE(dim=1).check_data([0.0, 1.0]).shape
+            (2, 1)
+        """
+        x = jnp.asarray(data)
+        if not jnp.issubdtype(x.dtype, jnp.floating):
+            x = x.astype(jnp.result_type(float))
+        if x.ndim == 1 and self.dim == 1:
+            x = x[:, None]
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"{name} must have shape (n, {self.dim}); got {x.shape}")
+        if not bool(jnp.all(jnp.isfinite(x))):
+            raise ValueError(f"{name} must be finite; got NaN or inf")
+        return x
+
+    def _check_weights(self, weights, n, dtype, name="weights"):
+        if weights is None:
+            return jnp.ones((n,), dtype)
+        w = jnp.asarray(weights, dtype)
+        if w.shape != (n,):
+            raise ValueError(f"{name} must have shape ({n},); got {w.shape}")
+        wn = np.asarray(w)
+        if not np.all(np.isfinite(wn)) or np.any(wn < 0) or wn.sum() <= 0:
+            raise ValueError(f"{name} must be finite, >= 0 and not all 0")
+        return w
+
+    def check_params(self, params) -> KDEParams:
+        """Validates ``params`` (shapes, finite data, positive-definite bandwidth).
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> p = KDEParams(jnp.zeros((2, 1)), jnp.ones(2), jnp.eye(1))
+            >>> KDE(dim=1).check_params(p).bandwidth.shape
+            (1, 1)
+        """
+        if not isinstance(params, KDEParams):
+            if isinstance(params, tuple) and len(params) == 3:
+                params = KDEParams(*params)
+            else:
+                raise TypeError(f"params0 must be KDEParams(points, weights, bandwidth); "
+                                f"got {type(params)}")
+        x = self.check_data(params.points, "params0.points")
+        w = self._check_weights(params.weights, x.shape[0], x.dtype, "params0.weights")
+        h = jnp.asarray(params.bandwidth, x.dtype)
+        if h.shape != (self.dim, self.dim):
+            raise ValueError(f"params0.bandwidth must have shape ({self.dim}, {self.dim}); "
+                             f"got {h.shape}")
+        hn = np.asarray(h, dtype=float)
+        if not np.all(np.isfinite(hn)) or np.linalg.eigvalsh(0.5 * (hn + hn.T)).min() <= 0:
+            raise ValueError("params0.bandwidth must be finite and positive definite")
+        return KDEParams(x, w, h)
+
+    def params(self, data, weights=None, *, size: int | None = None) -> KDEParams:
+        """Validates ``data`` and fits the KDE on it (host-side entry point).
+
+        Args:
+            data: ``(n, d)`` points; weights: optional ``(n,)`` non-negative weights.
+            size: pad the stored data with zero-weight rows to this many, e.g. to
+                the training-set size of a ``mix`` or ``accumulate`` simulation.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> p = KDE(dim=1, bandwidth=0.5).params(jnp.array([0.0, 1.0]), size=4)
+            >>> p.points.shape, p.weights.tolist(), p.bandwidth.tolist()
+            ((4, 1), [1.0, 1.0, 0.0, 0.0], [[0.25]])
+        """
+        x = self.check_data(data)
+        w = self._check_weights(weights, x.shape[0], x.dtype)
+        n = int(np.sum(np.asarray(w) > 0))
+        if n < self.min_samples():
+            raise ValueError(f"data must have at least {self.min_samples()} points with "
+                             f"positive weight for bandwidth={self.bandwidth!r}; got {n}")
+        if size is not None:
+            if size < x.shape[0]:
+                raise ValueError(f"size must be >= the number of points {x.shape[0]}; "
+                                 f"got {size}")
+            x = jnp.pad(x, ((0, size - x.shape[0]), (0, 0)))
+            w = jnp.pad(w, (0, size - w.shape[0]))
+        return _fit_jit(self, x, w)
+
+    # -- the family contract -------------------------------------------------------------
+
+    def select_bandwidth(self, data: jax.Array, weights: jax.Array) -> jax.Array:
+        """The kernel covariance ``H (d, d)`` the rule gives for weighted ``data``.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> x = jnp.array([[0.0], [1.0], [2.0]])
+            >>> h = KDE(dim=1, bandwidth="scott").select_bandwidth(x, jnp.ones(3))
+            >>> round(float(h[0, 0]), 6)  # 3^(-2/5) * 1.0
+            0.644394
+
+        References:
+            scipy.stats.gaussian_kde; Scott (1992); Silverman (1986).
+        """
+        d = self.dim
+        dtype = data.dtype
+        bw = self.bandwidth
+        if isinstance(bw, float):
+            return (bw * bw) * jnp.eye(d, dtype=dtype)
+        if isinstance(bw, tuple):
+            return jnp.asarray(bw, dtype)
+        w = weights.astype(dtype)
+        cov, neff = weighted_cov(data, w)
+        if self.diagonal:
+            cov = jnp.diag(jnp.diagonal(cov))
+        if bw in ("scott", "silverman"):
+            return cov * _rule_factor(bw, neff, d) ** 2
+        grid = jnp.asarray(self.cv_grid, dtype)
+        wn = _normalise(w)
+        ll = jax.vmap(lambda f: _loo_loglik(data, wn, cov * f * f))(grid)
+        best = grid[jnp.argmax(jnp.where(jnp.isfinite(ll), ll, -jnp.inf))]
+        return cov * best * best
+
+    def fit(self, key, data: jax.Array, weights: jax.Array) -> KDEParams:
+        """Stores ``data`` and ``weights`` with the rule's bandwidth (``key`` unused).
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> p = KDE(dim=1, bandwidth=0.5).fit(None, jnp.zeros((4, 1)), jnp.ones(4))
+            >>> p.points.shape, p.bandwidth.tolist()
+            ((4, 1), [[0.25]])
+        """
+        del key  # the fit is deterministic
+        w = weights.astype(data.dtype)
+        return KDEParams(data, w, self.select_bandwidth(data, w))
+
+    def sample(self, key, params: KDEParams, n: int) -> jax.Array:
+        """``n`` draws ``(n, d)``: a point by weight (inverse CDF) plus ``N(0, H)``.
+
+        Example:
+            >>> import jax, jax.numpy as jnp
+            >>> kde = KDE(dim=1, bandwidth=0.1)
+            >>> x = kde.sample(jax.random.key(0), kde.params(jnp.array([5.0])), 100)
+            >>> bool(jnp.all(jnp.abs(x - 5.0) < 1.0))
+            True
+        """
+        k_idx, k_noise = jax.random.split(key)
+        dtype = params.points.dtype
+        cdf = jnp.cumsum(params.weights.astype(dtype))
+        u = jax.random.uniform(k_idx, (n,), dtype) * cdf[-1]
+        idx = jnp.clip(jnp.searchsorted(cdf, u, side="right"), 0, cdf.shape[0] - 1)
+        chol = jnp.linalg.cholesky(_floor(params.bandwidth))
+        z = jax.random.normal(k_noise, (n, self.dim), dtype)
+        return params.points[idx] + z @ chol.T
+
+    def log_prob(self, params: KDEParams, x: jax.Array) -> jax.Array:
+        """Log density at ``x (q, d)`` by a tiled log-sum-exp; returns ``(q,)``.
+
+        Memory is bounded by one ``q_tile x p_tile`` tile whatever the sizes.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> kde = KDE(dim=1, bandwidth=1.0)
+            >>> p = kde.params(jnp.array([0.0]))
+            >>> round(float(kde.log_prob(p, jnp.array([[0.0]]))[0]), 5)
+            -0.91894
+        """
+        x = jnp.asarray(x)
+        if x.ndim == 1 and self.dim == 1:
+            x = x[:, None]
+        if x.ndim != 2 or x.shape[-1] != params.points.shape[-1]:
+            raise ValueError(f"x must have shape (q, {params.points.shape[-1]}) to match the "
+                             f"data; got {x.shape}")
+        if not isinstance(x, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(x))):
+            raise ValueError("x must be finite; got NaN or inf")
+        return _logpdf_jit(params, x.astype(params.points.dtype), self.q_tile, self.p_tile)
+
+    def default_metrics(self):
+        """``data_var`` (s_n^2 / s_0^2), ``bandwidth_ratio``, ``rkhs_to_0`` and
+        ``rkhs_successive`` (RBF, lengthscale 1).
+
+        Example:
+            >>> sorted(KDE().default_metrics())
+            ['bandwidth_ratio', 'data_var', 'rkhs_successive', 'rkhs_to_0']
+        """
+        return _METRICS
+
+    def is_degenerate(self, params: KDEParams) -> jax.Array:
+        """True where the bandwidth has collapsed to (near) zero or is not finite.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> kde = KDE(dim=1)
+            >>> bool(kde.is_degenerate(kde.fit(None, jnp.ones((5, 1)), jnp.ones(5))))
+            True
+        """
+        h = params.bandwidth
+        scale = jnp.finfo(h.dtype).eps * 1e3
+        return (jnp.any(jnp.diagonal(h) <= scale * jnp.maximum(
+            jnp.max(jnp.abs(params.points)), 1.0) ** 2) | ~jnp.all(jnp.isfinite(h)))
+
+
+@functools.partial(jax.jit, static_argnames=("family",))
+def _fit_jit(family, x, w):
+    return family.fit(None, x, w)
