@@ -8,8 +8,8 @@ full forward pass every step (the reference the cached path must equal).
 Sampling supports temperature, top-k, top-p (nucleus) and a CTRL-style
 repetition penalty; :func:`beam_search` is the fixed-length n-way beam search the
 seed study used (5 beams). ``temperature``, ``top_p`` and the penalty are traced,
-so changing them does not recompile; shapes, ``top_k``, ``n_beams`` and the config
-are static.
+so changing them does not recompile; shapes, ``top_k``, ``n_beams``, the config and
+whether top-p is on at all (``top_p < 1``) are static.
 
 References:
     Shumailov et al., Nature 631 (2024), THEORY.md section 8 (5-way beam search
@@ -47,11 +47,13 @@ def _penalize(logits, seen, penalty):
     return jnp.where(seen, pen, logits)
 
 
-def _filter(logits, top_k: int, top_p):
+def _filter(logits, top_k: int, top_p, nucleus: bool):
     neg = jnp.finfo(logits.dtype).min
     if top_k > 0:
         kth = jax.lax.top_k(logits, top_k)[0][..., -1:]
         logits = jnp.where(logits < kth, neg, logits)
+    if not nucleus:  # the sort + cumsum over the vocabulary is costly to compile and run
+        return logits
     srt = jnp.sort(logits, axis=-1)[..., ::-1]
     cum = jnp.cumsum(jax.nn.softmax(srt, axis=-1), axis=-1)
     # Keep the smallest prefix whose mass reaches top_p (always the top token).
@@ -66,9 +68,10 @@ def _seen(prompts, vocab_size):
     return jnp.zeros((b, vocab_size), bool).at[jnp.arange(b)[:, None], prompts].set(True)
 
 
-@functools.partial(jax.jit, static_argnames=("config", "n_new", "top_k", "use_cache"))
+@functools.partial(jax.jit,
+                   static_argnames=("config", "n_new", "top_k", "nucleus", "use_cache"))
 def _sample(key, params, config, prompts, n_new, temperature, top_k, top_p, penalty,
-            use_cache):
+            nucleus, use_cache):
     model = Transformer(config)
     b, p = prompts.shape
     keys = jax.random.split(key, n_new)
@@ -76,7 +79,7 @@ def _sample(key, params, config, prompts, n_new, temperature, top_k, top_p, pena
 
     def pick(k, logits, seen):
         logits = _penalize(logits, seen, penalty) / temperature
-        logits = _filter(logits, top_k, top_p)
+        logits = _filter(logits, top_k, top_p, nucleus)
         tok = jax.random.categorical(k, logits, axis=-1).astype(prompts.dtype)
         return tok, seen.at[jnp.arange(b), tok].set(True)
 
@@ -157,7 +160,7 @@ def sample(key: jax.Array, params, config: TransformerConfig, prompts, n_new: in
     dt = jnp.dtype(config.dtype)
     return _sample(key, params, config, jnp.asarray(prompts), int(n_new),
                    jnp.asarray(temperature, dt), int(top_k), jnp.asarray(top_p, dt),
-                   jnp.asarray(repetition_penalty, dt), bool(use_cache))
+                   jnp.asarray(repetition_penalty, dt), bool(top_p < 1), bool(use_cache))
 
 
 @functools.partial(jax.jit, static_argnames=("config", "n_new", "n_beams"))
