@@ -24,6 +24,7 @@ from collections.abc import Sequence
 # name -> module implementing the runner (imported lazily so --help stays fast).
 RUNNERS: dict[str, str] = {
     # filled as experiments land
+    "lm": "jaxcollapse.experiments.lm",
 }
 
 SHARED_FLAGS = ("seed", "chains", "generations", "samples", "regime", "alpha", "out")
