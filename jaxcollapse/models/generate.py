@@ -173,7 +173,8 @@ def _beam(params, config, prompts, n_new, n_beams, penalty):
     cache = KVCache(jnp.repeat(cache.k, n_beams, axis=1), jnp.repeat(cache.v, n_beams, axis=1))
     last = rep(logits[:, -1])
     seen = rep(_seen(prompts, v))
-    # Only beam 0 is live at the start, so the first step does not pick K copies.
+    # Only beam 0 is live at the start, so the first step does not pick K copies (with
+    # K > V some beams start dead at -inf and can only be chosen after every live one).
     score = jnp.tile(jnp.where(jnp.arange(n_beams) == 0, 0.0, -jnp.inf), (b, 1))
     hist = jnp.zeros((b, n_beams, n_new), prompts.dtype)
 
@@ -234,8 +235,6 @@ def beam_search(params, config: TransformerConfig, prompts, n_new: int, *, n_bea
     _check(config, prompts, n_new)
     if not isinstance(n_beams, int | np.integer) or n_beams < 1:
         raise ValueError(f"n_beams must be an integer >= 1; got {n_beams!r}")
-    if n_beams > config.vocab_size:
-        raise ValueError(f"n_beams ({n_beams}) cannot exceed vocab_size ({config.vocab_size})")
     if not repetition_penalty >= 1:
         raise ValueError(f"repetition_penalty must be >= 1; got {repetition_penalty}")
     return _beam(params, config, jnp.asarray(prompts), int(n_new), int(n_beams),
