@@ -29,6 +29,7 @@ References:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from pathlib import Path
@@ -219,10 +220,14 @@ class NaNLossError(FloatingPointError):
     """The training loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def _optimizer(protocol: LMProtocol):
-    return make_optimizer(protocol.learning_rate, total_steps=protocol.steps,
-                          warmup_steps=protocol.warmup_steps,
-                          weight_decay=protocol.weight_decay)
+@functools.lru_cache(maxsize=8)
+def _compiled(model: TransformerConfig, learning_rate: float, steps: int, warmup_steps: int,
+              weight_decay: float):
+    # One optimiser and one jitted step per training setup, shared by every seed,
+    # arm, generation and resumed call (a new jit object would compile again).
+    tx = make_optimizer(learning_rate, total_steps=steps, warmup_steps=warmup_steps,
+                        weight_decay=weight_decay)
+    return tx, make_train_step(model, tx)
 
 
 def _train(key, protocol: LMProtocol, tx, step, stream: np.ndarray, init_p, label: str,
@@ -378,8 +383,8 @@ def run_lm(key: jax.Array, corpus: TextCorpus, protocol: LMProtocol, arms: list[
     blocks = human[: n_blocks * protocol.prompt_len].reshape(n_blocks, protocol.prompt_len)
     human_counts = np.bincount(human, minlength=cfg.vocab_size)
     ckpt = None if out is None else out / "checkpoints"
-    tx = _optimizer(protocol)
-    step = make_train_step(cfg, tx)  # compiled once, reused by every generation and arm
+    tx, step = _compiled(cfg, protocol.learning_rate, protocol.steps, protocol.warmup_steps,
+                         protocol.weight_decay)
 
     def save(path, state, extra):
         if ckpt is not None:

@@ -85,7 +85,7 @@ def load_mnist(directory: str | os.PathLike) -> ImageData:
         >>> load_mnist(tempfile.mkdtemp())
         Traceback (most recent call last):
         ...
-        FileNotFoundError: data directory ... lacks MNIST files; looked for: t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]
+        FileNotFoundError: data directory ... lacks MNIST files; looked for: ...idx3-ubyte[.gz], ...
     """
     d = Path(directory)
     if not d.is_dir():
