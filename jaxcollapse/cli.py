@@ -25,6 +25,7 @@ from collections.abc import Sequence
 RUNNERS: dict[str, str] = {
     # filled as experiments land
     "lm": "jaxcollapse.experiments.lm",
+    "vae": "jaxcollapse.experiments.vae",
 }
 
 SHARED_FLAGS = ("seed", "chains", "generations", "samples", "regime", "alpha", "out")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 import time
 from pathlib import Path
@@ -38,8 +39,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from jaxcollapse._progress import Progress
+from jaxcollapse.data.mnist import ImageData
 from jaxcollapse.data.wikitext import TextCorpus
 from jaxcollapse.io import save_npz
 from jaxcollapse.models.checkpoint import load_checkpoint, read_meta, save_checkpoint
@@ -54,6 +57,17 @@ from jaxcollapse.models.train import (
     sequence_perplexity,
 )
 from jaxcollapse.models.transformer import TransformerConfig, init_params
+from jaxcollapse.models.vae import (
+    VAEConfig,
+    VAEState,
+    decode_prior,
+    elbo,
+    encode_mean,
+    init_vae,
+    iwae_bound,
+    make_vae_train_step,
+    vae_optimizer,
+)
 
 DECODINGS = ("sample", "beam")
 
@@ -297,18 +311,20 @@ def _evaluate(params, protocol: LMProtocol, corpus: TextCorpus) -> dict:
 def _meta(protocol: LMProtocol, corpus: TextCorpus, key) -> dict:
     proto = protocol.to_dict()
     proto.pop("n_generations")  # a run may be resumed with more generations
-    return dict(protocol=proto, vocab=corpus.vocab.fingerprint, corpus=corpus.name,
+    meta = dict(protocol=proto, vocab=corpus.vocab.fingerprint, corpus=corpus.name,
                 n_train=int(len(corpus.train)),
                 key=np.asarray(jax.random.key_data(key)).tolist())
+    return json.loads(json.dumps(meta))  # tuples -> lists, as read back from a checkpoint
 
 
-def _check_meta(path: Path, want: dict) -> None:
+def _check_meta(path: Path, want: dict,
+                keys: tuple[str, ...] = ("protocol", "corpus", "n_train", "key")) -> None:
     got = read_meta(path)
-    if got.get("vocab") != want["vocab"]:
+    if "vocab" in want and got.get("vocab") != want["vocab"]:
         raise ValueError(f"vocabulary mismatch on resume: checkpoint {path} was made with "
                          f"vocabulary {got.get('vocab')} ({got.get('corpus')}), this run has "
                          f"{want['vocab']} ({want['corpus']})")
-    for k in ("protocol", "corpus", "n_train", "key"):
+    for k in keys:
         if got.get(k) != want[k]:
             diff = k
             if k == "protocol":
@@ -496,3 +512,276 @@ def format_table(runs: dict[str, list[dict]] | list[dict[str, list[dict]]]) -> s
             row += f"  {np.mean([v['test_acc'] for v in vals]):11.4f}"
         lines.append(row)
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------
+# The VAE protocol.
+
+
+@dataclasses.dataclass(frozen=True)
+class VAEProtocol:
+    """Static settings of one recursive VAE run.
+
+    Attributes:
+        model: the :class:`~jaxcollapse.models.vae.VAEConfig`.
+        n_generations: generations after generation 0.
+        steps, batch_size, learning_rate: training of every generation (from the
+            same initialisation).
+        n_importance: samples of the importance-weighted test bound.
+        n_eval: test images used for the ELBO / IWAE bound (``None``: all).
+        n_probe: generated images encoded by the generation-0 encoder and classified.
+    """
+
+    model: VAEConfig
+    n_generations: int = 5
+    steps: int = 1000
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    n_importance: int = 64
+    n_eval: int | None = 1000
+    n_probe: int = 1000
+
+    def __post_init__(self):
+        for f in ("steps", "batch_size", "n_importance", "n_probe"):
+            v = getattr(self, f)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{f} must be a positive integer; got {v!r}")
+        if not isinstance(self.n_generations, int) or self.n_generations < 0:
+            raise ValueError(f"n_generations must be >= 0; got {self.n_generations!r}")
+
+
+def save_image_grid(path: str | Path, images: np.ndarray, ncol: int = 8) -> Path:
+    """Writes images ``(n, h, w)`` in [0, 1] as one greyscale PNG grid (no extra deps).
+
+    Example:
+        >>> import tempfile
+        >>> p = save_image_grid(tempfile.mkdtemp() + "/g.png", np.zeros((3, 4, 4)), ncol=2)
+        >>> p.read_bytes()[:4] == b"\\x89PNG"
+        True
+    """
+    import struct
+    import zlib
+
+    from jaxcollapse.io import atomic_write_bytes
+
+    x = np.clip(np.asarray(images, np.float64), 0, 1)
+    n, h, w = x.shape
+    nrow = -(-n // ncol)
+    grid = np.ones((nrow * (h + 1) + 1, ncol * (w + 1) + 1))
+    for i in range(n):
+        r, c = divmod(i, ncol)
+        grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + c * (w + 1):1 + c * (w + 1) + w] = x[i]
+    img = (grid * 255).round().astype(np.uint8)
+
+    def chunk(tag, data):
+        return (struct.pack(">I", len(data)) + tag + data
+                + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF))
+
+    raw = b"".join(b"\x00" + row.tobytes() for row in img)
+    png = (b"\x89PNG\r\n\x1a\n"
+           + chunk(b"IHDR", struct.pack(">IIBBBBB", img.shape[1], img.shape[0], 8, 0, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+    return atomic_write_bytes(path, png)
+
+
+@functools.partial(jax.jit, static_argnames=("steps",))
+def _fit_softmax(x, y, steps):
+    # Multinomial logistic regression on pixels, full batch, Adam: a cheap "human"
+    # digit classifier for the class histograms of generated images.
+    w0 = (jnp.zeros((x.shape[1], 10), x.dtype), jnp.zeros(10, x.dtype))
+    tx = optax.adam(0.05)
+
+    def loss(w):
+        return optax.softmax_cross_entropy_with_integer_labels(x @ w[0] + w[1], y).mean() \
+            + 1e-4 * (w[0] ** 2).sum()
+
+    def body(carry, _):
+        w, s = carry
+        g = jax.grad(loss)(w)
+        u, s = tx.update(g, s, w)
+        return (optax.apply_updates(w, u), s), None
+
+    (w, _), _ = jax.lax.scan(body, (w0, tx.init(w0)), None, length=steps)
+    return w
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_vae(model: VAEConfig, learning_rate: float, steps: int):
+    tx = vae_optimizer(learning_rate, steps)
+    return tx, make_vae_train_step(model, tx)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "n"))
+def _probe(key, params, params0, config, n, w, b):
+    # Generated images, their generation-0 encodings and predicted digit classes.
+    x = decode_prior(key, params, config, n)
+    z = encode_mean(params0, config, x)
+    return x, z, jnp.argmax(x.reshape(n, -1) @ w + b, axis=-1)
+
+
+_decode_jit = jax.jit(decode_prior, static_argnums=(2, 3))
+
+
+class VAERun(NamedTuple):
+    """Results of :func:`run_vae`: arm name -> per-generation metric dicts."""
+
+    records: dict[str, list[dict]]
+
+
+@functools.partial(jax.jit, static_argnames=("config", "n_importance"))
+def _vae_eval(key, params, config, x, n_importance):
+    k1, k2 = jax.random.split(key)
+    return (elbo(k1, params, config, x).mean(),
+            iwae_bound(k2, params, config, x, n_importance).mean())
+
+
+def run_vae(key: jax.Array, data: ImageData, protocol: VAEProtocol, arms: list[Arm], *,
+            out: str | Path | None = None, resume: bool = False,
+            progress: bool = False) -> VAERun:
+    """Runs the recursive VAE protocol for one seed.
+
+    Generation 0 trains on the human training images; generation n on as many
+    decoder outputs for z ~ N(0, I) from generation n - 1 (a fraction alpha of
+    fresh human images mixed in, or the accumulate pool). Per generation: test
+    ELBO and importance-weighted bound (nats per image), the spread (RMS std per
+    latent dimension) of generated images under the generation-0 encoder, the
+    class histogram of generated images under a classifier trained on human data,
+    and an 8x8 PNG grid of samples. Checkpoints and ``resume`` as in :func:`run_lm`.
+
+    Args:
+        key: PRNG key (one seed).
+        data: :class:`~jaxcollapse.data.ImageData` whose image size matches the model.
+        protocol: a :class:`VAEProtocol`.
+        arms: from :func:`make_arms`.
+        out: folder for checkpoints and PNG grids (``None``: none).
+        resume: continue from the checkpoints in ``out``.
+        progress: show progress bars.
+
+    Returns:
+        :class:`VAERun`.
+
+    Example:
+        >>> import jax
+        >>> from jaxcollapse.data import ImageData
+        >>> from jaxcollapse.models.vae import VAEConfig
+        >>> x = np.random.default_rng(0).uniform(size=(64, 8, 8)).astype(np.float32)
+        >>> y = np.arange(64) % 10
+        >>> d = ImageData(x[:48], y[:48], x[48:], y[48:], "noise")
+        >>> proto = VAEProtocol(VAEConfig((8, 8), 4, 16, "mlp"), n_generations=1, steps=5,
+        ...                     batch_size=8, n_importance=4, n_probe=16)
+        >>> r = run_vae(jax.random.key(0), d, proto, make_arms([0.0], accumulate=False))
+        >>> len(r.records["alpha=0"])
+        2
+
+    References:
+        Shumailov et al., Nature 631 (2024), THEORY.md section 8; Burda et al. (2016).
+    """
+    cfg = protocol.model
+    if tuple(data.train_x.shape[1:]) != tuple(cfg.image_shape):
+        raise ValueError(f"images have shape {data.train_x.shape[1:]}, the model expects "
+                         f"{cfg.image_shape}")
+    if not arms:
+        raise ValueError("arms must not be empty")
+    out = None if out is None else Path(out)
+    if resume and out is None:
+        raise ValueError("resume=True needs an output folder (out)")
+    ckpt = None if out is None else out / "checkpoints"
+    n = len(data.train_x)
+    meta = dict(protocol={**dataclasses.asdict(protocol), "n_generations": None},
+                data=data.name, n_train=n, key=np.asarray(jax.random.key_data(key)).tolist())
+    meta = json.loads(json.dumps(meta))  # tuples -> lists, as read back from a checkpoint
+    k_init, k_gen0, k_arms, k_eval = (jax.random.fold_in(key, i) for i in range(4))
+    p_init = init_vae(k_init, cfg)
+    tx, step = _compiled_vae(cfg, protocol.learning_rate, protocol.steps)
+    test_x = jnp.asarray(data.test_x[: protocol.n_eval])
+    human = np.asarray(data.train_x)
+    flat = lambda a: jnp.asarray(a).reshape(len(a), -1)
+    clf = _fit_softmax(flat(human), jnp.asarray(data.train_y), 300)
+
+    def train(k, images, label):
+        state = VAEState(jax.tree.map(jnp.array, p_init), tx.init(p_init),
+                         jnp.zeros((), jnp.int32))
+        k_batch, k_step = jax.random.split(k)
+        idx = np.asarray(jax.random.randint(k_batch, (protocol.steps, protocol.batch_size),
+                                            0, len(images)))
+        keys = jax.random.split(k_step, protocol.steps)
+        losses = []
+        with Progress(protocol.steps, label, unit="step", enabled=progress) as bar:
+            t0 = time.perf_counter()
+            for i in range(protocol.steps):
+                state, loss = step(state, keys[i], images[idx[i]])
+                losses.append(loss)
+                if (i + 1) % 50 == 0 or i + 1 == protocol.steps:
+                    last = np.asarray(jax.device_get(losses[-50:]), np.float64)
+                    if not np.all(np.isfinite(last)):
+                        raise NaNLossError(f"{label}: the training loss became non-finite; "
+                                           "stopping; the last good checkpoint is kept")
+                    rate = (i + 1) * protocol.batch_size / (time.perf_counter() - t0)
+                    bar.update(i + 1, f"loss {last[-1]:.2f} {rate:,.0f} img/s")
+        return state, float(np.mean(np.asarray(jax.device_get(losses[-50:]), np.float64)))
+
+    def measure(params, params0, k, synth, gen, label):
+        e, iw = _vae_eval(k, params, cfg, test_x, protocol.n_importance)
+        probe, z, pred = (np.asarray(a) for a in _probe(
+            jax.random.fold_in(k, 1), params, params0, cfg, protocol.n_probe, *clf))
+        z = z.astype(np.float64)
+        hist = np.bincount(pred, minlength=10)
+        pk = hist[hist > 0] / hist.sum()
+        if out is not None:
+            save_image_grid(out / "samples" / f"{label}_gen{gen}.png", probe[:64])
+        return dict(test_elbo=float(e), test_iwae=float(iw),
+                    latent_spread=float(np.sqrt(z.var(axis=0).mean())),
+                    class_hist=hist.tolist(), class_entropy=float(-(pk * np.log(pk)).sum()),
+                    synthetic_pixel_mean=None if synth is None else float(synth.mean()))
+
+    g0 = None if ckpt is None else ckpt / "gen0.npz"
+    if resume and g0 is not None and g0.is_file():
+        _check_meta(g0, meta, ("protocol", "data", "n_train", "key"))
+        params0, m = load_checkpoint(g0, p_init)
+        rec0 = m["records"][0]
+    else:
+        t0 = time.perf_counter()
+        state0, loss = train(k_gen0, human, "gen 0 train")
+        params0 = state0.params
+        rec0 = dict(generation=0, train_loss=loss,
+                    **measure(params0, params0, k_eval, None, 0, "human"),
+                    seconds=time.perf_counter() - t0)
+        if ckpt is not None:
+            save_checkpoint(g0, params0, {**meta, "records": [rec0]})
+
+    records = {}
+    for arm in arms:
+        k_arm = jax.random.fold_in(k_arms, arm.key_id)
+        recs, pool, params, start = [rec0], [human], params0, 1
+        latest = None if ckpt is None else ckpt / arm.name / "latest.npz"
+        if resume and latest is not None and latest.is_file():
+            _check_meta(latest, meta, ("protocol", "data", "n_train", "key"))
+            params, m = load_checkpoint(latest, p_init)
+            start, recs = m["generation"] + 1, m["records"]
+            if arm.accumulate:
+                for g in range(1, start):
+                    with np.load(ckpt / arm.name / f"synthetic_gen{g}.npz") as z:
+                        pool.append(z["images"])
+        for g in range(start, protocol.n_generations + 1):
+            t0 = time.perf_counter()
+            k_samp, k_perm, k_train, k_meas = jax.random.split(jax.random.fold_in(k_arm, g), 4)
+            n_h = 0 if arm.accumulate else int(round(arm.alpha * n))
+            synth = np.asarray(_decode_jit(k_samp, params, cfg, n - n_h), np.float32)
+            if arm.accumulate:
+                pool.append(synth)
+                images = np.concatenate(pool)
+            else:
+                keep = np.asarray(jax.random.permutation(k_perm, n))[:n_h]
+                images = np.concatenate([human[keep], synth])
+            state, loss = train(k_train, images, f"{arm.name} gen {g} train")
+            params = state.params
+            recs.append(dict(generation=g, train_loss=loss, train_images=len(images),
+                             human_images=n_h + (n if arm.accumulate else 0),
+                             **measure(params, params0, k_meas, synth, g, arm.name),
+                             seconds=time.perf_counter() - t0))
+            if ckpt is not None:
+                if arm.accumulate:
+                    save_npz(ckpt / arm.name / f"synthetic_gen{g}.npz", dict(images=synth))
+                save_checkpoint(latest, params, {**meta, "generation": g, "records": recs})
+        records[arm.name] = recs
+    return VAERun(records)
