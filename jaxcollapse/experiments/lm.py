@@ -52,6 +52,15 @@ PRESETS: dict[str, dict] = {
 
 
 def add_arguments(p) -> None:
+    """Adds this experiment's own flags to its sub-parser.
+
+    Example:
+        >>> import argparse
+        >>> ap = argparse.ArgumentParser()
+        >>> add_arguments(ap)
+        >>> ap.parse_args(["--preset", "tiny", "--seeds", "0", "1"]).seeds
+        [0, 1]
+    """
     p.add_argument("--preset", choices=list(PRESETS), default="quick",
                    help="sizes of data, model and training (default: %(default)s)")
     p.add_argument("--data", default=None,
@@ -95,7 +104,16 @@ def _corpus(args, preset):
 
 
 def build(args):
-    """(corpus, protocol, arms, seeds) from parsed arguments."""
+    """(corpus, protocol, arms, seeds) from parsed arguments.
+
+    Example:
+        >>> from jaxcollapse.cli import build_parser
+        >>> args = build_parser().parse_args(["run", "lm", "--preset", "tiny",
+        ...                                   "--alpha", "0", "0.1", "--no-accumulate"])
+        >>> corpus, protocol, arms, seeds = build(args)
+        >>> [a.name for a in arms], protocol.n_generations, seeds
+        (['alpha=0', 'alpha=0.1'], 2, (0,))
+    """
     from jaxcollapse.learned import LMProtocol, make_arms
     from jaxcollapse.models import preset as model_preset
 
@@ -123,6 +141,7 @@ def build(args):
 
 
 def run(args) -> int:
+    """Runs every seed, prints the table, writes ``results.json``; returns 0."""
     import jax
 
     from jaxcollapse.io import save_json

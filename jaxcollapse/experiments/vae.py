@@ -38,6 +38,15 @@ PRESETS = {
 
 
 def add_arguments(p) -> None:
+    """Adds this experiment's own flags to its sub-parser.
+
+    Example:
+        >>> import argparse
+        >>> ap = argparse.ArgumentParser()
+        >>> add_arguments(ap)
+        >>> ap.parse_args(["--preset", "tiny", "--seeds", "0", "1"]).seeds
+        [0, 1]
+    """
     p.add_argument("--preset", choices=list(PRESETS), default="quick",
                    help="training length and evaluation sizes (default: %(default)s)")
     p.add_argument("--data", default=None,
@@ -51,7 +60,15 @@ def add_arguments(p) -> None:
 
 
 def build(args):
-    """(data, protocol, arms, seeds) from parsed arguments."""
+    """(data, protocol, arms, seeds) from parsed arguments.
+
+    Example:
+        >>> from jaxcollapse.cli import build_parser
+        >>> args = build_parser().parse_args(["run", "vae", "--preset", "tiny", "--steps", "5"])
+        >>> data, protocol, arms, seeds = build(args)
+        >>> protocol.model.kind, protocol.steps, [a.name for a in arms]
+        ('mlp', 5, ['alpha=0', 'alpha=0.1', 'accumulate'])
+    """
     from jaxcollapse.data import load_digits, load_mnist
     from jaxcollapse.learned import VAEProtocol, make_arms
     from jaxcollapse.models.vae import VAE_PRESETS
@@ -93,6 +110,7 @@ def format_table(records: list[dict]) -> str:
 
 
 def run(args) -> int:
+    """Runs every seed, prints the table, writes ``results.json`` and PNGs; returns 0."""
     import jax
 
     from jaxcollapse.io import save_json
