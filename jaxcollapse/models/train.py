@@ -137,7 +137,8 @@ def train_step(state: TrainState, batch: jax.Array, *, config: TransformerConfig
         >>> from jaxcollapse.models.transformer import preset
         >>> cfg, tx = preset("tiny", 20), make_optimizer()
         >>> s = init_state(jax.random.key(0), cfg, tx)
-        >>> s, loss = train_step(s, jnp.zeros((2, 9), jnp.int32), config=cfg, tx=tx)
+        >>> step = jax.jit(train_step, static_argnames=("config", "tx"))
+        >>> s, loss = step(s, jnp.zeros((2, 9), jnp.int32), config=cfg, tx=tx)
         >>> int(s.step), bool(jnp.isfinite(loss))
         (1, True)
     """

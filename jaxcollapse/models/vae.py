@@ -237,8 +237,8 @@ def vae_train_step(state: VAEState, key: jax.Array, x: jax.Array, *, config: VAE
         >>> cfg, tx = VAE_PRESETS["digits"], vae_optimizer()
         >>> p = init_vae(jax.random.key(0), cfg)
         >>> s = VAEState(p, tx.init(p), jnp.zeros((), jnp.int32))
-        >>> s, loss = vae_train_step(s, jax.random.key(1), jnp.full((4, 8, 8), 0.5),
-        ...                          config=cfg, tx=tx)
+        >>> step = jax.jit(vae_train_step, static_argnames=("config", "tx"))
+        >>> s, loss = step(s, jax.random.key(1), jnp.full((4, 8, 8), 0.5), config=cfg, tx=tx)
         >>> int(s.step), bool(loss > 0)
         (1, True)
     """
