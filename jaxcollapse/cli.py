@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 # name -> module implementing the runner (imported lazily so --help stays fast).
 RUNNERS: dict[str, str] = {
-    # filled as experiments land
+    "gaussian": "jaxcollapse.experiments.gaussian",
     "lm": "jaxcollapse.experiments.lm",
     "vae": "jaxcollapse.experiments.vae",
 }

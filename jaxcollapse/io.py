@@ -39,6 +39,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -61,8 +64,9 @@ def save_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_bytes(path, (text + "\n").encode())
 
 
-def save_npz(path: str | os.PathLike, arrays: Mapping[str, Any]) -> Path:
-    """Writes a dict of arrays as a compressed ``.npz``, atomically.
+def save_npz(path: str | os.PathLike, arrays: Mapping[str, Any], compress: bool = False
+             ) -> Path:
+    """Writes a dict of arrays as an ``.npz`` (optionally compressed), atomically.
 
     Example:
         >>> import tempfile, numpy as np
@@ -73,7 +77,8 @@ def save_npz(path: str | os.PathLike, arrays: Mapping[str, Any]) -> Path:
     import io as _io
 
     buf = _io.BytesIO()
-    np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    save = np.savez_compressed if compress else np.savez
+    save(buf, **{k: np.asarray(v) for k, v in arrays.items()})
     return atomic_write_bytes(path, buf.getvalue())
 
 

@@ -142,7 +142,7 @@ def get_regime(regime: Any, *, alpha: Any = None, source: str = "fixed") -> Regi
         >>> get_regime("shuffle")
         Traceback (most recent call last):
         ...
-        ValueError: regime must be one of ('replace', 'accumulate', 'accumulate-subsample', 'mix'); got 'shuffle'
+        ValueError: regime must be one of (...); got 'shuffle'
     """
     if isinstance(regime, Replace | Accumulate | AccumulateSubsample | Mix):
         if isinstance(regime, Mix):

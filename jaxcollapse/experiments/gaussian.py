@@ -1,0 +1,182 @@
+"""``jaxcollapse run gaussian``: recursive fitting of a Gaussian, Monte Carlo beside theory."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+import jaxcollapse as jc
+from jaxcollapse.io import save_json, save_npz
+from jaxcollapse.theory import gaussian as tg
+
+DESCRIPTION = "Collapse of a recursively refitted Gaussian (THEORY.md sections 2-3)."
+EXAMPLES = """examples:
+  jaxcollapse run gaussian                          # 4,096 chains x 1,000 generations, M=100
+  jaxcollapse run gaussian --regime mix --alpha 0.1 --out runs/mix
+  jaxcollapse run gaussian --dim 3 --samples 20 --generations 200 --method samples
+  jaxcollapse run gaussian --schedule power --x64   # M_i = M i^2 keeps W2 bounded
+"""
+DEFAULTS = dict(chains=4096, generations=1000, samples=100, regimes=[
+    "replace", "accumulate", "accumulate-subsample", "mix"])
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--dim", type=int, default=1, help="dimension d (default: %(default)s)")
+    p.add_argument("--ddof", type=int, default=1, choices=[0, 1],
+                   help="1: unbiased covariance, 0: MLE (default: %(default)s)")
+    p.add_argument("--method", default="exact", choices=["exact", "samples"],
+                   help="exact sufficient statistics or draw-and-fit (default: %(default)s)")
+    p.add_argument("--source", default="fixed", choices=["fixed", "fresh"],
+                   help="human data for --regime mix: one fixed subset or fresh draws")
+    p.add_argument("--human", type=int, default=None,
+                   help="size of the human data set for mix (default: 10 x samples)")
+    p.add_argument("--schedule", default="constant", choices=["constant", "linear", "power"],
+                   help="sample-size schedule M_i (default: %(default)s)")
+    p.add_argument("--report", type=int, nargs="+", default=None,
+                   help="generations to tabulate (default: about 8, log-spaced)")
+
+
+def _report_generations(G, asked):
+    if asked:
+        bad = [g for g in asked if not 0 <= g <= G]
+        if bad:
+            raise ValueError(f"--report generations must lie in [0, {G}]; got {bad}")
+        return sorted(set(asked))
+    gs = np.unique(np.round(np.geomspace(1, G, 8)).astype(int))
+    return [0] + gs.tolist()
+
+
+def _theory_columns(args, sched, gens):
+    """Theory where it is exact: replace regime (constant M for quantiles)."""
+    out = {}
+    if args.regime != "replace":
+        return out
+    w2 = np.asarray(tg.w2sq_mean_schedule(sched, 1.0, args.ddof))
+    ms = np.asarray(tg.mean_shift_schedule(sched, 1.0, args.ddof))
+    if args.dim == 1:
+        out["w2sq_mean"] = [float(w2[g]) for g in gens]
+    out["mean_shift_mean"] = [float(ms[g]) * args.dim for g in gens]
+    if args.schedule == "constant":
+        M = int(sched[0])
+        out["logdet_mean"] = [float(tg.logdet_mean(g, M, args.dim, 0.0, args.ddof))
+                              for g in gens]
+        if args.dim == 1:
+            out["var_median"] = [1.0 if g == 0 else float(tg.variance_quantile(
+                0.5, g, M, 1.0, args.ddof)) for g in gens]
+    return out
+
+
+def run(args) -> int:
+    G, M = args.generations, args.samples
+    if args.chains < 1:
+        raise ValueError(f"--chains must be >= 1; got {args.chains}")
+    if args.quick:
+        G, args.chains = min(G, 200), min(args.chains, 1024)
+    fam = jc.Gaussian(dim=args.dim, ddof=args.ddof, method=args.method)
+    p0 = fam.params()
+    if args.schedule == "constant":
+        sched = np.full(G, M)
+    else:
+        sched = jc.schedule(args.schedule, G, M)
+    key = jax.random.key(args.seed)
+    k_run, k_human = jax.random.split(key)
+    regime = args.regime
+    human = None
+    if regime == "mix":
+        if len(args.alpha) != 1:
+            raise ValueError(f"--alpha takes one value for 'run gaussian'; got {args.alpha}")
+        regime = jc.mix(args.alpha[0], args.source)
+        n_h = args.human or 10 * int(sched.max())
+        human = fam.sample(k_human, p0, n_h)
+    out = Path(args.out)
+    gens = _report_generations(G, args.report)
+    config = dict(experiment="gaussian", seed=args.seed, chains=args.chains, generations=G,
+                  samples=M, schedule=args.schedule, regime=args.regime,
+                  alpha=args.alpha[0] if args.regime == "mix" else None, source=args.source,
+                  dim=args.dim, ddof=args.ddof, method=args.method,
+                  x64=bool(jax.config.jax_enable_x64), backend=jax.default_backend())
+
+    def arrays_of(res):
+        arrays = {f"metric_{k}": np.asarray(v, np.float32) for k, v in res.metrics.items()}
+        arrays["degenerate"] = np.asarray(res.degenerate)
+        arrays["n_samples"] = np.asarray(res.n_samples)
+        if res.params is not None:
+            arrays["mean"] = np.asarray(res.params.mean, np.float32)
+            cov = np.asarray(res.params.cov, np.float32)
+            if args.dim == 1:
+                arrays["var"] = cov[..., 0, 0]
+            else:
+                arrays["cov"] = cov
+        return arrays
+
+    def save_chunk(start, stop, chunk):
+        # finished generations reach the disk as they complete: an interrupted run
+        # keeps them (chunks/ holds generations start..stop-1 of every chain)
+        save_npz(out / "chunks" / f"gens_{start:07d}_{stop - 1:07d}.npz", arrays_of(chunk))
+        save_json(out / "progress.json", dict(config=config, generations_done=stop - 1,
+                                              complete=False))
+
+    t0 = time.perf_counter()
+    res = jc.simulate(k_run, fam, p0, n_generations=G, n_samples=sched, n_chains=args.chains,
+                      regime=regime, human_data=human, progress=not args.no_progress,
+                      on_chunk=save_chunk)
+    jax.block_until_ready(res)
+    seconds = time.perf_counter() - t0
+    save_npz(out / "arrays.npz", arrays_of(res))
+    for f in (out / "chunks").glob("gens_*.npz"):
+        f.unlink()
+    if (out / "chunks").is_dir() and not any((out / "chunks").iterdir()):
+        (out / "chunks").rmdir()
+    save_json(out / "progress.json", dict(config=config, generations_done=G, complete=True))
+
+    var = np.asarray(res.metrics["var_ratio"])
+    w2 = np.asarray(res.metrics["w2sq"])
+    ld = np.asarray(res.metrics["logdet_ratio"])
+    th = _theory_columns(args, sched, gens)
+    rows = []
+    for i, g in enumerate(gens):
+        v = var[:, g]
+        row = dict(generation=g, M=int(res.n_samples[g]),
+                   var_q05=float(np.quantile(v, 0.05)), var_median=float(np.median(v)),
+                   var_q95=float(np.quantile(v, 0.95)),
+                   w2sq_mean=float(w2[:, g].mean()),
+                   w2sq_se=float(w2[:, g].std() / np.sqrt(w2.shape[0])),
+                   logdet_mean=float(ld[:, g].mean()),
+                   degenerate=float(np.asarray(res.degenerate[:, g]).mean()))
+        for k, col in th.items():
+            row[f"theory_{k}"] = col[i]
+        rows.append(row)
+    summary = dict(config=config, seconds=seconds, table=rows,
+                   files=dict(arrays="arrays.npz", summary="summary.json"))
+    save_json(out / "summary.json", summary)
+    _print_table(config, rows, seconds, out)
+    return 0
+
+
+def _fmt(x):
+    return "      -" if x is None else f"{x:9.4g}"
+
+
+def _print_table(config, rows, seconds, out):
+    d = config["dim"]
+    what = "var" if d == 1 else "tr(S)/tr(S0)"
+    print(f"Gaussian collapse: d={d}, M={config['samples']} ({config['schedule']}), "
+          f"{config['chains']} chains x {config['generations']} generations, "
+          f"regime={config['regime']}"
+          + (f" alpha={config['alpha']}" if config["alpha"] is not None else "")
+          + f", method={config['method']}, {seconds:.2f}s")
+    head = (f"{'gen':>6} {'M':>6} | {what + ' q05':>12} {'median':>9} {'theory':>9} "
+            f"{'q95':>9} | {'E W2^2':>9} {'+-se':>9} {'theory':>9} | {'E logdet':>9} "
+            f"{'theory':>9} | {'degen':>6}")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(f"{r['generation']:>6} {r['M']:>6} | {r['var_q05']:12.4g} {r['var_median']:9.4g} "
+              f"{_fmt(r.get('theory_var_median'))} {r['var_q95']:9.4g} | "
+              f"{r['w2sq_mean']:9.4g} {r['w2sq_se']:9.2g} {_fmt(r.get('theory_w2sq_mean'))} | "
+              f"{r['logdet_mean']:9.4g} {_fmt(r.get('theory_logdet_mean'))} | "
+              f"{r['degenerate']:6.3f}")
+    print(f"results: {out / 'summary.json'}, {out / 'arrays.npz'}")

@@ -1,0 +1,315 @@
+"""Gaussian family with full covariance, and its exact sufficient-statistic path.
+
+``method="samples"`` draws M points and refits. ``method="exact"`` draws the
+sufficient statistics of M points directly: the mean from N(mu, S/M) and the
+scatter matrix from Wishart(S, M - 1) by the Bartlett decomposition (chi variables
+on the diagonal, normals below); in one dimension this is normal + chi-square.
+Both have the same law; the exact path costs O(d^3) per generation instead of
+O(M d^2).
+
+References:
+    Shumailov et al., Nature 631 (2024), section on Gaussian collapse;
+    Bartlett, On the theory of statistical regression (1933). THEORY.md 2-3.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxcollapse import random as jcr
+from jaxcollapse.theory import gaussian as theory
+
+
+class GaussianParams(NamedTuple):
+    """Parameters of N(mean, cov). Shapes ``mean: (d,)``, ``cov: (d, d)``."""
+
+    mean: jax.Array
+    cov: jax.Array
+
+
+class GaussianStats(NamedTuple):
+    """Sufficient statistics: weight ``n``, weighted ``mean`` and ``scatter`` about it."""
+
+    n: jax.Array
+    mean: jax.Array
+    scatter: jax.Array
+
+
+def _sym(a):
+    return 0.5 * (a + jnp.swapaxes(a, -1, -2))
+
+
+# Under vmap, XLA:CPU runs batched products of tiny matrices slowly; for small d
+# broadcast-and-sum is several times faster than a dot.
+_SMALL_D = 8
+
+
+def _matvec(a, x):
+    """a (d, d) times each row of x (..., d) -> (..., d): x @ a.T."""
+    if a.shape[-1] <= _SMALL_D:
+        return jnp.sum(a * x[..., None, :], axis=-1)
+    return x @ a.T
+
+
+def _gram(x):
+    """x^T x for x (n, d)."""
+    if x.shape[-1] <= _SMALL_D:
+        return jnp.sum(x[:, :, None] * x[:, None, :], axis=0)
+    return x.T @ x
+
+
+def _matmul(a, b):
+    if a.shape[-1] <= _SMALL_D:
+        return jnp.sum(a[:, :, None] * b[None, :, :], axis=1)
+    return a @ b
+
+
+def cov_sqrt(cov: jax.Array) -> jax.Array:
+    """A square root A with A A^T = cov: Cholesky, or an eigen-square-root where the
+    Cholesky fails (a collapsed, singular covariance), so sampling never gives NaN."""
+    d = cov.shape[-1]
+    if d == 1:
+        return jnp.sqrt(jnp.clip(cov, 0.0))
+    chol = jnp.linalg.cholesky(_sym(cov))
+    w, v = jnp.linalg.eigh(_sym(cov))
+    eig = v * jnp.sqrt(jnp.clip(w, 0.0))[..., None, :]
+    ok = jnp.all(jnp.isfinite(chol))
+    return jnp.where(ok, chol, eig)
+
+
+# Metrics are module-level functions so that their identity (part of the compiled
+# program's cache key) is stable across calls.
+def w2sq(params: GaussianParams, params0: GaussianParams) -> jax.Array:
+    """Squared 2-Wasserstein distance to the reference Gaussian."""
+    return theory.w2sq(params.mean, params.cov, params0.mean, params0.cov)
+
+
+def kl(params: GaussianParams, params0: GaussianParams) -> jax.Array:
+    """KL(p_n || p_0), finite even for a collapsed covariance."""
+    return theory.kl(params.mean, params.cov, params0.mean, params0.cov)
+
+
+def mean_shift(params: GaussianParams, params0: GaussianParams) -> jax.Array:
+    """|mu_n - mu_0|^2."""
+    return jnp.sum((params.mean - params0.mean) ** 2, axis=-1)
+
+
+def var_ratio(params: GaussianParams, params0: GaussianParams) -> jax.Array:
+    """tr(S_n) / tr(S_0) (sigma_n^2 / sigma_0^2 in one dimension)."""
+    return jnp.trace(params.cov, axis1=-2, axis2=-1) / jnp.trace(params0.cov, axis1=-2,
+                                                                 axis2=-1)
+
+
+def logdet_ratio(params: GaussianParams, params0: GaussianParams) -> jax.Array:
+    """log det S_n - log det S_0, clamped (finite) for a collapsed covariance."""
+    return theory._logdet_psd(params.cov) - theory._logdet_psd(params0.cov)
+
+
+_METRICS = {
+    "w2sq": w2sq,
+    "kl": kl,
+    "mean_shift": mean_shift,
+    "var_ratio": var_ratio,
+    "logdet_ratio": logdet_ratio,
+}
+
+METHODS = ("samples", "exact")
+
+
+@dataclasses.dataclass(frozen=True)
+class Gaussian:
+    """Multivariate Gaussian fitted by sample mean and covariance.
+
+    Attributes:
+        dim: dimension d >= 1.
+        ddof: 1 for the unbiased covariance, 0 for the MLE.
+        method: ``"samples"`` (draw M points and fit) or ``"exact"`` (draw the
+            sufficient statistics: normal + Bartlett/Wishart), identical in law.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> fam = Gaussian(dim=2)
+        >>> p0 = GaussianParams(jnp.zeros(2), jnp.eye(2))
+        >>> x = fam.sample(jax.random.key(0), p0, 500)
+        >>> x.shape
+        (500, 2)
+        >>> p1 = fam.fit(jax.random.key(1), x, jnp.ones(500))
+        >>> p1.cov.shape
+        (2, 2)
+    """
+
+    dim: int = 1
+    ddof: int = 1
+    method: str = "samples"
+
+    def __post_init__(self):
+        if not isinstance(self.dim, int | np.integer) or self.dim < 1:
+            raise ValueError(f"dim must be an integer >= 1; got {self.dim!r}")
+        if self.ddof not in (0, 1):
+            raise ValueError(f"ddof must be 0 or 1; got {self.ddof!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}; got {self.method!r}")
+
+    @property
+    def exact(self) -> bool:
+        return self.method == "exact"
+
+    def params(self, mean=None, cov=None, dtype=None) -> GaussianParams:
+        """Builds (and checks) parameters; defaults to N(0, I).
+
+        Example:
+            >>> Gaussian(dim=1).params(cov=[[4.0]]).cov.tolist()
+            [[4.0]]
+        """
+        d = self.dim
+        mean = jnp.zeros(d) if mean is None else mean
+        cov = jnp.eye(d) if cov is None else cov
+        p = GaussianParams(jnp.asarray(mean, dtype), jnp.asarray(cov, dtype))
+        return self.check_params(p)
+
+    # -- validation (host side) --------------------------------------------------------
+
+    def check_params(self, params) -> GaussianParams:
+        """Validates ``params`` (shapes, finiteness, positive-definite covariance)."""
+        if not isinstance(params, GaussianParams):
+            if isinstance(params, tuple) and len(params) == 2:
+                params = GaussianParams(*params)
+            else:
+                raise TypeError(f"params0 must be GaussianParams(mean, cov); got {type(params)}")
+        mean = jnp.asarray(params.mean)
+        cov = jnp.asarray(params.cov)
+        if not jnp.issubdtype(mean.dtype, jnp.floating):
+            mean = mean.astype(jnp.result_type(float))
+        cov = cov.astype(mean.dtype)
+        d = self.dim
+        if mean.shape != (d,):
+            raise ValueError(f"params0.mean must have shape ({d},); got {mean.shape}")
+        if cov.shape != (d, d):
+            raise ValueError(f"params0.cov must have shape ({d}, {d}); got {cov.shape}")
+        m, c = np.asarray(mean), np.asarray(cov)
+        if not (np.all(np.isfinite(m)) and np.all(np.isfinite(c))):
+            raise ValueError("params0 must be finite; got NaN or inf in mean or cov")
+        if not np.allclose(c, c.T, rtol=1e-5, atol=1e-8 * max(1.0, np.abs(c).max())):
+            raise ValueError("params0.cov must be symmetric")
+        if np.linalg.eigvalsh(c.astype(np.float64)).min() <= 0:
+            raise ValueError("params0.cov must be positive definite; got an eigenvalue <= 0")
+        return GaussianParams(mean, cov)
+
+    def check_data(self, data, name: str = "data") -> jax.Array:
+        """Validates a data array of shape (n, d) with finite values."""
+        x = jnp.asarray(data)
+        if x.ndim == 1 and self.dim == 1:
+            x = x[:, None]
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"{name} must have shape (n, {self.dim}); got {x.shape}")
+        if not np.all(np.isfinite(np.asarray(x))):
+            raise ValueError(f"{name} must be finite; got NaN or inf")
+        return x
+
+    def min_samples(self) -> int:
+        """Smallest training-set size: 2, or d + 1 for ddof=1 in d > 1 (M > d)."""
+        return max(2, self.dim + 1) if self.ddof == 1 else max(2, self.dim)
+
+    # -- the family contract -------------------------------------------------------------
+
+    def sample(self, key, params: GaussianParams, n: int) -> jax.Array:
+        """``n`` draws, shape ``(n, d)``."""
+        z = jax.random.normal(key, (n, self.dim), params.mean.dtype)
+        if self.dim == 1:
+            return params.mean + z * jnp.sqrt(jnp.clip(params.cov[0], 0.0))
+        return params.mean + _matvec(cov_sqrt(params.cov), z)
+
+    def log_prob(self, params: GaussianParams, x) -> jax.Array:
+        """Log density at ``x`` of shape ``(..., d)``.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> fam = Gaussian(dim=1)
+            >>> round(float(fam.log_prob(fam.params(), jnp.zeros(1))), 6)
+            -0.918939
+        """
+        d = self.dim
+        w, v = jnp.linalg.eigh(_sym(params.cov))
+        w = jnp.maximum(w, jnp.finfo(w.dtype).tiny)
+        z = (x - params.mean) @ v
+        quad = jnp.sum(z * z / w, axis=-1)
+        return -0.5 * (quad + jnp.sum(jnp.log(w)) + d * jnp.log(2 * jnp.pi))
+
+    def stats(self, data, weights) -> GaussianStats:
+        """Weighted sufficient statistics (all-zero weights give the identity)."""
+        w = weights.astype(data.dtype)
+        n = jnp.sum(w)
+        mean = jnp.sum(w[:, None] * data, axis=0) / jnp.where(n > 0, n, 1.0)
+        xc = data - mean
+        if self.dim == 1:
+            return GaussianStats(n, mean, jnp.sum(w[:, None] * xc * xc, axis=0)[None])
+        return GaussianStats(n, mean, _gram(xc * jnp.sqrt(w)[:, None]))
+
+    def add_stats(self, a: GaussianStats, b: GaussianStats) -> GaussianStats:
+        """Pooled statistics (Chan et al.'s parallel update)."""
+        n = a.n + b.n
+        safe = jnp.where(n > 0, n, 1.0)
+        delta = b.mean - a.mean
+        mean = a.mean + delta * (b.n / safe)
+        scatter = a.scatter + b.scatter + jnp.outer(delta, delta) * (a.n * b.n / safe)
+        return GaussianStats(n, mean, scatter)
+
+    def fit_stats(self, stats: GaussianStats) -> GaussianParams:
+        """Mean and covariance (scatter / (n - ddof)) from sufficient statistics."""
+        denom = jnp.maximum(stats.n - self.ddof, 1.0)
+        return GaussianParams(stats.mean, _sym(stats.scatter) / denom)
+
+    def fit(self, key, data, weights) -> GaussianParams:
+        del key  # the fit is deterministic
+        return self.fit_stats(self.stats(data, weights))
+
+    def sample_stats(self, key, params: GaussianParams, n) -> GaussianStats:
+        """Exact law of the statistics of ``n`` draws (``n`` traced, may be 0 or 1).
+
+        mean ~ N(mu, S/n); scatter = A B B^T A^T with A A^T = S and B the Bartlett
+        factor of Wishart(I, n - 1); for n - 1 < d the scatter is the (singular) sum
+        of n - 1 outer products of standard normals.
+        """
+        d = self.dim
+        dtype = params.mean.dtype
+        kz, kc, kb = jax.random.split(key, 3)
+        nf = jnp.asarray(n, dtype)
+        a = cov_sqrt(params.cov)
+        z = jax.random.normal(kz, (d,), dtype)
+        mean = params.mean + _matvec(a, z) / jnp.sqrt(jnp.maximum(nf, 1.0))
+        df = nf - 1.0
+        if d == 1:
+            scatter = (a * a) * jcr.chisquare(kc, jnp.maximum(df, 0.0), (1, 1))
+        else:
+            j = jnp.arange(d, dtype=dtype)
+            chi = jnp.sqrt(jcr.chisquare(kc, jnp.maximum(df - j, 0.0)))
+            nrm = jax.random.normal(kb, (d, d), dtype)
+            bart = jnp.tril(nrm, -1) + jnp.diag(chi)
+            # singular case df < d (only one of the two branches is kept): the sum of
+            # df outer products of standard normals, the rows of g
+            g = nrm * (j < df)[:, None]
+            b = jnp.where(df >= d, bart, g.T)
+            ab = _matmul(a, b)
+            scatter = _matmul(ab, ab.T)
+        scatter = jnp.where(nf > 1, scatter, 0.0)
+        return GaussianStats(nf, jnp.where(nf > 0, mean, params.mean), scatter)
+
+    def default_metrics(self):
+        """``w2sq``, ``kl`` (KL(p_n || p_0)), ``mean_shift``, ``var_ratio``,
+        ``logdet_ratio``."""
+        return _METRICS
+
+    def is_degenerate(self, params: GaussianParams) -> jax.Array:
+        """True where a variance has underflowed to (near) zero or the covariance is
+        no longer positive definite in the working precision."""
+        tiny = jnp.finfo(params.cov.dtype).tiny
+        diag = jnp.diagonal(params.cov, axis1=-2, axis2=-1)
+        bad = jnp.any(diag <= 1e3 * tiny, axis=-1)
+        if self.dim > 1:
+            bad = bad | ~jnp.all(jnp.isfinite(jnp.linalg.cholesky(_sym(params.cov))))
+        return bad | ~jnp.all(jnp.isfinite(params.cov))

@@ -1,0 +1,553 @@
+"""The generic multi-generation simulator.
+
+One compiled program runs ``lax.scan`` over generations and ``vmap`` over chains
+(and, for :func:`simulate_grid`, over a grid of human fractions or sample sizes).
+Generation 0 is ``params0`` (the human distribution); generation t fits on a
+training set built by the regime from draws of generation t - 1.
+
+Randomness: chain i uses ``fold_in(key, i)``, which it splits once into a
+generation key and a human-data key; generation t uses ``fold_in(gen_key, t)``.
+A chain's trajectory therefore does not depend on how many chains run, how they
+are chunked over generations or sharded over devices.
+
+References:
+    Shumailov et al., Nature 631 (2024); Gerstgrasser et al., arXiv 2404.01413;
+    Kazdan et al., arXiv 2410.16713. THEORY.md section 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxcollapse import regimes as rg
+from jaxcollapse._progress import Progress
+from jaxcollapse.families.base import call_metric, uses_exact_path
+
+PyTree = Any
+
+_POOL_LIMIT_BYTES = 4 * 2**30
+
+
+class SimulationResult(NamedTuple):
+    """Output of :func:`simulate`.
+
+    Attributes:
+        params: the fitted parameters, a pytree whose leaves have leading axes
+            ``(chain, generation)`` (generation 0 = ``params0``); ``None`` when
+            ``save_params=False``.
+        metrics: dict name -> array ``(chain, generation)``.
+        degenerate: bool ``(chain, generation)``: the fit collapsed to a state the
+            family flags (variance underflow, lost support...). Its metrics stay
+            finite.
+        n_samples: the training-set size of each generation, ``(generation,)``
+            (0 at generation 0).
+    """
+
+    params: PyTree
+    metrics: dict[str, jax.Array]
+    degenerate: jax.Array
+    n_samples: jax.Array
+
+    @property
+    def n_chains(self) -> int:
+        return int(self.degenerate.shape[-2])
+
+    @property
+    def n_generations(self) -> int:
+        """Generations after generation 0."""
+        return int(self.degenerate.shape[-1]) - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class _Config:
+    """Everything static about a simulation (part of the compiled program's key)."""
+
+    family: Any
+    regime: str
+    source: str
+    n_generations: int
+    n_max: int
+    human_slots: int
+    metrics: tuple[tuple[str, Callable], ...]
+    save_params: bool
+    exact: bool
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _float_dtype(tree):
+    """The floating dtype of a parameter pytree (its first floating leaf)."""
+    for leaf in jax.tree.leaves(tree):
+        if jnp.issubdtype(leaf.dtype, jnp.floating):
+            return leaf.dtype
+    return jnp.result_type(float)
+
+
+def _concat(a, b):
+    return jax.tree.map(lambda x, y: jnp.concatenate([x, y], axis=0), a, b)
+
+
+def _take(tree, idx):
+    return jax.tree.map(lambda x: x[idx], tree)
+
+
+def _outputs(cfg: _Config, key, params, params0, prev):
+    met = {name: call_metric(fn, jax.random.fold_in(key, i), params, params0, prev)
+           for i, (name, fn) in enumerate(cfg.metrics)}
+    out = {"metrics": met, "degenerate": cfg.family.is_degenerate(params)}
+    if cfg.save_params:
+        out["params"] = params
+    return out
+
+
+def _human_rows(cfg: _Config, carry, t, human):
+    if cfg.source == "fixed":
+        idx = carry["human_idx"]
+    else:
+        n_rows = jax.tree.leaves(human)[0].shape[0]
+        perm = jax.random.permutation(jax.random.fold_in(carry["human_key"], t), n_rows)
+        idx = perm[: cfg.human_slots]
+    return _take(human, idx)
+
+
+def _chain_init(cfg: _Config, chain_key, params0, human):
+    fam = cfg.family
+    gen_key, human_key = jax.random.split(chain_key)
+    carry = {"params": params0, "gen_key": gen_key}
+    if cfg.regime == "mix":
+        if cfg.source == "fixed":
+            n_rows = jax.tree.leaves(human)[0].shape[0]
+            carry["human_idx"] = jax.random.permutation(human_key, n_rows)[: cfg.human_slots]
+        else:
+            carry["human_key"] = human_key
+    if cfg.regime in ("accumulate", "accumulate-subsample"):
+        template = fam.sample(jax.random.fold_in(gen_key, 0), params0, 1)
+        if cfg.exact:
+            zero = jax.tree.map(jnp.zeros_like, template)
+            carry["pool"] = fam.stats(zero, jnp.zeros((1,), _float_dtype(params0)))
+        else:
+            size = cfg.n_generations * cfg.n_max
+            carry["pool"] = jax.tree.map(
+                lambda x: jnp.zeros((size,) + x.shape[1:], x.dtype), template)
+            carry["pool_w"] = jnp.zeros((size,), _float_dtype(params0))
+    out0 = _outputs(cfg, jax.random.fold_in(gen_key, 0), params0, params0, params0)
+    return carry, out0
+
+
+def _chain_step(cfg: _Config, params0, human, carry, xs):
+    fam = cfg.family
+    t, m_t, alpha, valid = xs if len(xs) == 4 else (*xs, None)
+    params = carry["params"]
+    dt = _float_dtype(params)
+    k_syn, k_fit, k_sub, k_met = jax.random.split(jax.random.fold_in(carry["gen_key"], t), 4)
+    new_carry = dict(carry)
+    ar = jnp.arange(cfg.n_max)
+    k_h = rg.n_human(alpha, m_t) if cfg.regime == "mix" else jnp.int32(0)
+    m_syn = m_t - k_h
+
+    if cfg.exact:
+        syn = fam.sample_stats(k_syn, params, m_syn)
+        if cfg.regime == "replace":
+            st = syn
+        elif cfg.regime == "mix":
+            rows = _human_rows(cfg, carry, t, human)
+            w_h = (jnp.arange(cfg.human_slots) < k_h).astype(dt)
+            st = fam.add_stats(fam.stats(rows, w_h), syn)
+        else:  # accumulate
+            st = fam.add_stats(carry["pool"], syn)
+            new_carry["pool"] = st
+        new_params = fam.fit_stats(st)
+    else:
+        x = fam.sample(k_syn, params, cfg.n_max)
+        w = (ar < m_syn).astype(dt)
+        if cfg.regime == "replace":
+            data, weights = x, w
+        elif cfg.regime == "mix":
+            rows = _human_rows(cfg, carry, t, human)
+            w_h = (jnp.arange(cfg.human_slots) < k_h).astype(w.dtype)
+            data, weights = _concat(rows, x), jnp.concatenate([w_h, w])
+        else:
+            start = (t - 1) * cfg.n_max
+            pool = jax.tree.map(
+                lambda p, v: lax.dynamic_update_slice_in_dim(p, v, start, axis=0),
+                carry["pool"], x)
+            pool_w = lax.dynamic_update_slice_in_dim(carry["pool_w"], w, start, axis=0)
+            new_carry["pool"], new_carry["pool_w"] = pool, pool_w
+            data, weights = pool, pool_w
+            if cfg.regime == "accumulate-subsample":
+                # a uniform subset of size m_t of the live pool: the m_t smallest of
+                # i.i.d. uniform scores
+                u = jax.random.uniform(k_sub, pool_w.shape)
+                score = jnp.where(pool_w > 0, u, 2.0)
+                kth = jnp.sort(score)[jnp.maximum(m_t - 1, 0)]
+                weights = ((score <= kth) & (pool_w > 0)).astype(pool_w.dtype)
+        new_params = fam.fit(k_fit, data, weights)
+
+    new_carry["params"] = new_params
+    out = _outputs(cfg, k_met, new_params, params0, params)
+    if valid is not None:
+        # padded generations of a last, short chunk leave the state untouched
+        new_carry = jax.tree.map(_keep_if(valid), new_carry, carry)
+    return new_carry, out
+
+
+def _keep_if(valid):
+    def pick(new, old):
+        if jax.dtypes.issubdtype(new.dtype, jax.dtypes.prng_key):
+            return new  # keys never change within a chain
+        return jnp.where(valid, new, old)
+
+    return pick
+
+
+def _run_chains(cfg, key, chain_ids, params0, alpha, sched, human):
+    """All chains, all generations (the one-program path)."""
+    ts = jnp.arange(1, cfg.n_generations + 1, dtype=jnp.int32)
+    alphas = jnp.broadcast_to(alpha, ts.shape)
+
+    def one_chain(cid):
+        carry, out0 = _chain_init(cfg, jax.random.fold_in(key, cid), params0, human)
+        step = functools.partial(_chain_step, cfg, params0, human)
+        _, outs = lax.scan(step, carry, (ts, sched, alphas))
+        return jax.tree.map(lambda a, b: jnp.concatenate([a[None], b], axis=0), out0, outs)
+
+    return jax.vmap(one_chain)(chain_ids)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def _run_jit(cfg, key, chain_ids, params0, alpha, sched, human):
+    return _run_chains(cfg, key, chain_ids, params0, alpha, sched, human)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "grid_alpha", "grid_sched"))
+def _run_grid_jit(cfg, key, chain_ids, params0, alpha, sched, human, grid_alpha, grid_sched):
+    fn = functools.partial(_run_chains, cfg, key, chain_ids, params0)
+    return jax.vmap(fn, in_axes=(0 if grid_alpha else None, 0 if grid_sched else None, None))(
+        alpha, sched, human)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def _init_jit(cfg, key, chain_ids, params0, human):
+    return jax.vmap(lambda cid: _chain_init(cfg, jax.random.fold_in(key, cid), params0,
+                                            human))(chain_ids)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",), donate_argnames=("carry",))
+def _chunk_jit(cfg, carry, params0, ts, ms, alphas, valid, human):
+    step = functools.partial(_chain_step, cfg, params0, human)
+    return jax.vmap(lambda c: lax.scan(step, c, (ts, ms, alphas, valid)))(carry)
+
+
+# ------------------------------------------------------------------------- validation
+
+
+def _check_key(key):
+    if isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.shape != ():
+            raise ValueError(f"key must be a single PRNG key (shape ()); got shape {key.shape}")
+        return key
+    if (isinstance(key, jax.Array | np.ndarray) and key.dtype == np.uint32
+            and key.shape == (2,)):
+        return jax.random.wrap_key_data(jnp.asarray(key))
+    raise TypeError(f"key must be a JAX PRNG key from jax.random.key(seed); got {key!r}"[:200])
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be an integer; got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value}")
+    return int(value)
+
+
+def _check_family(family):
+    for attr in ("fit", "sample", "check_params", "default_metrics", "is_degenerate"):
+        if not hasattr(family, attr):
+            raise TypeError(f"family must follow the Family contract (missing {attr!r}); "
+                            f"got {family!r}")
+    try:
+        hash(family)
+    except TypeError:
+        raise TypeError(f"family must be hashable (a frozen dataclass); got {family!r}") from None
+
+
+def _min_samples(family):
+    return int(family.min_samples()) if hasattr(family, "min_samples") else 2
+
+
+def _check_schedule(family, n_samples, n_generations, name="n_samples"):
+    """Returns an int32 array of shape (..., n_generations) and its static maximum."""
+    lo = _min_samples(family)
+    if isinstance(n_samples, bool):
+        raise TypeError(f"{name} must be an integer or an integer array; got {n_samples!r}")
+    m = np.asarray(n_samples)
+    if m.dtype.kind == "f" and np.all(np.isfinite(m)) and np.all(m == np.round(m)):
+        m = m.astype(np.int64)
+    if m.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an integer or an integer array; got {n_samples!r}")
+    if m.ndim == 0:
+        m = np.full((n_generations,), int(m))
+    if m.shape[-1] != n_generations:
+        raise ValueError(f"{name} as a schedule must have length n_generations="
+                         f"{n_generations} along its last axis; got shape {m.shape}")
+    if m.min() < lo:
+        raise ValueError(f"{name} must be >= {lo} for {family!r}; got a minimum of {m.min()}")
+    if m.max() > 2**31 - 1:
+        raise ValueError(f"{name} overflows int32; got {m.max()}")
+    return jnp.asarray(m, jnp.int32), int(m.max())
+
+
+def _check_metrics(family, metrics):
+    if metrics is None:
+        metrics = family.default_metrics()
+    if isinstance(metrics, Mapping):
+        items = tuple(metrics.items())
+    elif isinstance(metrics, Sequence) and not isinstance(metrics, str):
+        defaults = family.default_metrics()
+        unknown = [m for m in metrics if m not in defaults]
+        if unknown:
+            raise ValueError(f"metrics must be names from {sorted(defaults)} or a dict "
+                             f"name -> function; got unknown {unknown}")
+        items = tuple((m, defaults[m]) for m in metrics)
+    else:
+        raise TypeError(f"metrics must be a dict name -> function, a list of names or None; "
+                        f"got {metrics!r}")
+    for name, fn in items:
+        if not callable(fn):
+            raise TypeError(f"metric {name!r} must be callable; got {fn!r}")
+    return items
+
+
+def _prepare(key, family, params0, *, n_generations, n_samples, n_chains, regime,
+             human_data, metrics, save_params, alpha_values=None):
+    key = _check_key(key)
+    _check_family(family)
+    n_generations = _check_int("n_generations", n_generations, 1)
+    n_chains = _check_int("n_chains", n_chains, 1)
+    params0 = family.check_params(params0)
+    regime = rg.get_regime(regime)
+    sched, n_max = _check_schedule(family, n_samples, n_generations)
+    exact = uses_exact_path(family)
+    if exact and regime.name == "accumulate-subsample":
+        raise ValueError("regime 'accumulate-subsample' needs the samples path: a subsample "
+                         "of a pool is not a function of its sufficient statistics; use "
+                         f"method='samples' for {family!r}")
+    alpha = np.asarray(regime.alpha if alpha_values is None else alpha_values, float) \
+        if regime.name == "mix" else np.zeros(())
+    human_slots = 0
+    if regime.name == "mix":
+        if human_data is None:
+            raise ValueError("regime 'mix' needs human_data (an array of human samples, "
+                             "e.g. family.sample(key, params0, n)); got None")
+        human_data = family.check_data(human_data, "human_data")
+        n_rows = jax.tree.leaves(human_data)[0].shape[0]
+        need = int(np.round(alpha.max() * n_max))
+        if n_rows < need:
+            raise ValueError(f"human_data has {n_rows} rows but alpha={alpha.max()} with "
+                             f"n_samples={n_max} needs {need}")
+        human_slots = min(n_rows, n_max)
+    elif human_data is not None:
+        human_data = family.check_data(human_data, "human_data")
+    if regime.name in ("accumulate", "accumulate-subsample") and not exact:
+        leaves = jax.tree.leaves(family.sample(jax.random.key(0), params0, 1))
+        row_bytes = sum(x[0].size * x.dtype.itemsize for x in leaves)
+        need = n_chains * n_generations * n_max * row_bytes
+        if need > _POOL_LIMIT_BYTES:
+            raise ValueError(
+                f"the accumulated pool needs {need / 2**30:.1f} GiB "
+                f"(n_chains x n_generations x n_samples rows); use an exact family "
+                f"(method='exact'), fewer chains, or simulate in batches of chains")
+    items = _check_metrics(family, metrics)
+    cfg = _Config(family=family, regime=regime.name,
+                  source=getattr(regime, "source", "fixed"), n_generations=n_generations,
+                  n_max=n_max, human_slots=human_slots, metrics=items,
+                  save_params=bool(save_params), exact=exact)
+    alpha = jnp.asarray(alpha, _float_dtype(params0))
+    human = None
+    if regime.name == "mix":
+        dt = _float_dtype(params0)
+        human = jax.tree.map(
+            lambda x: x.astype(dt) if jnp.issubdtype(x.dtype, jnp.floating) else x, human_data)
+    chain_ids = jnp.arange(n_chains, dtype=jnp.uint32)
+    return cfg, key, chain_ids, params0, alpha, sched, human
+
+
+def _assemble(cfg, out, sched):
+    zero = jnp.zeros(sched.shape[:-1] + (1,), sched.dtype)
+    return SimulationResult(params=out.get("params"), metrics=out["metrics"],
+                            degenerate=out["degenerate"],
+                            n_samples=jnp.concatenate([zero, sched], axis=-1))
+
+
+# ------------------------------------------------------------------------- public API
+
+
+def simulate(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int,
+             n_samples: int | Sequence[int] | np.ndarray, n_chains: int,
+             regime: Any = "replace", human_data: PyTree | None = None,
+             metrics: Mapping[str, Callable] | Sequence[str] | None = None,
+             save_params: bool = True, chunk_size: int | None = None,
+             progress: bool = False,
+             on_chunk: Callable[[int, int, SimulationResult], None] | None = None,
+             ) -> SimulationResult:
+    """Runs ``n_chains`` independent chains of recursive training for ``n_generations``.
+
+    Args:
+        key: a JAX PRNG key (``jax.random.key(seed)``).
+        family: a model family (e.g. ``Gaussian(dim=1, method="exact")``).
+        params0: the human distribution's parameters (generation 0).
+        n_generations: generations after generation 0 (>= 1).
+        n_samples: training-set size M, or a schedule ``M_1..M_n`` (length
+            ``n_generations``; see :func:`jaxcollapse.schedule`).
+        n_chains: number of independent chains.
+        regime: ``"replace"``, ``"accumulate"``, ``"accumulate-subsample"``, or a
+            regime object such as ``mix(0.1, source="fresh")``.
+        human_data: human samples (leading axis = samples) for the mix regime.
+        metrics: dict name -> ``fn(params, params0)``, a list of the family's metric
+            names, or ``None`` for ``family.default_metrics()``.
+        save_params: keep every generation's parameters (set ``False`` for families
+            whose parameters are large, e.g. KDE data sets).
+        chunk_size: run the generations in compiled chunks of this many (results are
+            identical); needed for progress display and ``on_chunk``.
+        progress: show a progress bar (chunks of about 1/20 of the run if
+            ``chunk_size`` is not given).
+        on_chunk: ``on_chunk(start, stop, chunk)`` after every chunk, where ``chunk``
+            is a :class:`SimulationResult` (NumPy arrays) holding generations
+            ``start..stop-1`` only (the first chunk includes generation 0), e.g. to
+            append them to files so that an interrupted run loses no finished work.
+
+    Returns:
+        A :class:`SimulationResult` with leading axes ``(chain, generation)``.
+
+    Example:
+        >>> import jax, jaxcollapse as jc
+        >>> fam = jc.Gaussian(dim=1, method="exact")
+        >>> res = jc.simulate(jax.random.key(0), fam, fam.params(), n_generations=50,
+        ...                   n_samples=100, n_chains=256)
+        >>> res.metrics["var_ratio"].shape
+        (256, 51)
+        >>> bool(abs(res.metrics["var_ratio"][:, 50].mean() - 1.0) < 0.3)  # a martingale
+        True
+
+    References:
+        Shumailov et al., Nature 631 (2024). THEORY.md section 1.
+    """
+    cfg, key, chain_ids, params0, alpha, sched, human = _prepare(
+        key, family, params0, n_generations=n_generations, n_samples=n_samples,
+        n_chains=n_chains, regime=regime, human_data=human_data, metrics=metrics,
+        save_params=save_params)
+    if chunk_size is None and (progress or on_chunk is not None):
+        chunk_size = max(1, math.ceil(cfg.n_generations / 20))
+    if chunk_size is None or chunk_size >= cfg.n_generations and on_chunk is None:
+        out = _run_jit(cfg, key, chain_ids, params0, alpha, sched, human)
+        return _assemble(cfg, out, sched)
+    chunk_size = _check_int("chunk_size", chunk_size, 1)
+    return _simulate_chunked(cfg, key, chain_ids, params0, alpha, sched, human,
+                             chunk_size, progress, on_chunk)
+
+
+def _simulate_chunked(cfg, key, chain_ids, params0, alpha, sched, human, chunk_size,
+                      progress, on_chunk):
+    G = cfg.n_generations
+    carry, out0 = _init_jit(cfg, key, chain_ids, params0, human)
+    pieces = [jax.tree.map(lambda a: np.asarray(a)[:, None], out0)]
+    sched_np = np.asarray(sched)
+    all_n = np.concatenate([[0], sched_np])
+    with Progress(G, "simulate", enabled=progress) as bar:
+        for start in range(1, G + 1, chunk_size):
+            ts = np.arange(start, start + chunk_size)
+            valid = ts <= G
+            ms = sched_np[np.minimum(ts, G) - 1]
+            carry, outs = _chunk_jit(cfg, carry, params0, jnp.asarray(ts, jnp.int32),
+                                     jnp.asarray(ms, jnp.int32),
+                                     jnp.broadcast_to(alpha, ts.shape), jnp.asarray(valid),
+                                     human)
+            n_valid = int(valid.sum())
+            piece = jax.tree.map(lambda a, n=n_valid: np.asarray(a)[:, :n], outs)
+            if start == 1:  # the first chunk reports generation 0 too
+                piece = jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), pieces.pop(),
+                                     piece)
+            pieces.append(piece)
+            done = start + n_valid - 1
+            bar.update(done)
+            if on_chunk is not None:
+                first = 0 if start == 1 else start
+                on_chunk(first, done + 1, SimulationResult(
+                    params=piece.get("params"), metrics=piece["metrics"],
+                    degenerate=piece["degenerate"], n_samples=all_n[first:done + 1]))
+    out = jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *pieces)
+    return _assemble(cfg, jax.tree.map(jnp.asarray, out), sched)
+
+
+def simulate_grid(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int,
+                  n_samples: Any, n_chains: int, regime: Any = "replace",
+                  alpha: Any = None, human_data: PyTree | None = None,
+                  metrics: Mapping[str, Callable] | Sequence[str] | None = None,
+                  save_params: bool = False) -> SimulationResult:
+    """:func:`simulate` over a grid of human fractions and/or sample sizes, one program.
+
+    The grid axis comes first in every output: ``(grid, chain, generation)``. Every
+    grid point uses the same chain keys (common random numbers), so differences
+    between grid points are not blurred by independent noise.
+
+    Args:
+        alpha: 1-D array of human fractions (requires ``regime="mix"`` or a ``mix``
+            regime, whose own alpha is then ignored).
+        n_samples: an int (no grid over sizes), a 1-D array of sizes (one grid point
+            each, constant over generations), or a 2-D array of schedules
+            ``(grid, n_generations)``. Sizes are traced within the static maximum.
+        Other arguments: as for :func:`simulate`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxcollapse as jc
+        >>> fam = jc.Gaussian(dim=1, method="exact")
+        >>> human = fam.sample(jax.random.key(1), fam.params(), 100)
+        >>> res = jc.simulate_grid(jax.random.key(0), fam, fam.params(), n_generations=20,
+        ...                        n_samples=100, n_chains=64, regime="mix",
+        ...                        alpha=jnp.array([0.0, 0.1, 0.5]), human_data=human)
+        >>> res.metrics["w2sq"].shape
+        (3, 64, 21)
+    """
+    grid_alpha = alpha is not None
+    if grid_alpha:
+        a = np.asarray(alpha, float)
+        if a.ndim != 1 or a.size < 1:
+            raise ValueError(f"alpha must be a non-empty 1-D array of fractions; got {alpha!r}")
+        rg.check_alpha(a)
+        reg = rg.get_regime(regime, alpha=None) if not isinstance(regime, str) else \
+            rg.get_regime(regime, alpha=0.0 if regime == "mix" else None)
+        if reg.name != "mix":
+            raise ValueError(f"alpha needs regime='mix'; got regime={reg.name!r}")
+        regime = reg
+    m = np.asarray(n_samples)
+    grid_sched = m.ndim >= 1
+    if grid_sched:
+        if m.ndim == 1:
+            m = np.repeat(m[:, None], _check_int("n_generations", n_generations, 1), axis=1)
+        elif m.ndim != 2:
+            raise ValueError(f"n_samples must be an int, a 1-D array of sizes or a 2-D array "
+                             f"of schedules; got shape {m.shape}")
+    if not (grid_alpha or grid_sched):
+        raise ValueError("simulate_grid needs a grid: a 1-D alpha and/or an array n_samples")
+    cfg, key, chain_ids, params0, alpha_arr, sched, human = _prepare(
+        key, family, params0, n_generations=n_generations, n_samples=m if grid_sched else
+        int(m), n_chains=n_chains, regime=regime, human_data=human_data, metrics=metrics,
+        save_params=save_params, alpha_values=a if grid_alpha else None)
+    if grid_alpha and grid_sched and alpha_arr.shape[0] != sched.shape[0]:
+        raise ValueError(f"alpha and n_samples grids must have the same length; got "
+                         f"{alpha_arr.shape[0]} and {sched.shape[0]}")
+    out = _run_grid_jit(cfg, key, chain_ids, params0, alpha_arr, sched, human,
+                        grid_alpha, grid_sched)
+    if not grid_sched:
+        sched = jnp.broadcast_to(sched, (alpha_arr.shape[0],) + sched.shape)
+    return _assemble(cfg, out, sched)

@@ -1,0 +1,371 @@
+"""Closed forms for recursive fitting of Gaussians (THEORY.md sections 2 and 3).
+
+Notation: generation n fits (mean, variance) on M draws from generation n - 1;
+``k = M - 1``. ``ddof=1`` is the unbiased variance, ``ddof=0`` the MLE. All
+functions broadcast over their array arguments (``n``, ``M``, ``sigma0_sq``...).
+Functions whose name ends in ``_schedule`` take a per-generation sample-size
+schedule ``M[i]`` (i = 1..n) along the last axis and return values for generations
+0..n along that axis.
+
+The law of one step (exact): ``mu' ~ N(mu, s^2/M)`` and
+``D s'^2 / s^2 ~ chi^2_k`` independently, with ``D = k`` (ddof=1) or ``D = M``
+(ddof=0). Hence ``s_n^2 = s_0^2 prod_i chi^2_{k,i}/D``.
+
+References:
+    Shumailov et al., AI models collapse when trained on recursively generated
+    data, Nature 631 (2024), arXiv 2305.17493 (section 2 and SI).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import digamma, gammaln, polygamma
+
+
+def _float(x):
+    return jnp.asarray(x, dtype=jnp.result_type(float))
+
+
+def _divisor(M, ddof):
+    M = _float(M)
+    return M - 1.0 if ddof == 1 else M
+
+
+def _check_ddof(ddof):
+    if ddof not in (0, 1):
+        raise ValueError(f"ddof must be 0 or 1; got {ddof!r}")
+
+
+def variance_factor(M, ddof: int = 1):
+    """E[s_{n+1}^2 / s_n^2]: 1 (ddof=1, a martingale) or (M - 1)/M (ddof=0).
+
+    Example:
+        >>> float(variance_factor(10, ddof=0))
+        0.9
+    """
+    _check_ddof(ddof)
+    M = _float(M)
+    return (M - 1.0) / _divisor(M, ddof)
+
+
+def variance_mean(n, M, sigma0_sq=1.0, ddof: int = 1):
+    """E[s_n^2] = s_0^2 ((M - 1)/D)^n.
+
+    Example:
+        >>> float(variance_mean(5, 10, ddof=0))  # 0.9 ** 5
+        0.59049
+    """
+    return _float(sigma0_sq) * variance_factor(M, ddof) ** _float(n)
+
+
+def std_factor(M, ddof: int = 1):
+    """E[s_{n+1} / s_n] = sqrt(2/D) Gamma(M/2)/Gamma(k/2); c4(M) for ddof=1.
+
+    Example:
+        >>> round(float(std_factor(2)), 6)  # c4(2) = sqrt(2/pi)
+        0.797885
+    """
+    _check_ddof(ddof)
+    M = _float(M)
+    return jnp.sqrt(2.0 / _divisor(M, ddof)) * jnp.exp(gammaln(M / 2) - gammaln((M - 1) / 2))
+
+
+def std_mean(n, M, sigma0=1.0, ddof: int = 1):
+    """E[s_n] = s_0 * std_factor(M)^n.
+
+    Example:
+        >>> round(float(std_mean(1, 2)), 6)
+        0.797885
+    """
+    return _float(sigma0) * std_factor(M, ddof) ** _float(n)
+
+
+def log_variance_mean(n, M, ddof: int = 1):
+    """E[log s_n^2 / s_0^2] = n (psi(k/2) + log(2/D)) ~ -n/k: the drift to collapse.
+
+    Example:
+        >>> round(float(log_variance_mean(100, 101)), 3)  # about -n/k = -1
+        -1.003
+    """
+    _check_ddof(ddof)
+    M = _float(M)
+    return _float(n) * (digamma((M - 1) / 2) + jnp.log(2.0 / _divisor(M, ddof)))
+
+
+def log_variance_var(n, M):
+    """Var[log s_n^2 / s_0^2] = n psi'(k/2) ~ 2n/k (the same for both ddof).
+
+    Example:
+        >>> round(float(log_variance_var(100, 101)), 3)  # about 2n/k = 2
+        2.013
+    """
+    M = _float(M)
+    return _float(n) * polygamma(1, (M - 1) / 2)
+
+
+def mean_shift(n, M, sigma0_sq=1.0, ddof: int = 1):
+    """E[(mu_n - mu_0)^2] = (s_0^2/M) sum_{i<n} ((M-1)/D)^i  (= n s_0^2/M for ddof=1).
+
+    Example:
+        >>> float(mean_shift(10, 100))
+        0.1
+    """
+    r = variance_factor(M, ddof)
+    n = _float(n)
+    geo = jnp.where(jnp.abs(1.0 - r) < 1e-12, n, (1.0 - r**n) / jnp.where(r == 1, 1.0, 1 - r))
+    return _float(sigma0_sq) / _float(M) * geo
+
+
+def draw_variance(n, M, sigma0_sq=1.0, ddof: int = 1):
+    """Var of one draw of generation n: E s_n^2 + E (mu_n - mu_0)^2 (= s_0^2 (1 + n/M)).
+
+    Example:
+        >>> float(draw_variance(10, 100))
+        1.1
+
+    References:
+        Shumailov et al. (2024), supplementary information.
+    """
+    return variance_mean(n, M, sigma0_sq, ddof) + mean_shift(n, M, sigma0_sq, ddof)
+
+
+def w2sq_mean(n, M, sigma0_sq=1.0, ddof: int = 1):
+    """E[W2^2(N(mu_n, s_n^2), N(mu_0, s_0^2))] = E(mu_n-mu_0)^2 + E(s_n - s_0)^2.
+
+    For ddof=1 this is n s_0^2/M + 2 s_0^2 (1 - c4(M)^n) ~ (3/2) n s_0^2/M.
+
+    Example:
+        >>> round(float(w2sq_mean(10, 1000)), 4)  # about 1.5 * 10/1000
+        0.015
+    """
+    s2 = _float(sigma0_sq)
+    es2 = variance_mean(n, M, s2, ddof)
+    es = std_mean(n, M, jnp.sqrt(s2), ddof)
+    return mean_shift(n, M, s2, ddof) + es2 - 2.0 * jnp.sqrt(s2) * es + s2
+
+
+def _schedule_products(M, factor):
+    M = _float(M)
+    f = factor(M)
+    ones = jnp.ones(M.shape[:-1] + (1,), M.dtype)
+    return jnp.concatenate([ones, jnp.cumprod(f, axis=-1)], axis=-1)
+
+
+def variance_mean_schedule(M, sigma0_sq=1.0, ddof: int = 1):
+    """E[s_n^2] for generations 0..n under a schedule ``M[..., i]`` of sizes M_1..M_n.
+
+    Example:
+        >>> variance_mean_schedule([10, 10], ddof=0).round(4).tolist()
+        [1.0, 0.9, 0.81]
+    """
+    _check_ddof(ddof)
+    return _float(sigma0_sq) * _schedule_products(M, lambda m: variance_factor(m, ddof))
+
+
+def mean_shift_schedule(M, sigma0_sq=1.0, ddof: int = 1):
+    """E[(mu_n - mu_0)^2] = sum_{i<=n} E[s_{i-1}^2]/M_i for generations 0..n.
+
+    With ddof=1 this is s_0^2 sum_i 1/M_i: bounded only if M_i grows superlinearly.
+
+    Example:
+        >>> mean_shift_schedule([10, 20]).round(4).tolist()
+        [0.0, 0.1, 0.15]
+    """
+    M = _float(M)
+    ev = variance_mean_schedule(M, sigma0_sq, ddof)[..., :-1]
+    terms = ev / M
+    zero = jnp.zeros(M.shape[:-1] + (1,), M.dtype)
+    return jnp.concatenate([zero, jnp.cumsum(terms, axis=-1)], axis=-1)
+
+
+def w2sq_mean_schedule(M, sigma0_sq=1.0, ddof: int = 1):
+    """E[W2^2] for generations 0..n under a sample-size schedule.
+
+    Example:
+        >>> w2sq_mean_schedule([100, 100]).round(5).tolist()
+        [0.0, 0.01503, 0.03005]
+    """
+    s2 = _float(sigma0_sq)
+    es2 = variance_mean_schedule(M, s2, ddof)
+    es = jnp.sqrt(s2) * _schedule_products(M, lambda m: std_factor(m, ddof))
+    return mean_shift_schedule(M, s2, ddof) + es2 - 2.0 * jnp.sqrt(s2) * es + s2
+
+
+# --- the exact law of log s_n^2: n-fold convolution of log(chi^2_k / D) -------------
+
+
+def _log_variance_density_grid(n, M, ddof, n_grid=1 << 16):
+    """Density of L = log(s_n^2/s_0^2) on a uniform grid (NumPy, float64, via FFT)."""
+    k = float(M) - 1.0
+    D = k if ddof == 1 else float(M)
+    n = int(n)
+    from math import lgamma
+
+    psi1 = float(polygamma(1, k / 2.0))
+    mean = n * (float(digamma(k / 2.0)) + np.log(2.0 / D))
+    sd = np.sqrt(n * psi1)
+    sd1 = np.sqrt(psi1)
+    # the one-step law is left-skewed (log of a chi-square): give the left tail room
+    lo = mean - 14.0 * sd - 40.0 * sd1 - 5.0
+    hi = mean + 14.0 * sd + 10.0 * sd1 + 5.0
+    dx = (hi - lo) / n_grid
+    shift = int(np.floor(lo / dx))
+    x = (shift + np.arange(n_grid)) * dx  # grid aligned with the circular index
+    # density of Y = log(X/D), X ~ chi^2_k, on a grid centred on 0 (circular)
+    y = (np.arange(n_grid) - n_grid // 2) * dx
+    t = D * np.exp(y)
+    logf = ((k / 2 - 1) * np.log(t) - t / 2 - (k / 2) * np.log(2.0) - lgamma(k / 2)
+            + np.log(t))
+    f = np.exp(logf - logf.max())
+    f /= f.sum()
+    # characteristic function of one step, raised to the n-th power
+    phi = np.fft.fft(np.fft.ifftshift(f))
+    pdf = np.real(np.fft.ifft(phi**n))
+    pdf = np.clip(pdf, 0.0, None)
+    # position: the n-fold sum of a grid centred at 0 is centred at 0; shift to x
+    pdf = np.roll(pdf, -shift)  # circular index j holds the value j dx (mod width)
+    pdf /= pdf.sum()
+    return x, pdf
+
+
+def prob_variance_below(eps, n, M, sigma0_sq=1.0, ddof: int = 1) -> np.ndarray:
+    """P(s_n^2 < eps) from the exact law of a sum of n log-chi-square variables.
+
+    Computed on the host (NumPy, float64) by numerical convolution (FFT) of the
+    one-step density of log(chi^2_k / D); accurate to about 1e-6.
+
+    Example:
+        >>> p = prob_variance_below(1.0, 50, 100)  # median drifts below s_0^2
+        >>> bool(0.5 < p < 1.0)
+        True
+    """
+    _check_ddof(ddof)
+    x, pdf = _log_variance_density_grid(n, M, ddof)
+    cdf = np.cumsum(pdf)
+    target = np.log(np.asarray(eps, float) / float(sigma0_sq))
+    return np.clip(np.interp(target, x, cdf), 0.0, 1.0)
+
+
+def variance_quantile(q, n, M, sigma0_sq=1.0, ddof: int = 1) -> np.ndarray:
+    """Quantile(s) ``q`` of s_n^2 from the exact log-chi-square law (host, float64).
+
+    Example:
+        >>> med = variance_quantile(0.5, 100, 101)
+        >>> bool(0.3 < med < 0.4)  # about exp(-n/k) = 0.37
+        True
+    """
+    _check_ddof(ddof)
+    x, pdf = _log_variance_density_grid(n, M, ddof)
+    cdf = np.cumsum(pdf) - 0.5 * pdf
+    return float(sigma0_sq) * np.exp(np.interp(np.asarray(q, float), cdf, x))
+
+
+# --- multivariate (THEORY.md section 3) ----------------------------------------------
+
+
+def logdet_drift(M, d, ddof: int = 1):
+    """E[log det S_{n+1} - log det S_n] = sum_j psi((M - j)/2) + d log 2 - d log D.
+
+    Example:
+        >>> round(float(logdet_drift(101, 1)), 5) == round(float(log_variance_mean(1, 101)), 5)
+        True
+    """
+    _check_ddof(ddof)
+    M = _float(M)
+    j = jnp.arange(1, int(d) + 1, dtype=M.dtype)
+    s = jnp.sum(digamma((M[..., None] - j) / 2.0), axis=-1)
+    return s + d * jnp.log(2.0) - d * jnp.log(_divisor(M, ddof))
+
+
+def logdet_mean(n, M, d, logdet0=0.0, ddof: int = 1):
+    """E[log det S_n] = log det S_0 + n * logdet_drift(M, d): a linear drift down.
+
+    Example:
+        >>> float(logdet_mean(0, 10, 3, logdet0=1.5))
+        1.5
+    """
+    return _float(logdet0) + _float(n) * logdet_drift(M, d, ddof)
+
+
+def cov_mean_factor(n, M, ddof: int = 1):
+    """E[S_n] = factor * S_0: 1 (unbiased) or ((M-1)/M)^n (MLE).
+
+    Example:
+        >>> float(cov_mean_factor(2, 10, ddof=0))
+        0.81
+    """
+    return variance_factor(M, ddof) ** _float(n)
+
+
+def mean_shift_mv(n, M, trace_cov0, ddof: int = 1):
+    """E|mu_n - mu_0|^2 = tr(S_0) * mean_shift(n, M, 1, ddof) in d dimensions.
+
+    Example:
+        >>> float(mean_shift_mv(10, 100, 3.0))
+        0.3
+    """
+    return _float(trace_cov0) * mean_shift(n, M, 1.0, ddof)
+
+
+# --- distances between Gaussians -----------------------------------------------------
+
+
+def _sqrtm_psd(a):
+    w, v = jnp.linalg.eigh(0.5 * (a + jnp.swapaxes(a, -1, -2)))
+    return (v * jnp.sqrt(jnp.clip(w, 0.0))[..., None, :]) @ jnp.swapaxes(v, -1, -2)
+
+
+def w2sq(mean1, cov1, mean2, cov2):
+    """Squared 2-Wasserstein distance between N(mean1, cov1) and N(mean2, cov2).
+
+    |m1 - m2|^2 + tr(S1 + S2 - 2 (S2^1/2 S1 S2^1/2)^1/2); batched over leading axes.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> float(w2sq(jnp.zeros(1), jnp.eye(1) * 4, jnp.ones(1), jnp.eye(1)))  # 1 + (2-1)^2
+        2.0
+    """
+    mean1, mean2 = jnp.asarray(mean1), jnp.asarray(mean2)
+    cov1, cov2 = jnp.asarray(cov1), jnp.asarray(cov2)
+    dm = jnp.sum((mean1 - mean2) ** 2, axis=-1)
+    if cov1.shape[-1] == 1:
+        s1 = jnp.sqrt(jnp.clip(cov1[..., 0, 0], 0.0))
+        s2 = jnp.sqrt(jnp.clip(cov2[..., 0, 0], 0.0))
+        return dm + (s1 - s2) ** 2
+    r2 = _sqrtm_psd(cov2)
+    cross = r2 @ cov1 @ r2
+    w = jnp.linalg.eigvalsh(0.5 * (cross + jnp.swapaxes(cross, -1, -2)))
+    tr = (jnp.trace(cov1, axis1=-2, axis2=-1) + jnp.trace(cov2, axis1=-2, axis2=-1)
+          - 2.0 * jnp.sum(jnp.sqrt(jnp.clip(w, 0.0)), axis=-1))
+    return dm + jnp.clip(tr, 0.0)
+
+
+def _logdet_psd(cov):
+    tiny = jnp.finfo(cov.dtype).tiny
+    w = jnp.linalg.eigvalsh(0.5 * (cov + jnp.swapaxes(cov, -1, -2)))
+    return jnp.sum(jnp.log(jnp.maximum(w, tiny)), axis=-1)
+
+
+def kl(mean1, cov1, mean2, cov2):
+    """KL(N(mean1, cov1) || N(mean2, cov2)); batched. Degenerate covariances are
+    clamped at the smallest normal float so the result stays finite.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> round(float(kl(jnp.zeros(1), jnp.eye(1), jnp.ones(1), jnp.eye(1))), 6)
+        0.5
+    """
+    mean1, mean2 = jnp.asarray(mean1), jnp.asarray(mean2)
+    cov1, cov2 = jnp.asarray(cov1), jnp.asarray(cov2)
+    d = mean1.shape[-1]
+    tiny = jnp.finfo(cov2.dtype).tiny
+    w, v = jnp.linalg.eigh(0.5 * (cov2 + jnp.swapaxes(cov2, -1, -2)))
+    w = jnp.maximum(w, tiny)
+    inv2 = (v / w[..., None, :]) @ jnp.swapaxes(v, -1, -2)
+    dm = mean2 - mean1
+    quad = jnp.einsum("...i,...ij,...j->...", dm, inv2, dm)
+    tr = jnp.trace(inv2 @ cov1, axis1=-2, axis2=-1)
+    out = 0.5 * (tr + quad - d + jnp.sum(jnp.log(w), axis=-1) - _logdet_psd(cov1))
+    big = jnp.finfo(out.dtype).max
+    return jnp.clip(out, 0.0, big)

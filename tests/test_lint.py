@@ -1,0 +1,28 @@
+"""The repository is ruff-clean (configuration in pyproject.toml)."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_ruff_check_is_clean():
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    if not Path(ruff).exists():
+        pytest.skip("ruff is not installed (it is in the dev extra)")
+    proc = subprocess.run([ruff, "check", "--quiet", str(REPO)], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_readme_starts_with_the_two_commands():
+    text = (REPO / "README.md").read_text()
+    block = text.split("```")[1]
+    lines = [ln for ln in block.splitlines()[1:] if ln.strip() and not ln.startswith("#")]
+    assert len(lines) == 2
+    assert "jaxcollapse run" in lines[0] and "pytest" in lines[1]
+    assert all("venv" in ln for ln in lines)  # each does its own set-up
