@@ -1,7 +1,8 @@
 """Benchmark: transformer LM training and generation throughput (public API only).
 
 Reports, for the ``small`` model with the WikiText-2 vocabulary (33,278 types):
-- the float32 matrix-multiply peak of this machine, measured in the same run;
+- the float32 matrix-multiply peak of this machine (2048^3, best of 10, measured
+  before and after the model timings in the same run);
 - train-step tokens/s and achieved FLOP/s (3x the forward matmul FLOPs) as a
   fraction of that peak (goal: >= 30% on CPU);
 - generation tokens/s with the key/value cache and without it (full recompute).
@@ -57,8 +58,20 @@ def main():
     n = 2048 if dev.platform == "cpu" else 8192
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     mm = jax.jit(lambda x, i: x @ (x + i))
-    c_mm, t_mm = timed(lambda i: mm(a, jnp.float32(i)), args.repeats)
-    peak = 2 * n**3 / t_mm
+
+    def best_matmul():
+        # The peak is a best case: the fastest of 10 runs (the machine may be shared).
+        ts = []
+        for i in range(10):
+            t = time.perf_counter()
+            jax.block_until_ready(mm(a, jnp.float32(i)))
+            ts.append(time.perf_counter() - t)
+        return min(ts)
+
+    t = time.perf_counter()
+    jax.block_until_ready(mm(a, jnp.float32(0)))
+    c_mm = time.perf_counter() - t
+    t_mm = best_matmul()
 
     cfg = preset("small", args.vocab)
     tx = make_optimizer(1e-3, total_steps=1000, warmup_steps=10)
@@ -73,7 +86,6 @@ def main():
 
     c_tr, t_tr = timed(train, args.repeats)
     tokens = args.batch * cfg.max_len
-    train_flops = 3 * cfg.flops_per_token(cfg.max_len) * tokens / t_tr
 
     params = state[0].params
     prompts = jnp.asarray(rng.integers(0, args.vocab, (args.gen_batch, 64)))
@@ -83,6 +95,10 @@ def main():
                                                    use_cache=cache), max(2, args.repeats // 2))
         gen[cache] = (c, t, args.gen_batch * 64 / t)
 
+    # measured again after the model timings: the better of the two is the peak
+    t_mm = min(t_mm, best_matmul())
+    peak = 2 * n**3 / t_mm
+    train_flops = 3 * cfg.flops_per_token(cfg.max_len) * tokens / t_tr
     rows = [
         ("matmul f32 peak", c_mm, t_mm, f"{peak / 1e9:,.1f} GFLOP/s", 1.0),
         ("train step small", c_tr, t_tr,

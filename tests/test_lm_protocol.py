@@ -146,6 +146,16 @@ def test_cli_end_to_end(shared_data, tmp_path, capsys):
     assert "wikitext-2" in out and "alpha=0.1 ppl" in out
     res = json.loads((tmp_path / "results.json").read_text())
     assert set(res["records"]["0"]) == {"alpha=0", "alpha=0.1"}
+    # every generation of a new run may start from a base checkpoint instead
+    base = tmp_path / "seed0" / "checkpoints" / "gen0.npz"
+    rc = cli.main(["run", "lm", "--preset", "tiny", "--data", str(shared_data / "wikitext-2"),
+                   "--generations", "0", "--steps", "20", "--no-accumulate",
+                   "--max-train-tokens", "2048", "--out", str(tmp_path / "b"), "--no-progress",
+                   "--init-checkpoint", str(base)])
+    res_b = json.loads((tmp_path / "b" / "results.json").read_text())
+    # starting from the trained generation 0 and training again lowers its loss further
+    assert (res_b["records"]["0"]["alpha=0"][0]["train_loss"]
+            < res["records"]["0"]["alpha=0"][0]["train_loss"])
     with pytest.raises(SystemExit) as e:
         cli.main(["run", "lm", "--alpha", "1.5", "--out", str(tmp_path)])
     assert e.value.code == 2

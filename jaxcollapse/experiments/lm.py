@@ -82,6 +82,10 @@ def add_arguments(p) -> None:
     p.add_argument("--temperature", type=float, default=None)
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its checkpoints")
+    p.add_argument("--init-checkpoint", default=None,
+                   help="start every generation from the parameters of this checkpoint "
+                        "(a gen0.npz or latest.npz written by an earlier run of the same "
+                        "model and vocabulary) instead of a fresh initialisation")
 
 
 def _corpus(args, preset):
@@ -140,6 +144,26 @@ def build(args):
     return corpus, protocol, arms, tuple(seeds)
 
 
+def _load_base(path, protocol, corpus):
+    import jax
+
+    from jaxcollapse.learned import _compiled
+    from jaxcollapse.models import init_state
+    from jaxcollapse.models.checkpoint import load_checkpoint, read_meta
+
+    meta = read_meta(path)
+    if meta.get("vocab") not in (None, corpus.vocab.fingerprint):
+        raise ValueError(f"--init-checkpoint {path} was made with another vocabulary "
+                         f"({meta.get('corpus')}); this run uses {corpus.name}")
+    tx = _compiled(protocol.model, protocol.learning_rate, protocol.steps,
+                   protocol.warmup_steps, protocol.weight_decay)[0]
+    tmpl = init_state(jax.random.key(0), protocol.model, tx)
+    tree, _ = load_checkpoint(path, (tmpl, jax.random.key(0)) if "generation" in meta and
+                              meta["generation"] > 0 else tmpl)
+    return tree[0].params if isinstance(tree, tuple) and not hasattr(tree, "params") \
+        else tree.params
+
+
 def run(args) -> int:
     """Runs every seed, prints the table, writes ``results.json``; returns 0."""
     import jax
@@ -154,10 +178,12 @@ def run(args) -> int:
     print(f"model: {protocol.model.n_params:,} parameters; arms: "
           f"{', '.join(a.name for a in arms)}; seeds: {list(seeds)}; "
           f"generations: {protocol.n_generations}")
+    base = None if args.init_checkpoint is None else _load_base(args.init_checkpoint,
+                                                                  protocol, corpus)
     results = {}
     for s in seeds:
         r = run_lm(jax.random.key(s), corpus, protocol, arms, out=out / f"seed{s}",
-                   resume=args.resume, progress=not args.no_progress)
+                   resume=args.resume, base_params=base, progress=not args.no_progress)
         results[s] = r.records
         save_json(out / "results.json", dict(
             corpus=corpus.name, protocol=dataclasses.asdict(protocol),
