@@ -169,7 +169,7 @@ def run(args) -> int:
     import jax
 
     from jaxcollapse.io import save_json
-    from jaxcollapse.learned import format_table, run_lm
+    from jaxcollapse.learned import NaNLossError, format_table, run_lm
 
     corpus, protocol, arms, seeds = build(args)
     out = Path(args.out)
@@ -182,8 +182,11 @@ def run(args) -> int:
                                                                   protocol, corpus)
     results = {}
     for s in seeds:
-        r = run_lm(jax.random.key(s), corpus, protocol, arms, out=out / f"seed{s}",
-                   resume=args.resume, base_params=base, progress=not args.no_progress)
+        try:
+            r = run_lm(jax.random.key(s), corpus, protocol, arms, out=out / f"seed{s}",
+                       resume=args.resume, base_params=base, progress=not args.no_progress)
+        except NaNLossError as e:  # one clear line from the CLI, exit code 2
+            raise ValueError(str(e)) from None
         results[s] = r.records
         save_json(out / "results.json", dict(
             corpus=corpus.name, protocol=dataclasses.asdict(protocol),

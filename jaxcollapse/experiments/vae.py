@@ -114,7 +114,7 @@ def run(args) -> int:
     import jax
 
     from jaxcollapse.io import save_json
-    from jaxcollapse.learned import run_vae
+    from jaxcollapse.learned import NaNLossError, run_vae
 
     data, protocol, arms, seeds = build(args)
     out = Path(args.out)
@@ -123,8 +123,11 @@ def run(args) -> int:
           f"{', '.join(a.name for a in arms)}; seeds {list(seeds)}")
     results = {}
     for s in seeds:
-        r = run_vae(jax.random.key(s), data, protocol, arms, out=out / f"seed{s}",
-                    resume=args.resume, progress=not args.no_progress)
+        try:
+            r = run_vae(jax.random.key(s), data, protocol, arms, out=out / f"seed{s}",
+                        resume=args.resume, progress=not args.no_progress)
+        except NaNLossError as e:  # one clear line from the CLI, exit code 2
+            raise ValueError(str(e)) from None
         results[s] = r.records
         save_json(out / "results.json", dict(
             data=data.name, protocol=dataclasses.asdict(protocol),
