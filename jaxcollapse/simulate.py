@@ -149,7 +149,10 @@ def _chain_step(cfg: _Config, params0, human, carry, xs):
     t, m_t, alpha, valid = xs if len(xs) == 4 else (*xs, None)
     params = carry["params"]
     dt = _float_dtype(params)
-    k_syn, k_fit, k_sub, k_met = jax.random.split(jax.random.fold_in(carry["gen_key"], t), 4)
+    # one fold_in per derived key (not a split): keys a path does not use are
+    # removed by the compiler, and key derivations cost as much as the variates
+    k_syn = jax.random.fold_in(carry["gen_key"], t)
+    k_fit, k_sub, k_met = (jax.random.fold_in(k_syn, i) for i in range(1, 4))
     new_carry = dict(carry)
     ar = jnp.arange(cfg.n_max)
     k_h = rg.n_human(alpha, m_t) if cfg.regime == "mix" else jnp.int32(0)
@@ -224,9 +227,28 @@ def _run_chains(cfg, key, chain_ids, params0, alpha, sched, human):
     return jax.vmap(one_chain)(chain_ids)
 
 
-@functools.partial(jax.jit, static_argnames=("cfg",))
-def _run_jit(cfg, key, chain_ids, params0, alpha, sched, human):
-    return _run_chains(cfg, key, chain_ids, params0, alpha, sched, human)
+CHAIN_AXIS = "chains"
+
+
+def _on_mesh(fn, mesh, n_sharded, n_args):
+    """``fn`` itself, or ``fn`` under ``shard_map`` with its first ``n_sharded``
+    arguments split along their leading (chain) axis over the mesh's ``chains``
+    axis and the rest replicated. Chains never interact, so every device runs
+    the same per-chain program on its own chains: results equal the one-device run."""
+    if mesh is None:
+        return fn
+    P = jax.sharding.PartitionSpec
+    specs = tuple(P(CHAIN_AXIS) if i < n_sharded else P() for i in range(n_args))
+    return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=P(CHAIN_AXIS),
+                         check_vma=False)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "mesh"))
+def _run_jit(cfg, mesh, key, chain_ids, params0, alpha, sched, human):
+    def body(ids, key, params0, alpha, sched, human):
+        return _run_chains(cfg, key, ids, params0, alpha, sched, human)
+
+    return _on_mesh(body, mesh, 1, 6)(chain_ids, key, params0, alpha, sched, human)
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "grid_alpha", "grid_sched"))
@@ -236,16 +258,65 @@ def _run_grid_jit(cfg, key, chain_ids, params0, alpha, sched, human, grid_alpha,
         alpha, sched, human)
 
 
-@functools.partial(jax.jit, static_argnames=("cfg",))
-def _init_jit(cfg, key, chain_ids, params0, human):
-    return jax.vmap(lambda cid: _chain_init(cfg, jax.random.fold_in(key, cid), params0,
-                                            human))(chain_ids)
+@functools.partial(jax.jit, static_argnames=("cfg", "mesh"))
+def _init_jit(cfg, mesh, key, chain_ids, params0, human):
+    def body(ids, key, params0, human):
+        return jax.vmap(lambda cid: _chain_init(cfg, jax.random.fold_in(key, cid), params0,
+                                                human))(ids)
+
+    return _on_mesh(body, mesh, 1, 4)(chain_ids, key, params0, human)
 
 
-@functools.partial(jax.jit, static_argnames=("cfg",), donate_argnames=("carry",))
-def _chunk_jit(cfg, carry, params0, ts, ms, alphas, valid, human):
-    step = functools.partial(_chain_step, cfg, params0, human)
-    return jax.vmap(lambda c: lax.scan(step, c, (ts, ms, alphas, valid)))(carry)
+@functools.partial(jax.jit, static_argnames=("cfg", "mesh"), donate_argnames=("carry",))
+def _chunk_jit(cfg, mesh, carry, params0, ts, ms, alphas, valid, human):
+    def body(carry, params0, ts, ms, alphas, valid, human):
+        step = functools.partial(_chain_step, cfg, params0, human)
+        return jax.vmap(lambda c: lax.scan(step, c, (ts, ms, alphas, valid)))(carry)
+
+    return _on_mesh(body, mesh, 1, 7)(carry, params0, ts, ms, alphas, valid, human)
+
+
+def _resolve_mesh(devices, mesh):
+    """The mesh to shard chains over, or None for a single device."""
+    if mesh is not None:
+        if devices is not None:
+            raise ValueError("give either devices= or mesh=, not both")
+        if not isinstance(mesh, jax.sharding.Mesh):
+            raise TypeError(f"mesh must be a jax.sharding.Mesh; got {type(mesh).__name__}")
+        if CHAIN_AXIS not in mesh.axis_names:
+            raise ValueError(f"mesh must have an axis named {CHAIN_AXIS!r} to shard chains "
+                             f"over; got axis names {mesh.axis_names}")
+        if mesh.devices.size != mesh.shape[CHAIN_AXIS]:
+            raise ValueError(f"mesh axes other than {CHAIN_AXIS!r} must have size 1; got "
+                             f"{dict(mesh.shape)}")
+        # the same devices with automatic axis types, as shard_map here expects
+        return jax.sharding.Mesh(mesh.devices, mesh.axis_names) if mesh.devices.size > 1 \
+            else None
+    available = jax.devices()
+    if devices is None:
+        devs = jax.local_devices()
+    elif isinstance(devices, int | np.integer) and not isinstance(devices, bool):
+        if not 1 <= devices <= len(available):
+            raise ValueError(f"devices={devices} requested but {len(available)} exist "
+                             f"({jax.default_backend()}); allowed: 1..{len(available)}")
+        devs = available[:devices]
+    else:
+        devs = list(devices)
+        if not devs or not all(isinstance(d, jax.Device) for d in devs):
+            raise TypeError("devices must be an int, a list of jax devices or None")
+    if len(devs) == 1:
+        return None
+    return jax.sharding.Mesh(np.array(devs), (CHAIN_AXIS,))
+
+
+def _pad_chains(chain_ids, mesh):
+    if mesh is None:
+        return chain_ids
+    n_dev = mesh.shape[CHAIN_AXIS]
+    n = chain_ids.shape[0]
+    padded = -(-n // n_dev) * n_dev
+    # extra chains (ids n, n+1, ...) fill the last device and are dropped afterwards
+    return jnp.arange(padded, dtype=chain_ids.dtype)
 
 
 # ------------------------------------------------------------------------- validation
@@ -399,7 +470,8 @@ def simulate(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int
              save_params: bool = True, chunk_size: int | None = None,
              progress: bool = False,
              on_chunk: Callable[[int, int, SimulationResult], None] | None = None,
-             ) -> SimulationResult:
+             devices: int | Sequence[jax.Device] | None = None,
+             mesh: jax.sharding.Mesh | None = None) -> SimulationResult:
     """Runs ``n_chains`` independent chains of recursive training for ``n_generations``.
 
     Args:
@@ -425,6 +497,11 @@ def simulate(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int
             is a :class:`SimulationResult` (NumPy arrays) holding generations
             ``start..stop-1`` only (the first chunk includes generation 0), e.g. to
             append them to files so that an interrupted run loses no finished work.
+        devices: shard the chains over this many devices (an int), these devices,
+            or (``None``) all local devices. Chain counts that are not a multiple of
+            the device count are padded and trimmed. Results are the same as on one
+            device: each chain runs the same program on whichever device holds it.
+        mesh: alternatively, a ``jax.sharding.Mesh`` with an axis named ``"chains"``.
 
     Returns:
         A :class:`SimulationResult` with leading axes ``(chain, generation)``.
@@ -448,19 +525,24 @@ def simulate(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int
         save_params=save_params)
     if chunk_size is None and (progress or on_chunk is not None):
         chunk_size = max(1, math.ceil(cfg.n_generations / 20))
+    mesh = _resolve_mesh(devices, mesh)
+    n = chain_ids.shape[0]
+    ids = _pad_chains(chain_ids, mesh)
     if chunk_size is None or chunk_size >= cfg.n_generations and on_chunk is None:
-        out = _run_jit(cfg, key, chain_ids, params0, alpha, sched, human)
+        out = _run_jit(cfg, mesh, key, ids, params0, alpha, sched, human)
+        if ids.shape[0] != n:
+            out = jax.tree.map(lambda a: a[:n], out)
         return _assemble(cfg, out, sched)
     chunk_size = _check_int("chunk_size", chunk_size, 1)
-    return _simulate_chunked(cfg, key, chain_ids, params0, alpha, sched, human,
+    return _simulate_chunked(cfg, mesh, key, ids, n, params0, alpha, sched, human,
                              chunk_size, progress, on_chunk)
 
 
-def _simulate_chunked(cfg, key, chain_ids, params0, alpha, sched, human, chunk_size,
-                      progress, on_chunk):
+def _simulate_chunked(cfg, mesh, key, chain_ids, n_chains, params0, alpha, sched, human,
+                      chunk_size, progress, on_chunk):
     G = cfg.n_generations
-    carry, out0 = _init_jit(cfg, key, chain_ids, params0, human)
-    pieces = [jax.tree.map(lambda a: np.asarray(a)[:, None], out0)]
+    carry, out0 = _init_jit(cfg, mesh, key, chain_ids, params0, human)
+    pieces = [jax.tree.map(lambda a: np.asarray(a)[:n_chains, None], out0)]
     sched_np = np.asarray(sched)
     all_n = np.concatenate([[0], sched_np])
     with Progress(G, "simulate", enabled=progress) as bar:
@@ -468,12 +550,12 @@ def _simulate_chunked(cfg, key, chain_ids, params0, alpha, sched, human, chunk_s
             ts = np.arange(start, start + chunk_size)
             valid = ts <= G
             ms = sched_np[np.minimum(ts, G) - 1]
-            carry, outs = _chunk_jit(cfg, carry, params0, jnp.asarray(ts, jnp.int32),
+            carry, outs = _chunk_jit(cfg, mesh, carry, params0, jnp.asarray(ts, jnp.int32),
                                      jnp.asarray(ms, jnp.int32),
                                      jnp.broadcast_to(alpha, ts.shape), jnp.asarray(valid),
                                      human)
             n_valid = int(valid.sum())
-            piece = jax.tree.map(lambda a, n=n_valid: np.asarray(a)[:, :n], outs)
+            piece = jax.tree.map(lambda a, n=n_valid: np.asarray(a)[:n_chains, :n], outs)
             if start == 1:  # the first chunk reports generation 0 too
                 piece = jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), pieces.pop(),
                                      piece)

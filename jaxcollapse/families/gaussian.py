@@ -219,9 +219,10 @@ class Gaussian:
 
     def sample(self, key, params: GaussianParams, n: int) -> jax.Array:
         """``n`` draws, shape ``(n, d)``."""
-        z = jax.random.normal(key, (n, self.dim), params.mean.dtype)
         if self.dim == 1:
-            return params.mean + z * jnp.sqrt(jnp.clip(params.cov[0], 0.0))
+            z = jcr.normal(key, (n,), params.mean.dtype)
+            return (params.mean[0] + z * jnp.sqrt(jnp.clip(params.cov[0, 0], 0.0)))[:, None]
+        z = jcr.normal(key, (n, self.dim), params.mean.dtype)
         return params.mean + _matvec(cov_sqrt(params.cov), z)
 
     def log_prob(self, params: GaussianParams, x) -> jax.Array:
@@ -244,10 +245,15 @@ class Gaussian:
         """Weighted sufficient statistics (all-zero weights give the identity)."""
         w = weights.astype(data.dtype)
         n = jnp.sum(w)
-        mean = jnp.sum(w[:, None] * data, axis=0) / jnp.where(n > 0, n, 1.0)
-        xc = data - mean
+        safe_n = jnp.where(n > 0, n, 1.0)
         if self.dim == 1:
-            return GaussianStats(n, mean, jnp.sum(w[:, None] * xc * xc, axis=0)[None])
+            # flat vectors: XLA:CPU reduces a trailing axis of size 1 slowly
+            x = data[:, 0]
+            mean = jnp.sum(w * x) / safe_n
+            xc = x - mean
+            return GaussianStats(n, mean[None], jnp.sum(w * xc * xc)[None, None])
+        mean = jnp.sum(w[:, None] * data, axis=0) / safe_n
+        xc = data - mean
         return GaussianStats(n, mean, _gram(xc * jnp.sqrt(w)[:, None]))
 
     def add_stats(self, a: GaussianStats, b: GaussianStats) -> GaussianStats:
@@ -277,25 +283,29 @@ class Gaussian:
         """
         d = self.dim
         dtype = params.mean.dtype
-        kz, kc, kb = jax.random.split(key, 3)
+        kc, kz, kb = key, jax.random.fold_in(key, 1), jax.random.fold_in(key, 2)
         nf = jnp.asarray(n, dtype)
+        if d == 1:  # scalars: normal + chi-square
+            var = jnp.clip(params.cov[0, 0], 0.0)
+            z = jcr.normal(kz, (), dtype)
+            mean = params.mean[0] + jnp.sqrt(var / jnp.maximum(nf, 1.0)) * z
+            sc = var * jcr.chisquare(kc, jnp.maximum(nf - 1.0, 0.0))
+            return GaussianStats(nf, jnp.where(nf > 0, mean, params.mean[0])[None],
+                                 jnp.where(nf > 1, sc, 0.0)[None, None])
         a = cov_sqrt(params.cov)
-        z = jax.random.normal(kz, (d,), dtype)
+        z = jcr.normal(kz, (d,), dtype)
         mean = params.mean + _matvec(a, z) / jnp.sqrt(jnp.maximum(nf, 1.0))
         df = nf - 1.0
-        if d == 1:
-            scatter = (a * a) * jcr.chisquare(kc, jnp.maximum(df, 0.0), (1, 1))
-        else:
-            j = jnp.arange(d, dtype=dtype)
-            chi = jnp.sqrt(jcr.chisquare(kc, jnp.maximum(df - j, 0.0)))
-            nrm = jax.random.normal(kb, (d, d), dtype)
-            bart = jnp.tril(nrm, -1) + jnp.diag(chi)
-            # singular case df < d (only one of the two branches is kept): the sum of
-            # df outer products of standard normals, the rows of g
-            g = nrm * (j < df)[:, None]
-            b = jnp.where(df >= d, bart, g.T)
-            ab = _matmul(a, b)
-            scatter = _matmul(ab, ab.T)
+        j = jnp.arange(d, dtype=dtype)
+        chi = jnp.sqrt(jcr.chisquare(kc, jnp.maximum(df - j, 0.0)))
+        nrm = jcr.normal(kb, (d, d), dtype)
+        bart = jnp.tril(nrm, -1) + jnp.diag(chi)
+        # singular case df < d (only one of the two branches is kept): the sum of
+        # df outer products of standard normals, the rows of g
+        g = nrm * (j < df)[:, None]
+        b = jnp.where(df >= d, bart, g.T)
+        ab = _matmul(a, b)
+        scatter = _matmul(ab, ab.T)
         scatter = jnp.where(nf > 1, scatter, 0.0)
         return GaussianStats(nf, jnp.where(nf > 0, mean, params.mean), scatter)
 

@@ -1,0 +1,86 @@
+"""Sharding chains over devices: results equal the one-device run.
+
+The multi-device checks run in a subprocess with 8 forced host (CPU) devices, since
+the device count is fixed when JAX starts.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import pytest
+
+import jaxcollapse as jc
+
+REPO = Path(__file__).resolve().parents[1]
+
+SCRIPT = textwrap.dedent("""
+    import jax, numpy as np
+    jax.config.update("jax_enable_x64", True)
+    import jaxcollapse as jc
+    assert len(jax.devices()) == 8, jax.devices()
+    kw = dict(n_generations=12, n_samples=15, n_chains=13)  # 13: not a multiple of 8
+    cases = [("exact", "replace"), ("exact", "accumulate"), ("samples", jc.mix(0.2, "fresh")),
+             ("samples", "accumulate")]
+    for method, regime in cases:
+        fam = jc.Gaussian(dim=2, method=method)
+        p0 = fam.params(cov=[[1.0, 0.3], [0.3, 2.0]])
+        human = fam.sample(jax.random.key(3), p0, 100)
+        if True:
+            one = jc.simulate(jax.random.key(0), fam, p0, regime=regime, human_data=human,
+                              devices=1, **kw)
+            for many in (
+                jc.simulate(jax.random.key(0), fam, p0, regime=regime, human_data=human, **kw),
+                jc.simulate(jax.random.key(0), fam, p0, regime=regime, human_data=human,
+                            devices=3, chunk_size=5, **kw),
+            ):
+                if regime == "accumulate":
+                    # the pooled sums may be associated differently by the compiler
+                    np.testing.assert_allclose(one.params.cov, many.params.cov, rtol=1e-12)
+                else:
+                    np.testing.assert_array_equal(one.params.cov, many.params.cov)
+                    np.testing.assert_array_equal(one.metrics["w2sq"], many.metrics["w2sq"])
+    mesh = jax.make_mesh((8,), ("chains",))
+    fam = jc.Gaussian(dim=1, method="exact")
+    a = jc.simulate(jax.random.key(1), fam, fam.params(), mesh=mesh, **kw)
+    b = jc.simulate(jax.random.key(1), fam, fam.params(), devices=1, **kw)
+    np.testing.assert_array_equal(a.params.cov, b.params.cov)
+    try:
+        jc.simulate(jax.random.key(1), fam, fam.params(), devices=9, **kw)
+    except ValueError as e:
+        assert "devices=9 requested but 8 exist" in str(e)
+    else:
+        raise AssertionError("devices=9 did not raise")
+    try:
+        jc.simulate(jax.random.key(1), fam, fam.params(),
+                    mesh=jax.make_mesh((8,), ("batch",)), **kw)
+    except ValueError as e:
+        assert "axis named 'chains'" in str(e)
+    else:
+        raise AssertionError("a mesh without a 'chains' axis did not raise")
+    print("SHARDING-OK")
+""")
+
+
+def test_sharded_equals_single_device_in_subprocess():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+               JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
+                          env=env, timeout=900)
+    assert proc.returncode == 0 and "SHARDING-OK" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_bad_device_arguments_on_one_device():
+    fam = jc.Gaussian(dim=1, method="exact")
+    kw = dict(n_generations=2, n_samples=5, n_chains=2)
+    n = len(jax.devices())
+    with pytest.raises(ValueError, match=f"devices={n + 1} requested"):
+        jc.simulate(jax.random.key(0), fam, fam.params(), devices=n + 1, **kw)
+    with pytest.raises(TypeError, match="mesh must be a jax.sharding.Mesh"):
+        jc.simulate(jax.random.key(0), fam, fam.params(), mesh="chains", **kw)
+    with pytest.raises(ValueError, match="either devices= or mesh="):
+        jc.simulate(jax.random.key(0), fam, fam.params(), devices=1,
+                    mesh=jax.make_mesh((1,), ("chains",)), **kw)
