@@ -2,10 +2,20 @@
 
 from jaxcollapse import random, regimes, theory
 from jaxcollapse.decompose import decompose
-from jaxcollapse.families import FAMILIES, Gaussian, GaussianParams
+from jaxcollapse.families import (
+    FAMILIES,
+    GMM,
+    KDE,
+    Categorical,
+    CategoricalParams,
+    Gaussian,
+    GaussianParams,
+    GMMParams,
+    KDEParams,
+    LinearRegression,
+    RegressionParams,
+)
 from jaxcollapse.families.base import successive, with_key
-from jaxcollapse.families.gmm import GMM, GMMParams  # noqa: F401
-from jaxcollapse.families.kde import KDE, KDEParams  # noqa: F401
 from jaxcollapse.regimes import accumulate, accumulate_subsample, mix, replace, schedule
 from jaxcollapse.simulate import SimulationResult, simulate, simulate_grid
 
@@ -13,8 +23,16 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FAMILIES",
+    "GMM",
+    "KDE",
+    "Categorical",
+    "CategoricalParams",
+    "GMMParams",
     "Gaussian",
     "GaussianParams",
+    "KDEParams",
+    "LinearRegression",
+    "RegressionParams",
     "SimulationResult",
     "accumulate",
     "accumulate_subsample",

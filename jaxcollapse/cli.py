@@ -24,11 +24,13 @@ from collections.abc import Sequence
 # name -> module implementing the runner (imported lazily so --help stays fast).
 RUNNERS: dict[str, str] = {
     "gaussian": "jaxcollapse.experiments.gaussian",
+    "kde": "jaxcollapse.experiments.kde",
+    "gmm": "jaxcollapse.experiments.gmm",
     "categorical": "jaxcollapse.experiments.categorical",
     "regression": "jaxcollapse.experiments.regression",
     "decompose": "jaxcollapse.experiments.decompose",
-    "gmm": "jaxcollapse.experiments.gmm",
-    "kde": "jaxcollapse.experiments.kde",
+    "lm": "jaxcollapse.experiments.lm",
+    "vae": "jaxcollapse.experiments.vae",
 }
 
 SHARED_FLAGS = ("seed", "chains", "generations", "samples", "regime", "alpha", "out")

@@ -3,8 +3,8 @@
 from jaxcollapse.families.base import ExactFamily, Family, successive, with_key
 from jaxcollapse.families.categorical import Categorical, CategoricalParams
 from jaxcollapse.families.gaussian import Gaussian, GaussianParams
-from jaxcollapse.families.gmm import GMM, GMMParams  # noqa: F401
-from jaxcollapse.families.kde import KDE, KDEParams  # noqa: F401
+from jaxcollapse.families.gmm import GMM, GMMParams
+from jaxcollapse.families.kde import KDE, KDEParams
 from jaxcollapse.families.regression import LinearRegression, RegressionParams
 
 FAMILIES: dict[str, type] = {
@@ -15,5 +15,6 @@ FAMILIES: dict[str, type] = {
     "kde": KDE,
 }
 
-__all__ = ["FAMILIES", "Categorical", "CategoricalParams", "ExactFamily", "Family", "Gaussian",
-           "GaussianParams", "LinearRegression", "RegressionParams", "successive", "with_key"]
+__all__ = ["FAMILIES", "GMM", "KDE", "Categorical", "CategoricalParams", "ExactFamily", "Family",
+           "GMMParams", "Gaussian", "GaussianParams", "KDEParams", "LinearRegression",
+           "RegressionParams", "successive", "with_key"]

@@ -1,0 +1,231 @@
+"""Word-level text corpora: WikiText-2 and a vocabulary shared by every split.
+
+Tokenisation follows the PyTorch ``word_language_model`` example, the reference for
+published WikiText-2 perplexities: each line is split on whitespace and one
+``<eos>`` is appended, so the tokenised WikiText-2 gives 2,088,628 / 217,646 /
+245,569 train / valid / test tokens and a training vocabulary of 33,278 types.
+
+References:
+    Merity, Xiong, Bradbury, Socher. Pointer Sentinel Mixture Models,
+    arXiv 1609.07843 (2016) (WikiText-2); Shumailov et al., Nature 631 (2024),
+    THEORY.md section 8 (the recursive language-model protocol).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+EOS = "<eos>"
+UNK = "<unk>"
+
+# (train, valid, test) file names of the layouts we accept, in the order tried.
+LAYOUTS: tuple[tuple[str, str, str], ...] = (
+    ("train.txt", "valid.txt", "test.txt"),
+    ("wiki.train.tokens", "wiki.valid.tokens", "wiki.test.tokens"),
+    ("wiki.train.raw", "wiki.valid.raw", "wiki.test.raw"),
+)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Vocabulary:
+    """A word <-> id table. Ids are ordered by training frequency (ties: first seen).
+
+    Attributes:
+        itos: the words, ``itos[i]`` has id ``i``.
+
+    Example:
+        >>> v = build_vocab([["a", "b", "a"]])
+        >>> v.itos, v.encode(["b", "a"]).tolist(), v.decode([0, 1])
+        (('a', 'b'), [1, 0], ['a', 'b'])
+    """
+
+    itos: tuple[str, ...]
+
+    def __post_init__(self):
+        object.__setattr__(self, "stoi", {w: i for i, w in enumerate(self.itos)})
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of the word list, stored in checkpoints to detect mismatches."""
+        return hashlib.sha256("\n".join(self.itos).encode()).hexdigest()[:16]
+
+    def encode(self, words: Iterable[str]) -> np.ndarray:
+        """Maps words to int32 ids; unknown words map to ``<unk>`` if the vocabulary has it."""
+        unk = self.stoi.get(UNK)
+        ids = []
+        for w in words:
+            i = self.stoi.get(w, unk)
+            if i is None:
+                raise ValueError(f"word {w!r} is not in the vocabulary, which has no {UNK}")
+            ids.append(i)
+        return np.asarray(ids, dtype=np.int32)
+
+    def decode(self, ids: Sequence[int]) -> list[str]:
+        """Maps ids back to words."""
+        return [self.itos[int(i)] for i in np.asarray(ids).reshape(-1)]
+
+
+class TextCorpus(NamedTuple):
+    """Three token streams (int32 arrays of ids) and their vocabulary.
+
+    Attributes:
+        train, valid, test: 1-D int32 token ids, ``<eos>`` at every line end.
+        vocab: the :class:`Vocabulary` built from ``train``.
+        name: where the text came from (printed in every report).
+    """
+
+    train: np.ndarray
+    valid: np.ndarray
+    test: np.ndarray
+    vocab: Vocabulary
+    name: str
+
+
+def build_vocab(lines: Iterable[Sequence[str]], *, max_size: int | None = None,
+                min_count: int = 1) -> Vocabulary:
+    """Builds a vocabulary from tokenised lines, most frequent words first.
+
+    Args:
+        lines: iterable of token lists.
+        max_size: keep at most this many types; the rest become ``<unk>``.
+        min_count: words seen fewer times become ``<unk>``.
+
+    Returns:
+        A :class:`Vocabulary`; it contains ``<unk>`` only if some word was dropped
+        or ``<unk>`` occurs in the text.
+
+    Example:
+        >>> build_vocab([["x", "y", "y", "z"]], max_size=2).itos
+        ('y', '<unk>')
+    """
+    if max_size is not None and max_size < 2:
+        raise ValueError(f"max_size must be >= 2 (a word and <unk>); got {max_size}")
+    counts: collections.Counter = collections.Counter()
+    for toks in lines:
+        counts.update(toks)
+    if not counts:
+        raise ValueError("cannot build a vocabulary from empty text")
+    # Counter preserves first-seen order, and sorted() is stable: ties keep it.
+    words = sorted(counts, key=lambda w: -counts[w])
+    kept = [w for w in words if counts[w] >= min_count or w in (EOS, UNK)]
+    if max_size is not None and len(kept) > max_size:
+        kept = kept[: max_size - (0 if UNK in kept[:max_size] else 1)]
+    if len(kept) < len(words) and UNK not in kept:
+        kept.append(UNK)
+    return Vocabulary(tuple(kept))
+
+
+def tokenize_lines(text: str) -> list[list[str]]:
+    """Splits text into lines of whitespace tokens with ``<eos>`` at each line end.
+
+    Example:
+        >>> tokenize_lines(" = A = \\n \\nb c\\n")
+        [['=', 'A', '=', '<eos>'], ['<eos>'], ['b', 'c', '<eos>']]
+    """
+    return [line.split() + [EOS] for line in text.splitlines()]
+
+
+def read_text(path: str | os.PathLike, name: str = "path") -> str:
+    """Reads a UTF-8 text file, raising ``ValueError`` if it is empty or not text.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "e.txt"
+        >>> _ = p.write_bytes(b"")
+        >>> read_text(p)
+        Traceback (most recent call last):
+        ...
+        ValueError: path is an empty file: ...e.txt
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    if not data.strip():
+        raise ValueError(f"{name} is an empty file: {path}")
+    if b"\x00" in data[:65536]:
+        raise ValueError(f"{name} is not a text file (it contains NUL bytes): {path}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{name} is not UTF-8 text: {path} ({e.reason} at byte {e.start})") \
+            from None
+
+
+def find_split_files(directory: str | os.PathLike) -> tuple[Path, Path, Path]:
+    """Finds the (train, valid, test) files of a WikiText-style directory.
+
+    Raises:
+        FileNotFoundError: naming the directory and every file name looked for.
+    """
+    d = Path(directory)
+    if not d.is_dir():
+        raise FileNotFoundError(f"data directory does not exist: {d}")
+    for names in LAYOUTS:
+        paths = tuple(d / n for n in names)
+        if all(p.is_file() for p in paths):
+            return paths  # type: ignore[return-value]
+    looked = "; ".join(", ".join(n) for n in LAYOUTS)
+    raise FileNotFoundError(f"data directory {d} lacks the WikiText files; looked for: {looked}")
+
+
+def load_wikitext2(directory: str | os.PathLike, *, max_vocab: int | None = None,
+                   max_train_tokens: int | None = None) -> TextCorpus:
+    """Loads WikiText-2 (tokenised or raw layout) as word-level token ids.
+
+    The vocabulary is built from the *whole* training split (33,278 types for the
+    tokenised version, ``<eos>`` included), unless ``max_vocab`` caps it (rarer words
+    then become ``<unk>``; perplexities are no longer comparable with published ones).
+
+    Args:
+        directory: a folder with ``train.txt/valid.txt/test.txt``,
+            ``wiki.{train,valid,test}.tokens`` or ``wiki.{train,valid,test}.raw``.
+        max_vocab: optional cap on the vocabulary size.
+        max_train_tokens: optional: keep only the first this-many training tokens
+            (the vocabulary is still built from the whole split).
+
+    Returns:
+        A :class:`TextCorpus`.
+
+    Raises:
+        FileNotFoundError: missing directory or files (the names looked for are listed).
+        ValueError: an empty or non-text file.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> for s in ("train", "valid", "test"):
+        ...     _ = (d / f"{s}.txt").write_text(" = Title = \\n the cat sat \\n")
+        >>> c = load_wikitext2(d)
+        >>> len(c.train), len(c.vocab), c.vocab.decode(c.test[:4])
+        (8, 6, ['=', 'Title', '=', '<eos>'])
+
+    References:
+        Merity et al., arXiv 1609.07843 (2016).
+    """
+    paths = find_split_files(directory)
+    lines = [tokenize_lines(read_text(p, f"{s} file")) for s, p in
+             zip(("train", "valid", "test"), paths, strict=True)]
+    vocab = build_vocab(lines[0], max_size=max_vocab)
+    if UNK not in vocab.stoi and any(w not in vocab.stoi for ls in lines[1:] for line in ls
+                                     for w in line):
+        # The raw layout has no <unk>: held-out words unseen in train need one.
+        vocab = Vocabulary(vocab.itos + (UNK,))
+    ids = [vocab.encode(w for line in ls for w in line) for ls in lines]
+    if max_train_tokens is not None:
+        if max_train_tokens < 2:
+            raise ValueError(f"max_train_tokens must be >= 2; got {max_train_tokens}")
+        ids[0] = ids[0][:max_train_tokens]
+    name = "wikitext-2" + ("-raw" if paths[0].suffix == ".raw" else "")
+    if max_vocab is not None:
+        name += f" (vocab capped at {len(vocab)})"
+    return TextCorpus(ids[0], ids[1], ids[2], vocab, name)

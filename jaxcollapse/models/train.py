@@ -1,0 +1,297 @@
+"""Training and exact evaluation of the transformer language model with optax.
+
+``train_step(state, batch, *, config, tx)`` is pure; :func:`make_train_step` jits
+it once with the state donated. Evaluation is *exact*: every target token of a
+stream is scored once (non-overlapping blocks, the last one masked), so
+``perplexity = exp(sum NLL / n_tokens)`` over the whole split.
+
+References:
+    Loshchilov & Hutter, Decoupled Weight Decay Regularization (AdamW), ICLR 2019;
+    Shumailov et al., Nature 631 (2024), THEORY.md section 8 (test perplexity and
+    next-token accuracy per generation).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxcollapse.models.transformer import Transformer, TransformerConfig, init_params
+
+
+class TrainState(NamedTuple):
+    """Parameters, optimiser state and the step counter (a pytree)."""
+
+    params: Any
+    opt_state: Any
+    step: jax.Array
+
+
+class EvalResult(NamedTuple):
+    """Sums over every scored token; derived quantities are properties.
+
+    Attributes:
+        nll_sum: total negative log-likelihood (nats).
+        n_tokens: number of scored target tokens.
+        n_correct: targets equal to the arg-max prediction.
+    """
+
+    nll_sum: float
+    n_tokens: int
+    n_correct: int
+
+    @property
+    def mean_nll(self) -> float:
+        return self.nll_sum / max(self.n_tokens, 1)
+
+    @property
+    def perplexity(self) -> float:
+        return float(np.exp(self.mean_nll))
+
+    @property
+    def accuracy(self) -> float:
+        return self.n_correct / max(self.n_tokens, 1)
+
+
+def make_optimizer(learning_rate: float = 3e-3, *, total_steps: int = 1000,
+                   warmup_steps: int = 100, weight_decay: float = 0.1,
+                   clip_norm: float = 1.0, b2: float = 0.98) -> optax.GradientTransformation:
+    """AdamW with linear warmup, cosine decay to 10% and global-norm clipping.
+
+    Example:
+        >>> tx = make_optimizer(1e-3, total_steps=10, warmup_steps=2)
+        >>> import jax.numpy as jnp
+        >>> s = tx.init({"w": jnp.ones(2)})
+        >>> type(s).__name__
+        'tuple'
+    """
+    if not learning_rate > 0:
+        raise ValueError(f"learning_rate must be > 0; got {learning_rate}")
+    if total_steps < 1 or not 0 <= warmup_steps <= total_steps:
+        raise ValueError(f"need total_steps >= 1 and 0 <= warmup_steps <= total_steps; "
+                         f"got total_steps={total_steps}, warmup_steps={warmup_steps}")
+    sched = optax.warmup_cosine_decay_schedule(
+        0.0, learning_rate, max(warmup_steps, 1), max(total_steps, warmup_steps + 1),
+        end_value=0.1 * learning_rate)
+    # No weight decay on biases, LayerNorm scales and positions: only on matrices.
+    mask = lambda p: jax.tree.map(lambda x: x.ndim == 2, p)
+    return optax.chain(optax.clip_by_global_norm(clip_norm),
+                       optax.adamw(sched, b2=b2, weight_decay=weight_decay, mask=mask))
+
+
+def init_state(key: jax.Array, config: TransformerConfig,
+               tx: optax.GradientTransformation, params=None) -> TrainState:
+    """A fresh :class:`TrainState` (new parameters unless ``params`` is given).
+
+    Example:
+        >>> import jax
+        >>> from jaxcollapse.models.transformer import preset
+        >>> s = init_state(jax.random.key(0), preset("tiny", 20), make_optimizer())
+        >>> int(s.step)
+        0
+    """
+    if params is None:
+        params = init_params(key, config)
+    return TrainState(params, tx.init(params), jnp.zeros((), jnp.int32))
+
+
+def token_nll(params, config: TransformerConfig, inputs, targets):
+    """Per-token NLL ``(B, T)`` and arg-max predictions ``(B, T)``."""
+    logits = Transformer(config).apply(params, inputs)
+    logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
+    # optax's fused form (logsumexp minus the target logit) has a much cheaper gradient
+    # than gathering from a materialised log_softmax (2.3x faster train step on CPU).
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+    return nll, jnp.argmax(logits, axis=-1)
+
+
+def loss_fn(params, config: TransformerConfig, batch, weights=None):
+    """Mean next-token cross-entropy of ``batch`` ``(B, T + 1)`` (optionally weighted).
+
+    Example:
+        >>> import jax, jax.numpy as jnp, math
+        >>> from jaxcollapse.models.transformer import preset
+        >>> cfg = preset("tiny", 20)
+        >>> p = init_state(jax.random.key(0), cfg, make_optimizer()).params
+        >>> x = jax.random.randint(jax.random.key(1), (4, 9), 0, 20)
+        >>> abs(float(loss_fn(p, cfg, x)) - math.log(20)) < 0.1
+        True
+    """
+    nll, _ = token_nll(params, config, batch[:, :-1], batch[:, 1:])
+    if weights is None:
+        return nll.mean()
+    return (nll * weights).sum() / jnp.maximum(weights.sum(), 1)
+
+
+def train_step(state: TrainState, batch: jax.Array, *, config: TransformerConfig,
+               tx: optax.GradientTransformation) -> tuple[TrainState, jax.Array]:
+    """One AdamW step on a batch of token windows ``(B, T + 1)``; returns the loss.
+
+    Pure: jit it with the state donated (see :func:`make_train_step`).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxcollapse.models.transformer import preset
+        >>> cfg, tx = preset("tiny", 20), make_optimizer()
+        >>> s = init_state(jax.random.key(0), cfg, tx)
+        >>> step = jax.jit(train_step, static_argnames=("config", "tx"))
+        >>> s, loss = step(s, jnp.zeros((2, 9), jnp.int32), config=cfg, tx=tx)
+        >>> int(s.step), bool(jnp.isfinite(loss))
+        (1, True)
+    """
+    loss, grads = jax.value_and_grad(loss_fn)(state.params, config, batch)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    return TrainState(params, opt_state, state.step + 1), loss
+
+
+def make_train_step(config: TransformerConfig, tx: optax.GradientTransformation):
+    """``train_step`` jitted once for ``(config, tx)`` with the state donated.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxcollapse.models.transformer import preset
+        >>> cfg, tx = preset("tiny", 20), make_optimizer()
+        >>> step = make_train_step(cfg, tx)
+        >>> s, loss = step(init_state(jax.random.key(0), cfg, tx), jnp.ones((2, 9), int))
+        >>> int(s.step)
+        1
+    """
+    return jax.jit(functools.partial(train_step, config=config, tx=tx), donate_argnums=0)
+
+
+def sample_windows(key: jax.Array, stream: np.ndarray, batch_size: int,
+                   length: int) -> np.ndarray:
+    """``batch_size`` random windows of ``length`` consecutive tokens of ``stream``.
+
+    Example:
+        >>> import jax, numpy as np
+        >>> w = sample_windows(jax.random.key(0), np.arange(100), 4, 9)
+        >>> w.shape, bool(np.all(np.diff(w, axis=1) == 1))
+        ((4, 9), True)
+    """
+    n = len(stream)
+    if n < length:
+        raise ValueError(f"stream has {n} tokens, fewer than the window length {length}")
+    starts = np.asarray(jax.random.randint(key, (batch_size,), 0, n - length + 1))
+    return stream[starts[:, None] + np.arange(length)]
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def _eval_batch(params, config, inputs, targets, weights):
+    nll, pred = token_nll(params, config, inputs, targets)
+    return (nll * weights).sum(), weights.sum(), ((pred == targets) * weights).sum()
+
+
+def eval_blocks(stream: np.ndarray, seq_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Splits a stream into non-overlapping (inputs, targets, weights) blocks.
+
+    Every token but the first is a target exactly once; the last block is padded
+    with weight 0.
+
+    Example:
+        >>> i, t, w = eval_blocks(np.arange(6), 2)
+        >>> i.tolist(), t.tolist(), w.tolist()
+        ([[0, 1], [2, 3], [4, 0]], [[1, 2], [3, 4], [5, 0]], [[1, 1], [1, 1], [1, 0]])
+    """
+    stream = np.asarray(stream)
+    n = len(stream) - 1
+    if n < 1:
+        raise ValueError(f"stream needs at least 2 tokens; got {len(stream)}")
+    nb = -(-n // seq_len)
+    pad = nb * seq_len - n
+    inputs = np.pad(stream[:-1], (0, pad)).reshape(nb, seq_len)
+    targets = np.pad(stream[1:], (0, pad)).reshape(nb, seq_len)
+    weights = np.pad(np.ones(n, np.int32), (0, pad)).reshape(nb, seq_len)
+    return inputs, targets, weights
+
+
+def evaluate(params, config: TransformerConfig, stream: np.ndarray, *,
+             seq_len: int | None = None, batch_size: int = 32) -> EvalResult:
+    """Exact token-level NLL, perplexity and top-1 accuracy of a token stream.
+
+    Args:
+        params: model parameters.
+        config: the model's configuration.
+        stream: 1-D token ids (a whole split).
+        seq_len: block length (default ``config.max_len``); each block is scored
+            with causal context inside the block only.
+        batch_size: blocks per compiled call (the last call is padded, so every
+            call has the same shapes and compiles once).
+
+    Returns:
+        :class:`EvalResult` (``.perplexity``, ``.accuracy``).
+
+    Example:
+        >>> import jax, numpy as np
+        >>> from jaxcollapse.models.transformer import preset
+        >>> cfg = preset("tiny", 20)
+        >>> p = init_state(jax.random.key(0), cfg, make_optimizer()).params
+        >>> r = evaluate(p, cfg, np.arange(100) % 20, seq_len=16, batch_size=4)
+        >>> r.n_tokens, 15 < r.perplexity < 25
+        (99, True)
+
+    References:
+        Merity et al., arXiv 1609.07843 (perplexity over the whole split).
+    """
+    seq_len = config.max_len if seq_len is None else seq_len
+    if not 1 <= seq_len <= config.max_len:
+        raise ValueError(f"seq_len must be in [1, {config.max_len}] (the model's context); "
+                         f"got {seq_len}")
+    inputs, targets, weights = eval_blocks(stream, seq_len)
+    nb = len(inputs)
+    padded = -(-nb // batch_size) * batch_size
+    padw = ((0, padded - nb), (0, 0))
+    inputs, targets, weights = (np.pad(a, padw) for a in (inputs, targets, weights))
+    dt = jnp.dtype(config.dtype)
+    tot = np.zeros(3)
+    for s in range(0, padded, batch_size):
+        sl = slice(s, s + batch_size)
+        out = _eval_batch(params, config, inputs[sl], targets[sl],
+                          jnp.asarray(weights[sl], dt))
+        tot += np.asarray(jax.device_get(out), dtype=np.float64)
+    return EvalResult(float(tot[0]), int(round(tot[1])), int(round(tot[2])))
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def _seq_nll(params, config, tokens, weights):
+    nll, _ = token_nll(params, config, tokens[:, :-1], tokens[:, 1:])
+    return (nll * weights).sum(-1) / jnp.maximum(weights.sum(-1), 1)
+
+
+def sequence_perplexity(params, config: TransformerConfig, tokens: np.ndarray,
+                        start: int = 1, *, batch_size: int = 64) -> np.ndarray:
+    """Per-sequence perplexity of tokens ``start..T-1`` of each row ``(N, T)``.
+
+    With ``start = P`` and rows ``prompt + continuation`` this scores only the
+    continuation, given its prompt (the seed study's histogram of generated-text
+    perplexities under the generation-0 model).
+
+    Example:
+        >>> import jax, numpy as np
+        >>> from jaxcollapse.models.transformer import preset
+        >>> cfg = preset("tiny", 20)
+        >>> p = init_state(jax.random.key(0), cfg, make_optimizer()).params
+        >>> sequence_perplexity(p, cfg, np.zeros((3, 10), int), start=5).shape
+        (3,)
+    """
+    tokens = np.asarray(tokens)
+    n, t = tokens.shape
+    if t > config.max_len + 1:
+        raise ValueError(f"sequences of length {t} exceed the model's context "
+                         f"{config.max_len} + 1")
+    if not 1 <= start < t:
+        raise ValueError(f"start must be in [1, {t - 1}]; got {start}")
+    w = np.zeros((batch_size, t - 1))
+    w[:, start - 1:] = 1
+    padded = -(-n // batch_size) * batch_size
+    toks = np.pad(tokens, ((0, padded - n), (0, 0)))
+    out = [np.asarray(_seq_nll(params, config, toks[s:s + batch_size],
+                               jnp.asarray(w, jnp.dtype(config.dtype))))
+           for s in range(0, padded, batch_size)]
+    return np.exp(np.concatenate(out)[:n].astype(np.float64))
