@@ -119,3 +119,38 @@ def test_digits():
     assert 0.0 <= d.train_x.min() and d.train_x.max() == 1.0
     with pytest.raises(ValueError, match="n_test"):
         load_digits(n_test=0)
+
+
+def test_hugging_face_layout_matches_text_files(tmp_path, monkeypatch):
+    """A local Hugging Face copy (rows = lines) loads exactly as the text files do.
+    The optional `datasets` package is stood in for by a stub reading our rows."""
+    import sys
+    import types
+
+    from jaxcollapse.data import wikitext as wt
+
+    texts = {"train": " = T = \n the cat sat \n \n a b the \n",
+             "valid": " the cat \n", "test": " b a \n \n"}
+    files = tmp_path / "files"
+    files.mkdir()
+    for s, t in texts.items():
+        (files / f"{s}.txt").write_text(t)
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "dataset_dict.json").write_text('{"splits": ["train", "validation", "test"]}')
+    rows = {"train": texts["train"].splitlines(keepends=True),
+            "validation": texts["valid"].splitlines(keepends=True),
+            "test": texts["test"].splitlines(keepends=True)}
+    stub = types.SimpleNamespace(
+        load_from_disk=lambda d: {k: {"text": v} for k, v in rows.items()})
+    monkeypatch.setitem(sys.modules, "datasets", stub)
+    a, b = wt.load_wikitext2(files), wt.load_wikitext2(hf)
+    assert a.vocab.itos == b.vocab.itos
+    for x, y in ((a.train, b.train), (a.valid, b.valid), (a.test, b.test)):
+        np.testing.assert_array_equal(x, y)
+    rows.pop("validation")
+    with pytest.raises(FileNotFoundError, match="lacks split"):
+        wt.load_wikitext2(hf)
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    with pytest.raises(ImportError, match="optional 'datasets' package"):
+        wt.load_wikitext2(hf)

@@ -178,6 +178,33 @@ def find_split_files(directory: str | os.PathLike) -> tuple[Path, Path, Path]:
     raise FileNotFoundError(f"data directory {d} lacks the WikiText files; looked for: {looked}")
 
 
+HF_SPLITS = ("train", "validation", "test")
+
+
+def _hugging_face_splits(directory) -> tuple[list[str], bool]:
+    """The three splits of a Hugging Face ``DatasetDict.save_to_disk`` copy of
+    WikiText-2 (``Salesforce/wikitext``), read locally with the optional ``datasets``
+    package: one row per line, as in the text files. Never touches the network."""
+    try:
+        import datasets
+    except ImportError:
+        raise ImportError(f"{directory} is a Hugging Face dataset folder; reading it needs "
+                          f"the optional 'datasets' package (pip install datasets)") from None
+    dd = datasets.load_from_disk(str(directory))
+    missing = [s for s in HF_SPLITS if s not in dd]
+    if missing:
+        raise FileNotFoundError(f"Hugging Face dataset at {directory} lacks split(s) {missing}; "
+                                f"looked for {HF_SPLITS}")
+    texts = []
+    for split in HF_SPLITS:
+        rows = dd[split]["text"]
+        if not rows:
+            raise ValueError(f"{split} split of {directory} is empty")
+        texts.append("\n".join(r.rstrip("\n") for r in rows) + "\n")
+    raw = not any("<unk>" in r for r in dd["train"]["text"][:20000])
+    return texts, raw
+
+
 def load_wikitext2(directory: str | os.PathLike, *, max_vocab: int | None = None,
                    max_train_tokens: int | None = None) -> TextCorpus:
     """Loads WikiText-2 (tokenised or raw layout) as word-level token ids.
@@ -188,7 +215,9 @@ def load_wikitext2(directory: str | os.PathLike, *, max_vocab: int | None = None
 
     Args:
         directory: a folder with ``train.txt/valid.txt/test.txt``,
-            ``wiki.{train,valid,test}.tokens`` or ``wiki.{train,valid,test}.raw``.
+            ``wiki.{train,valid,test}.tokens`` or ``wiki.{train,valid,test}.raw``,
+            or a local Hugging Face ``save_to_disk`` copy (``dataset_dict.json``;
+            needs the optional ``datasets`` package).
         max_vocab: optional cap on the vocabulary size.
         max_train_tokens: optional: keep only the first this-many training tokens
             (the vocabulary is still built from the whole split).
@@ -212,9 +241,14 @@ def load_wikitext2(directory: str | os.PathLike, *, max_vocab: int | None = None
     References:
         Merity et al., arXiv 1609.07843 (2016).
     """
-    paths = find_split_files(directory)
-    lines = [tokenize_lines(read_text(p, f"{s} file")) for s, p in
-             zip(("train", "valid", "test"), paths, strict=True)]
+    if (Path(directory) / "dataset_dict.json").is_file():
+        texts, raw = _hugging_face_splits(directory)
+        lines = [tokenize_lines(t) for t in texts]
+    else:
+        paths = find_split_files(directory)
+        raw = paths[0].suffix == ".raw"
+        lines = [tokenize_lines(read_text(p, f"{s} file")) for s, p in
+                 zip(("train", "valid", "test"), paths, strict=True)]
     vocab = build_vocab(lines[0], max_size=max_vocab)
     if UNK not in vocab.stoi and any(w not in vocab.stoi for ls in lines[1:] for line in ls
                                      for w in line):
@@ -225,7 +259,7 @@ def load_wikitext2(directory: str | os.PathLike, *, max_vocab: int | None = None
         if max_train_tokens < 2:
             raise ValueError(f"max_train_tokens must be >= 2; got {max_train_tokens}")
         ids[0] = ids[0][:max_train_tokens]
-    name = "wikitext-2" + ("-raw" if paths[0].suffix == ".raw" else "")
+    name = "wikitext-2" + ("-raw" if raw else "")
     if max_vocab is not None:
         name += f" (vocab capped at {len(vocab)})"
     return TextCorpus(ids[0], ids[1], ids[2], vocab, name)
