@@ -147,32 +147,36 @@ def _inversion(u, n, q):
     return lax.while_loop(cond, body, state)[0]
 
 
-def _split(key, num):
-    # ``key``: one key, or one key per element (then each element splits its own).
-    if key.ndim == 0:
-        return tuple(jax.random.split(key, num))
-    ks = jax.vmap(lambda k: jax.random.split(k, num))(key.reshape(-1))
-    return tuple(ks[:, i].reshape(key.shape) for i in range(num))
-
-
-def _uniform(key, like):
-    # Uniforms shaped like ``like``: from one key, or one per element from its own key.
-    if key.ndim == 0:
-        return jax.random.uniform(key, like.shape, like.dtype)
-    draw = jax.vmap(lambda k: jax.random.uniform(k, (), like.dtype))
-    return draw(key.reshape(-1)).reshape(like.shape)
-
-
 def _btrs(key, u, n, q):
     consts = _btrs_constants(n, q)
-    k_v, k_loop = _split(key, 2)
-    k, acc = _btrs_try(u, _uniform(k_v, n), *consts)
+    if key.ndim == 0:
+        k_v, k_loop = jax.random.split(key)
+        v0 = jax.random.uniform(k_v, n.shape, n.dtype)
+
+        def draws(key):
+            key, k1, k2 = jax.random.split(key, 3)
+            return (jax.random.uniform(k1, n.shape, n.dtype),
+                    jax.random.uniform(k2, n.shape, n.dtype), key)
+    else:
+        # One key per element: try r takes both uniforms from fold_in(key, r), so
+        # an element's draws do not depend on the rest of the batch.
+        def pair(r):
+            one = lambda k: jax.random.uniform(jax.random.fold_in(k, r), (2,), n.dtype)
+            uv = jax.vmap(one)(key.reshape(-1))
+            return uv[:, 0].reshape(n.shape), uv[:, 1].reshape(n.shape)
+
+        v0, k_loop = pair(0)[0], jnp.int32(1)
+
+        def draws(r):
+            return (*pair(r), r + 1)
+
+    k, acc = _btrs_try(u, v0, *consts)
 
     def body(c):
-        k, acc, key = c
-        key, k1, k2 = _split(key, 3)
-        kn, an = _btrs_try(_uniform(k1, n), _uniform(k2, n), *consts)
-        return jnp.where(acc, k, kn), acc | an, key
+        k, acc, state = c
+        un, vn, state = draws(state)
+        kn, an = _btrs_try(un, vn, *consts)
+        return jnp.where(acc, k, kn), acc | an, state
 
     return lax.while_loop(lambda c: jnp.any(~c[1]), body, (k, acc, k_loop))[0]
 
@@ -745,10 +749,13 @@ def _wf_step(keys, pool, cat_id, p0c, p0, p0_sorted, *, n_samples, accumulate, f
     # Pack each chain's live categories to the front in their original order (a
     # stable sort): slot order, and hence every reduction, is then a function of the
     # chain's own live set.
-    order = jnp.argsort(pool <= 0, axis=-1, stable=True)
-    take = lambda x: jnp.take_along_axis(x, order, axis=-1)
-    pool, cat_id, p0c = take(pool), take(cat_id), take(p0c)
-    p0c = jnp.where(pool > 0, p0c, 0.0)
+    # Cheaper than a sort: live slot j goes to slot (live slots before it); the rest
+    # are zero padding (a padding slot's category id only keys a zero count).
+    alive = pool > 0
+    dest = jnp.where(alive, jnp.cumsum(alive, -1) - 1, pool.shape[-1])
+    rows = jnp.arange(pool.shape[0])[:, None]
+    pack = lambda x: jnp.zeros_like(x).at[rows, dest].set(x, mode="drop")
+    pool, cat_id, p0c = pack(pool), pack(cat_id), pack(p0c)
     probs = pool / jnp.sum(pool, -1, keepdims=True)
     return pool, cat_id, p0c, _compact_metrics(probs, p0c, p0_sorted)
 
