@@ -149,15 +149,34 @@ def _inversion(u, n, q):
 
 def _btrs(key, u, n, q):
     consts = _btrs_constants(n, q)
-    k_v, k_loop = jax.random.split(key)
-    k, acc = _btrs_try(u, jax.random.uniform(k_v, n.shape, n.dtype), *consts)
+    if key.ndim == 0:
+        k_v, k_loop = jax.random.split(key)
+        v0 = jax.random.uniform(k_v, n.shape, n.dtype)
+
+        def draws(key):
+            key, k1, k2 = jax.random.split(key, 3)
+            return (jax.random.uniform(k1, n.shape, n.dtype),
+                    jax.random.uniform(k2, n.shape, n.dtype), key)
+    else:
+        # One key per element: try r takes both uniforms from fold_in(key, r), so
+        # an element's draws do not depend on the rest of the batch.
+        def pair(r):
+            one = lambda k: jax.random.uniform(jax.random.fold_in(k, r), (2,), n.dtype)
+            uv = jax.vmap(one)(key.reshape(-1))
+            return uv[:, 0].reshape(n.shape), uv[:, 1].reshape(n.shape)
+
+        v0, k_loop = pair(0)[0], jnp.int32(1)
+
+        def draws(r):
+            return (*pair(r), r + 1)
+
+    k, acc = _btrs_try(u, v0, *consts)
 
     def body(c):
-        k, acc, key = c
-        key, k1, k2 = jax.random.split(key, 3)
-        kn, an = _btrs_try(jax.random.uniform(k1, n.shape, n.dtype),
-                           jax.random.uniform(k2, n.shape, n.dtype), *consts)
-        return jnp.where(acc, k, kn), acc | an, key
+        k, acc, state = c
+        un, vn, state = draws(state)
+        kn, an = _btrs_try(un, vn, *consts)
+        return jnp.where(acc, k, kn), acc | an, state
 
     return lax.while_loop(lambda c: jnp.any(~c[1]), body, (k, acc, k_loop))[0]
 
@@ -202,14 +221,18 @@ def binomial(key: jax.Array, n: jax.Array, p: jax.Array) -> jax.Array:
 
 def _binomial_given_u(key, u, n, p):
     # ``u``: the uniform of the inversion / first BTRS proposal; ``key`` feeds the
-    # BTRS branch (its second uniform and any retries) only when it is needed.
+    # BTRS branch (its second uniform and any retries) only when it is needed. It is
+    # one key, or a function returning one key per element (shape ``n.shape``),
+    # called only inside that branch; with per-element keys an element's draw does
+    # not depend on the rest of the batch.
     flip = p > 0.5
     q = jnp.clip(jnp.where(flip, 1 - p, p), 0.0, 0.5)
     small = n * q < _SMALL_MEAN
     k_inv = _inversion(u, jnp.where(small, n, 0.0), jnp.where(small, q, 0.0))
     # Dummy (n, q) = (100, 1/2) where the inversion applies keeps BTRS finite.
     k_big = lax.cond(jnp.any(~small),
-                     lambda: _btrs(key, u, jnp.where(small, 100.0, n), jnp.where(small, 0.5, q)),
+                     lambda: _btrs(key() if callable(key) else key, u,
+                                   jnp.where(small, 100.0, n), jnp.where(small, 0.5, q)),
                      lambda: jnp.zeros_like(n))
     k = jnp.where(small, k_inv, k_big)
     return jnp.where(flip, n - k, k)
@@ -221,13 +244,19 @@ def _sequential(key: jax.Array, n: jax.Array, probs: jax.Array) -> jax.Array:
     k = probs.shape[-1]
     p = jnp.moveaxis(probs, -1, 0)
     rest = jnp.cumsum(p[::-1], axis=0)[::-1]
-    ratio = jnp.clip(jnp.where(rest > 0, p / jnp.where(rest > 0, rest, 1.0), 0.0), 0.0, 1.0)
-
     # Every step's first uniform is drawn up front in one call: far cheaper than a
     # small random-number call inside each of the K steps.
     k_u, k_steps = jax.random.split(key)
-    u = jax.random.uniform(k_u, ratio.shape, ratio.dtype)
+    u = jax.random.uniform(k_u, p.shape, p.dtype)
     keys = jax.random.split(k_steps, k)
+    return jnp.moveaxis(_conditional_binomials(n, p, rest, u, lambda j: keys[j]), 0, -1)
+
+
+def _conditional_binomials(n, w, rest, u, step_key):
+    # ``w``, ``rest`` (suffix sums of ``w``), ``u``: shape (K, *n.shape), category
+    # first; ``step_key(j)`` is the BTRS key of step j (see _binomial_given_u).
+    k = w.shape[0]
+    ratio = jnp.clip(jnp.where(rest > 0, w / jnp.where(rest > 0, rest, 1.0), 0.0), 0.0, 1.0)
 
     def cond(c):
         # Once nothing remains anywhere the later counts are all 0: stop early (on
@@ -237,7 +266,7 @@ def _sequential(key: jax.Array, n: jax.Array, probs: jax.Array) -> jax.Array:
 
     def body(c):
         j, remaining, counts = c
-        cj = _binomial_given_u(keys[j], u[j], remaining,
+        cj = _binomial_given_u(step_key(j), u[j], remaining,
                                jnp.broadcast_to(ratio[j], remaining.shape))
         return j + 1, remaining - cj, counts.at[j].set(cj)
 
@@ -245,9 +274,8 @@ def _sequential(key: jax.Array, n: jax.Array, probs: jax.Array) -> jax.Array:
         cond, body, (jnp.int32(0), n, jnp.zeros((k,) + n.shape, ratio.dtype)))
     # Rounding in the suffix sums can leave draws unassigned (ratio of the last live
     # category a hair below 1): they go to the last live category.
-    last = k - 1 - jnp.argmax((p > 0)[::-1], axis=0)
-    counts = counts + jnp.where(jnp.arange(k).reshape((k,) + (1,) * n.ndim) == last, left, 0)
-    return jnp.moveaxis(counts, 0, -1)
+    last = k - 1 - jnp.argmax((w > 0)[::-1], axis=0)
+    return counts + jnp.where(jnp.arange(k).reshape((k,) + (1,) * n.ndim) == last, left, 0)
 
 
 def multinomial(key: jax.Array, n: Any, probs: jax.Array) -> jax.Array:
@@ -620,56 +648,116 @@ class WrightFisherResult(NamedTuple):
     capacity: np.ndarray
 
 
+def _slot_sums(terms, n_live):
+    # Sums over the last (slot) axis of ``terms`` (n_terms, n_chains, capacity),
+    # added one slot at a time, in slot order, up to the live count. The live
+    # slots are packed at the front (in a chain-specific order) and the rest hold
+    # exact zeros, so a chain's sums do not depend on the capacity, which all
+    # chains set together. A pairwise tree would not do: fused into its adds, a
+    # product becomes an FMA whose partner, and so rounding, depends on the
+    # capacity; the loop boundary materialises the terms first.
+    x = jnp.moveaxis(terms, -1, 0)
+
+    def body(c):
+        j, acc = c
+        return j + 1, acc + x[j]
+
+    return lax.while_loop(lambda c: c[0] < n_live, body,
+                          (jnp.int32(0), jnp.zeros(x.shape[1:], x.dtype)))[1]
+
+
 def _compact_metrics(p, p0c, p0_sorted):
-    # Metrics from the live slots only: mass of p0 outside the slots is lost mass.
+    # Metrics from the live slots only (packed, p0c zero elsewhere): mass of p0
+    # outside them is lost mass.
     alive = p > 0
-    inside = jnp.sum(jnp.where(alive, p0c, 0.0), -1)
+    survivors = jnp.sum(alive, -1)
+    n_live = jnp.max(survivors).astype(jnp.int32)
     safe = jnp.where(alive, p, 1.0)
-    ent = -jnp.sum(jnp.where(alive, p * jnp.log(safe), 0.0), -1)
+    inside, neg_ent, sq, dist = _slot_sums(jnp.stack([
+        p0c, jnp.where(alive, p * jnp.log(safe), 0.0), p * p, jnp.abs(p - p0c)]), n_live)
     z = jnp.where(inside > 0, inside, 1.0)[..., None]
-    p0s = jnp.where(alive, p0c, 0.0) / z
-    kl = jnp.sum(jnp.where(p0s > 0, p0s * jnp.log(jnp.where(p0s > 0, p0s, 1.0) / safe), 0.0), -1)
+    p0s = p0c / z
+    kl = _slot_sums(jnp.where(p0s > 0, p0s * jnp.log(jnp.where(p0s > 0, p0s, 1.0) / safe),
+                              0.0)[None], n_live)[0]
     t = jnp.min(jnp.where(alive, p0c, jnp.inf), -1)
     rank = p0_sorted.shape[0] - jnp.searchsorted(p0_sorted, t, side="left")
-    tv = 0.5 * (jnp.sum(jnp.abs(p - p0c), -1) + (1.0 - jnp.sum(p0c, -1)))
     return {
-        "survivors": jnp.sum(alive, -1).astype(p.dtype),
+        "survivors": survivors.astype(p.dtype),
         "lost_mass": jnp.maximum(1.0 - inside, 0.0),
-        "entropy": ent,
-        "heterozygosity": 1.0 - jnp.sum(p * p, -1),
+        "entropy": -neg_ent,
+        "heterozygosity": 1.0 - sq,
         "kl": jnp.maximum(kl, 0.0),
-        "tv": tv,
+        "tv": 0.5 * (dist + (1.0 - inside)),
         "tail_rank": rank.astype(p.dtype),
     }
 
 
-def _first_counts(key, p0, n_chains, m):
+def _first_counts(keys, p0, m):
     # Generation 1 when K is much larger than M: M inverse-CDF draws a chain are
-    # cheaper than K - 1 binomials; all chains share p0.
+    # cheaper than K - 1 binomials; all chains share p0, each draws from its own key.
     cdf = jnp.cumsum(p0)
-    u = jax.random.uniform(key, (n_chains, m), p0.dtype) * cdf[-1]
     last = p0.shape[0] - 1 - jnp.argmax((p0 > 0)[::-1])
-    idx = jnp.minimum(jnp.searchsorted(cdf, u, side="right"), last)
-    rows = jnp.broadcast_to(jnp.arange(n_chains)[:, None], idx.shape)
-    return jnp.zeros((n_chains, p0.shape[0]), p0.dtype).at[rows, idx].add(1.0)
+
+    def one(key):
+        u = jax.random.uniform(key, (m,), p0.dtype) * cdf[-1]
+        idx = jnp.minimum(jnp.searchsorted(cdf, u, side="right"), last)
+        # Integer-valued sums: exact in any order.
+        return jnp.zeros(p0.shape, p0.dtype).at[idx].add(1.0)
+
+    return jax.vmap(one)(keys)
 
 
-@functools.partial(jax.jit, static_argnames=("n_samples", "accumulate", "first"))
-def _wf_step(key, pool, probs, p0c, p0_sorted, *, n_samples, accumulate, first):
+def _keyed_counts(k_u, k_bt, cat_id, n, w, rest):
+    # Multinomial counts in slot order whose random numbers for a category come
+    # from its chain's key folded with the category's original index: a chain's
+    # draws depend on its own key and its live categories, not on their slots or
+    # on the other chains. ``w``, ``rest``, ``cat_id``: (n_chains, capacity).
+    per_slot = jax.vmap(jax.vmap(lambda k, c: jax.random.fold_in(k, c), (None, 0)), (0, 0))
+    u = jax.vmap(lambda k: jax.random.uniform(k, (), w.dtype))(
+        per_slot(k_u, cat_id).reshape(-1)).reshape(w.shape)
+    ids = cat_id.T
+
+    def step_key(j):
+        # BTRS keys, derived only when some element needs that branch.
+        return lambda: jax.vmap(jax.random.fold_in)(k_bt, ids[j])
+
+    counts = _conditional_binomials(jnp.full(w.shape[:1], n, w.dtype), w.T, rest.T, u.T,
+                                    step_key)
+    return counts.T
+
+
+@functools.partial(jax.jit, static_argnames=("n_samples", "accumulate", "first", "from_p0"))
+def _wf_step(keys, pool, cat_id, p0c, p0, p0_sorted, *, n_samples, accumulate, first,
+             from_p0):
+    # ``keys``: (n_chains,) generation keys, fold_in(fold_in(key, i), t).
+    fold = jax.vmap(jax.random.fold_in, (0, None))
+    k_u, k_bt = fold(keys, 0), fold(keys, 1)
     if first:
-        counts = _first_counts(key, probs[0], probs.shape[0], n_samples)
+        counts = _first_counts(k_u, p0, n_samples)
     else:
-        counts = multinomial(key, n_samples, probs)
+        if from_p0:
+            # All chains share p0: its suffix sums are computed once, unbatched.
+            w = jnp.broadcast_to(p0, pool.shape)
+            rest = jnp.broadcast_to(jnp.cumsum(p0[::-1])[::-1], pool.shape)
+        else:
+            # Integer-valued counts: the suffix sums are exact in any order, so each
+            # chain's ratios do not depend on the capacity.
+            w = pool
+            rest = jnp.cumsum(pool[..., ::-1], -1)[..., ::-1]
+        counts = _keyed_counts(k_u, k_bt, cat_id, n_samples, w, rest)
     pool = pool + counts if accumulate else counts
+    # Pack each chain's live categories to the front in their original order (a
+    # stable sort): slot order, and hence every reduction, is then a function of the
+    # chain's own live set.
+    # Cheaper than a sort: live slot j goes to slot (live slots before it); the rest
+    # are zero padding (a padding slot's category id only keys a zero count).
+    alive = pool > 0
+    dest = jnp.where(alive, jnp.cumsum(alive, -1) - 1, pool.shape[-1])
+    rows = jnp.arange(pool.shape[0])[:, None]
+    pack = lambda x: jnp.zeros_like(x).at[rows, dest].set(x, mode="drop")
+    pool, cat_id, p0c = pack(pool), pack(cat_id), pack(p0c)
     probs = pool / jnp.sum(pool, -1, keepdims=True)
-    return pool, probs, _compact_metrics(probs, p0c, p0_sorted)
-
-
-@functools.partial(jax.jit, static_argnames=("capacity",))
-def _compact(pool, probs, p0c, *, capacity):
-    order = jnp.argsort(probs <= 0, axis=-1, stable=True)[..., :capacity]
-    take = lambda x: jnp.take_along_axis(x, order, axis=-1)
-    return take(pool), take(probs), take(p0c)
+    return pool, cat_id, p0c, _compact_metrics(probs, p0c, p0_sorted)
 
 
 def wright_fisher(key: jax.Array, probs0: Any, *, n_generations: int, n_samples: int,
@@ -686,9 +774,13 @@ def wright_fisher(key: jax.Array, probs0: Any, *, n_generations: int, n_samples:
     ``K >= 2M`` draws M inverse-CDF samples a chain instead (cheaper than K - 1
     binomials).
 
-    Chains are drawn jointly (the per-generation key is ``fold_in(key, t)``) and
-    the packing depends on all chains, so a chain's path depends on
-    ``n_chains``; its law does not.
+    Chain i uses ``fold_in(key, i)`` and generation t ``fold_in(chain_key, t)``;
+    the random numbers of a category come from that key folded with the
+    category's original index, each chain's live categories are packed in their
+    original order and lost ones contribute exact zeros, so a chain's path is
+    the same (bitwise) whatever ``n_chains`` and whatever capacity the other
+    chains force. (Counts are exact integers in the floating dtype: this needs the
+    pool size, ``M`` or ``M t`` when accumulating, below 2^24 in float32.)
 
     Args:
         key: a PRNG key.
@@ -731,26 +823,29 @@ def wright_fisher(key: jax.Array, probs0: Any, *, n_generations: int, n_samples:
     k = probs.shape[0]
     p0 = probs / jnp.sum(probs)
     p0_sorted = jnp.sort(p0)
-    probs_c = jnp.broadcast_to(p0, (n_chains, k))
-    p0c = probs_c
-    pool = jnp.zeros_like(probs_c)
-    rows = {name: [fn(CategoricalParams(p0), CategoricalParams(p0)) * jnp.ones(n_chains)]
+    chain_keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(n_chains))
+    p0c = jnp.broadcast_to(p0, (n_chains, k))
+    cat_id = jnp.broadcast_to(jnp.arange(k, dtype=jnp.int32), (n_chains, k))
+    pool = jnp.zeros_like(p0c)
+    ones = jnp.ones(n_chains, p0.dtype)  # keeps float32 metrics float32 under x64
+    rows = {name: [fn(CategoricalParams(p0), CategoricalParams(p0)) * ones]
             for name, fn in _METRICS.items()}
     caps = [k]
     with Progress(n_generations, "wright-fisher", enabled=progress) as bar:
         for t in range(1, n_generations + 1):
-            first = t == 1 and probs_c.shape[-1] >= 2 * n_samples
-            pool, probs_c, m = _wf_step(jax.random.fold_in(key, t), pool, probs_c, p0c,
-                                        p0_sorted, n_samples=n_samples,
-                                        accumulate=accumulate, first=first)
+            keys = jax.vmap(jax.random.fold_in, (0, None))(chain_keys, t)
+            pool, cat_id, p0c, m = _wf_step(
+                keys, pool, cat_id, p0c, p0, p0_sorted, n_samples=n_samples,
+                accumulate=accumulate, first=t == 1 and k >= 2 * n_samples, from_p0=t == 1)
             for name in rows:
                 rows[name].append(m[name])
             live = int(jnp.max(m["survivors"]))
-            # Capacities are powers of two (each new one compiles a new step).
+            # Capacities are powers of two (each new one compiles a new step); the
+            # live slots are packed at the front, so shrinking drops only empty ones.
             cap = 2 ** max(1, math.ceil(math.log2(max(live, 2))))
-            if cap < probs_c.shape[-1]:
-                pool, probs_c, p0c = _compact(pool, probs_c, p0c, capacity=cap)
-            caps.append(probs_c.shape[-1])
+            if cap < pool.shape[-1]:
+                pool, cat_id, p0c = pool[:, :cap], cat_id[:, :cap], p0c[:, :cap]
+            caps.append(pool.shape[-1])
             bar.update(t)
     metrics = {name: jnp.stack(v, axis=1) for name, v in rows.items()}
     return WrightFisherResult(metrics, np.asarray(caps))
