@@ -19,27 +19,31 @@ def block(x):
     return jax.block_until_ready(x)
 
 
-def time_call(fn, repeats=5, warmup=True):
-    """Returns (first_call_seconds, median_steady_seconds). The first call includes
-    compilation; compile time is reported as first - median."""
+def time_call(fn, repeats=5):
+    """Returns (first_call_seconds, median_steady_seconds, median_steady_cpu_seconds).
+    The first call includes compilation; compile time is reported as first - median.
+    Process CPU time (all threads) is robust to other jobs sharing the machine."""
     t0 = time.perf_counter()
     block(fn())
     first = time.perf_counter() - t0
-    times = []
+    times, cpus = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         block(fn())
         times.append(time.perf_counter() - t0)
-    return first, statistics.median(times)
+        cpus.append(time.process_time() - c0)
+    return first, statistics.median(times), statistics.median(cpus)
 
 
 def time_host(fn, repeats=3):
-    times = []
+    """(median wall seconds, median process CPU seconds) of a host call."""
+    times, cpus = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        cpus.append(time.process_time() - c0)
+    return statistics.median(times), statistics.median(cpus)
 
 
 def machine():
