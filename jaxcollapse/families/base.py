@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import jax
+import jax.numpy as jnp
 
 PyTree = Any
 Metric = Callable[..., jax.Array]
@@ -76,6 +77,33 @@ class ExactFamily(Family, Protocol):
     def add_stats(self, a: PyTree, b: PyTree) -> PyTree: ...
 
     def fit_stats(self, stats: PyTree) -> PyTree: ...
+
+
+def check_points(data: Any, dim: int, name: str = "data") -> jax.Array:
+    """Validates a point array ``(n, dim)`` (``(n,)`` when dim = 1) of finite floats.
+
+    Shared by the families whose data are points in R^dim (Gaussian, GMM, KDE).
+
+    Example:
+        >>> check_points([0.0, 1.0], 1).shape
+        (2, 1)
+        >>> check_points([[0.0, 1.0]], 3, "human_data")
+        Traceback (most recent call last):
+        ...
+        ValueError: human_data must have shape (n, 3); got (1, 2)
+    """
+    import numpy as np
+
+    x = jnp.asarray(data)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jnp.result_type(float))
+    if x.ndim == 1 and dim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or x.shape[1] != dim:
+        raise ValueError(f"{name} must have shape (n, {dim}); got {x.shape}")
+    if not np.all(np.isfinite(np.asarray(x))):
+        raise ValueError(f"{name} must be finite; got NaN or inf")
+    return x
 
 
 def uses_exact_path(family: Any) -> bool:

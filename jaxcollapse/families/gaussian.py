@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcollapse import random as jcr
+from jaxcollapse.families.base import check_points
 from jaxcollapse.theory import gaussian as theory
 
 
@@ -202,14 +203,7 @@ class Gaussian:
 
     def check_data(self, data, name: str = "data") -> jax.Array:
         """Validates a data array of shape (n, d) with finite values."""
-        x = jnp.asarray(data)
-        if x.ndim == 1 and self.dim == 1:
-            x = x[:, None]
-        if x.ndim != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"{name} must have shape (n, {self.dim}); got {x.shape}")
-        if not np.all(np.isfinite(np.asarray(x))):
-            raise ValueError(f"{name} must be finite; got NaN or inf")
-        return x
+        return check_points(data, self.dim, name)
 
     def min_samples(self) -> int:
         """Smallest training-set size: 2, or d + 1 for ddof=1 in d > 1 (M > d)."""

@@ -30,6 +30,7 @@ from jax import lax
 from jax.scipy.linalg import solve_triangular
 
 from jaxcollapse import metrics as mt
+from jaxcollapse.families.base import check_points
 
 COVARIANCE_TYPES = ("full", "diag")
 
@@ -361,16 +362,7 @@ class GMM:
             >>> GMM(2, 1).check_data([0.0, 1.0]).shape
             (2, 1)
         """
-        x = jnp.asarray(data)
-        if not jnp.issubdtype(x.dtype, jnp.floating):
-            x = x.astype(jnp.result_type(float))
-        if x.ndim == 1 and self.dim == 1:
-            x = x[:, None]
-        if x.ndim != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"{name} must have shape (n, {self.dim}); got {x.shape}")
-        if not bool(jnp.all(jnp.isfinite(x))):
-            raise ValueError(f"{name} must be finite; got NaN or inf")
-        return x
+        return check_points(data, self.dim, name)
 
     def check_params(self, params) -> GMMParams:
         """Validates shapes, weights on the simplex and positive-definite covariances.

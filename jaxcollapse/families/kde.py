@@ -39,6 +39,7 @@ from jax.scipy.linalg import solve_triangular
 
 from jaxcollapse import kernels as kn
 from jaxcollapse import metrics as mt
+from jaxcollapse.families.base import check_points
 
 RULES = ("scott", "silverman", "cv")
 DEFAULT_CV_GRID = tuple(float(v) for v in np.geomspace(0.05, 2.0, 24))
@@ -338,16 +339,7 @@ class KDE:
             >>> KDE(dim=1).check_data([0.0, 1.0]).shape
             (2, 1)
         """
-        x = jnp.asarray(data)
-        if not jnp.issubdtype(x.dtype, jnp.floating):
-            x = x.astype(jnp.result_type(float))
-        if x.ndim == 1 and self.dim == 1:
-            x = x[:, None]
-        if x.ndim != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"{name} must have shape (n, {self.dim}); got {x.shape}")
-        if not bool(jnp.all(jnp.isfinite(x))):
-            raise ValueError(f"{name} must be finite; got NaN or inf")
-        return x
+        return check_points(data, self.dim, name)
 
     def _check_weights(self, weights, n, dtype, name="weights"):
         if weights is None:
