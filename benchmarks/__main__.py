@@ -45,9 +45,9 @@ SCRIPTS_DIR = HERE  # where run_script finds NAME.py (tests point it elsewhere)
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="python -m benchmarks", description=__doc__.splitlines()[0],
+        prog=prog, description=__doc__.splitlines()[0],
         epilog="examples:\n  python -m benchmarks --quick\n"
                "  python -m benchmarks --only kde mmd --out /tmp/bench",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -162,9 +162,12 @@ def replace_between_markers(text: str, block: str) -> str:
     return text[:i + len(START)] + "\n" + block.strip() + "\n" + text[j:]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Runs the suite (see the module docstring); returns the exit status."""
-    ap = _parser()
+def main(argv: list[str] | None = None, prog: str = "python -m benchmarks") -> int:
+    """Runs the suite (see the module docstring); returns the exit status.
+
+    ``prog`` names the command in messages (e.g. ``"jaxcollapse bench"``).
+    """
+    ap = _parser(prog)
     try:
         args = ap.parse_args(argv)
     except SystemExit as e:  # argparse has printed why
@@ -172,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     names = list(args.only or SCRIPTS)
     unknown = [n for n in names if n not in SCRIPTS]
     if unknown:
-        print(f"python -m benchmarks: error: unknown benchmark {', '.join(map(repr, unknown))} "
+        print(f"{prog}: error: unknown benchmark {', '.join(map(repr, unknown))} "
               f"in --only; choose from {', '.join(SCRIPTS)}", file=sys.stderr)
         return 2
     timeout = args.timeout or (600.0 if args.quick else 3600.0)
@@ -221,8 +224,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"not replacing the README table: this is a {backend} run (it is in "
                   f"{json_path.name})")
         else:
+            try:
+                shown = json_path.resolve().relative_to(readme.resolve().parent)
+            except ValueError:
+                shown = json_path
             block = "\n".join([machine_line(machine, args.quick) + f" Full results: "
-                               f"`benchmarks/results/{json_path.name}`.", "",
+                               f"`{shown}`.", "",
                                bc.format_table(report["rows"], markdown=True)])
             readme.write_text(replace_between_markers(readme.read_text(), block))
             print(f"replaced the benchmark table in {readme}")
