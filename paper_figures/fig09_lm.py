@@ -35,7 +35,7 @@ ALPHAS = (0.0, 0.1)
 # and 3 seeds: about half an hour on a 2-core CPU. The paper fine-tunes OPT-125m on
 # all of WikiText-2 for 10 generations (`--preset paper` of the CLI, a GPU job).
 DEFAULT = dict(model="small", model_overrides={}, max_vocab=2_048, max_train_tokens=32_768,
-               seeds=(0, 1, 2),
+               n_seeds=3,
                protocol=dict(n_generations=5, steps=120, warmup_steps=12, batch_size=16,
                              seq_len=128, prompt_len=64, gen_len=64, eval_tokens=8_192,
                              n_score=256, learning_rate=3e-3, decoding="sample",
@@ -43,7 +43,7 @@ DEFAULT = dict(model="small", model_overrides={}, max_vocab=2_048, max_train_tok
 # Quick: a one-layer model with a 32-token context on 8k training tokens: the shape
 # of the figure in about a minute, not its numbers.
 QUICK = dict(model="tiny", model_overrides=dict(d_model=48, d_ff=96, max_len=32),
-             max_vocab=1_000, max_train_tokens=8_192, seeds=(0, 1),
+             max_vocab=1_000, max_train_tokens=8_192, n_seeds=2,
              protocol=dict(n_generations=3, steps=60, warmup_steps=6, batch_size=16,
                            seq_len=32, prompt_len=16, gen_len=16, eval_tokens=4_096,
                            n_score=128, learning_rate=1e-2, decoding="sample",
@@ -55,7 +55,8 @@ def _parser():
     p = st.parser(__doc__)
     _data.add_data_argument(p, "wikitext-2")
     p.add_argument("--seeds", type=int, nargs="+", default=None,
-                   help="seeds (default: 0 1 2; quick: 0 1); --seed is ignored")
+                   help="seeds (default: SEED, SEED + 1, SEED + 2 with SEED from --seed; "
+                        "quick: SEED, SEED + 1)")
     p.add_argument("--generations", type=int, default=None,
                    help="generations after generation 0 (default: 5; quick: 3)")
     p.add_argument("--runs", default=None,
@@ -75,7 +76,8 @@ def main(argv=None):
     p = _parser()
     args = p.parse_args(argv)
     cfg = dict(QUICK if args.quick else DEFAULT)
-    seeds = tuple(args.seeds) if args.seeds else cfg["seeds"]
+    seeds = tuple(args.seeds) if args.seeds else tuple(args.seed + i
+                                                        for i in range(cfg["n_seeds"]))
     proto_kw = dict(cfg["protocol"])
     if args.generations is not None:
         if args.generations < 1:

@@ -12,6 +12,7 @@ is :func:`jaxcollapse.learned.run_vae`; its checkpoints go to ``--runs``.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import _style as st
 import jax
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from jaxcollapse.data import load_mnist
 from jaxcollapse.learned import VAEProtocol, make_arms, run_vae
@@ -36,7 +38,7 @@ DEFAULT = dict(model=VAE_PRESETS["mnist"],
                              n_importance=32, n_eval=1_000, n_probe=1_000))
 # Quick: an MLP VAE with few steps: the shape of the figure in about a minute.
 QUICK = dict(model=VAEConfig((28, 28), 20, 128, "mlp"),
-             protocol=dict(n_generations=4, steps=300, batch_size=64, learning_rate=2e-3,
+             protocol=dict(n_generations=4, steps=600, batch_size=64, learning_rate=2e-3,
                            n_importance=8, n_eval=500, n_probe=500))
 MARKERS = ("t10k-images-idx3-ubyte*", "train-images-idx3-ubyte*")
 N_SHOW = 36  # images per grid (6 x 6)
@@ -93,7 +95,7 @@ def main(argv=None):
     human_grid = np.asarray(data.test_x[:N_SHOW], np.float32)
 
     shown = np.unique(np.linspace(0, G, min(G + 1, 6)).round().astype(int))
-    fig = plt.figure(figsize=(2.0 * (len(shown) + 1), 5.2))
+    fig = plt.figure(figsize=(max(10.0, 2.0 * (len(shown) + 1)), 5.2))
     gs = fig.add_gridspec(2, 1, height_ratios=[1.05, 1], hspace=0.25)
     top = gs[0].subgridspec(1, len(shown) + 1, wspace=0.06)
     panels = [("human test images", human_grid)] + [
@@ -116,7 +118,8 @@ def main(argv=None):
             ax.axhline(human_var, label="human test images", **st.THEORY)
             ax.set_yscale("log")
         ax.set(xlabel="generation n", ylabel=labels[k][0], title=labels[k][1])
-        ax.legend()
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(loc="lower left" if k == "pixel_var" else "best")
 
     data_out = dict(generations=gens, grids=grids, shown=shown, human_grid=human_grid,
                     human_pixel_var=human_var)
@@ -128,7 +131,7 @@ def main(argv=None):
     meta = dict(
         figure=NAME, quick=args.quick, seed=args.seed, arms=names, data=data.name,
         data_dir=str(data_dir), train_images=len(data.train_x), test_images=len(data.test_x),
-        protocol={**protocol.__dict__, "model": protocol.model.__dict__}, runs=str(runs),
+        protocol=dataclasses.asdict(protocol), runs=str(runs),
         grids_arm=names[0],
         **{f"{k}[{a}]": m[k, a].round(4).tolist() for k in metrics for a in names},
         human_pixel_var=human_var,

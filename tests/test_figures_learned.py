@@ -114,10 +114,12 @@ def test_figure_10_vae(tmp_path, shared_data):
     np.testing.assert_array_equal(d["human_grid"], data.test_x[:36])
     # collapse without human data: samples lose their spread under the generation-0
     # encoder and their diversity (margins of several times in quick mode), and fit the
-    # human test digits worse; the sample grids grow more alike
+    # human test digits worse, worse than with 10% human images (a margin of ~20 nats
+    # in quick mode); the sample grids grow more alike
     sp, pv = d["latent_spread[alpha=0]"], d["pixel_var[alpha=0]"]
     assert sp[-1] < 0.5 * sp[0] and pv[-1] < 0.5 * pv[0] < 0.5 * d["human_pixel_var"]
-    assert d["test_elbo[alpha=0]"][-1] < d["test_elbo[alpha=0]"][0]
+    e0, e1 = d["test_elbo[alpha=0]"], d["test_elbo[alpha=0.1]"]
+    assert e0[-1] < e0[0] and e0[-1] < e1[-1]
     spread = grids.reshape(G + 1, 36, -1).var(axis=1).mean(axis=1)
     assert spread[-1] < spread[0]
 
