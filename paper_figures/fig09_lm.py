@@ -32,8 +32,9 @@ ALPHAS = (0.0, 0.1)
 
 # Default: the `jaxcollapse run lm --preset quick` sizes (the `small` model on the
 # first 32k WikiText-2 training tokens, vocabulary capped at 2,048) for 5 generations
-# and 3 seeds: about half an hour on a 2-core CPU. The paper fine-tunes OPT-125m on
-# all of WikiText-2 for 10 generations (`--preset paper` of the CLI, a GPU job).
+# and 3 seeds: about 20 CPU-minutes (from a 1-generation, 1-seed run: 115 CPU-s). The
+# paper fine-tunes OPT-125m on all of WikiText-2 for 10 generations (`--preset paper`
+# of the CLI, a GPU job).
 DEFAULT = dict(model="small", model_overrides={}, max_vocab=2_048, max_train_tokens=32_768,
                n_seeds=3,
                protocol=dict(n_generations=5, steps=120, warmup_steps=12, batch_size=16,
