@@ -18,6 +18,7 @@ from jaxcollapse.families import (
 from jaxcollapse.families.base import successive, with_key
 from jaxcollapse.regimes import accumulate, accumulate_subsample, mix, replace, schedule
 from jaxcollapse.simulate import SimulationResult, simulate, simulate_grid
+from jaxcollapse.store import StoredResult, load_run
 
 __version__ = "0.1.0"
 
@@ -34,9 +35,11 @@ __all__ = [
     "LinearRegression",
     "RegressionParams",
     "SimulationResult",
+    "StoredResult",
     "accumulate",
     "accumulate_subsample",
     "decompose",
+    "load_run",
     "mix",
     "random",
     "regimes",
