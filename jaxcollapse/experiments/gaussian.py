@@ -156,10 +156,13 @@ def run(args) -> int:
         pid, n_proc = info.process_id, info.num_processes
         if not resume:
             shutil.rmtree(distributed.shard_dir(ckpt, pid, n_proc), ignore_errors=True)
-        stored = distributed.simulate_processes(
-            k_run, fam, p0, out=ckpt, n_chains=args.chains, n_generations=G,
-            n_samples=sched, regime=regime, human_data=human, chunk_size=chunk_size,
-            progress=not args.no_progress)
+        try:
+            stored = distributed.simulate_processes(
+                k_run, fam, p0, out=ckpt, n_chains=args.chains, n_generations=G,
+                n_samples=sched, regime=regime, human_data=human, chunk_size=chunk_size,
+                progress=not args.no_progress)
+        except TimeoutError as e:  # a shard never came: one line, exit code 2
+            raise ValueError(str(e)) from None
         if stored is None:
             lo, hi = distributed.chain_block(args.chains, pid, n_proc)
             print(f"process {pid} of {n_proc}: chains {lo}..{hi - 1} written; process 0 "
