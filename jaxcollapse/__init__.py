@@ -1,6 +1,6 @@
 """jaxcollapse: model collapse under recursive training, in JAX."""
 
-from jaxcollapse import random, regimes, theory
+from jaxcollapse import distributed, random, regimes, store, theory
 from jaxcollapse.decompose import decompose
 from jaxcollapse.families import (
     FAMILIES,
@@ -39,6 +39,7 @@ __all__ = [
     "accumulate",
     "accumulate_subsample",
     "decompose",
+    "distributed",
     "load_run",
     "mix",
     "random",
@@ -47,6 +48,7 @@ __all__ = [
     "schedule",
     "simulate",
     "simulate_grid",
+    "store",
     "successive",
     "theory",
     "with_key",
