@@ -243,13 +243,14 @@ WORKER = textwrap.dedent("""
     import sys
     import jax
     jax.config.update("jax_enable_x64", True)
-    from jaxcollapse import cli, distributed
+    from jaxcollapse import distributed
     mode, out = sys.argv[1], sys.argv[2]
     try:
         info = distributed.initialize(timeout_s=120)
     except ValueError as e:
         print("INIT-ERROR", e, flush=True)
         raise SystemExit(0)
+    from jaxcollapse import cli
     assert len(jax.local_devices()) == 2 and jax.process_count() == 2
     import jaxcollapse as jc
     fam = jc.Gaussian(dim=2, method="exact")
