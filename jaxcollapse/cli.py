@@ -61,6 +61,15 @@ def _add_shared(p: argparse.ArgumentParser, defaults: dict) -> None:
     p.add_argument("--x64", action="store_true", help="compute in float64")
     p.add_argument("--quick", action="store_true", help="a small, fast configuration")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="multi-process run: process 0's coordinator address "
+                        "(or $JAXCOLLAPSE_COORDINATOR)")
+    p.add_argument("--num-processes", type=int, default=None, metavar="N",
+                   help="multi-process run: number of processes (or "
+                        "$JAXCOLLAPSE_NUM_PROCESSES)")
+    p.add_argument("--process-id", type=int, default=None, metavar="I",
+                   help="multi-process run: this process's id in 0..N-1 (or "
+                        "$JAXCOLLAPSE_PROCESS_ID)")
 
 
 def build_parser() -> argparse.ArgumentParser:
