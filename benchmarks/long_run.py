@@ -11,7 +11,7 @@ chunk time (at 10^3 generations the only chunk: all of it).
 Goal: the disk run's peak at the largest size is within 10% (+ 32 MB) of its peak
 at 10^3 generations.
 
-    python benchmarks/long_run.py [--quick] [--chains 64 --chunk 1000]
+    python benchmarks/long_run.py [--quick] [--json PATH]
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def child(generations: int, chains: int, chunk: int, keep: bool) -> dict:
                           checkpoint_dir=None if keep else tmp, keep=keep,
                           on_chunk=lambda a, b, c: stamps.append(time.perf_counter()))
         if keep:
-            bc.block(res)
+            jax.block_until_ready(res)
         else:  # a reduction read back chunk by chunk, as a long-run user would
             res.per_generation("w2sq")
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -77,47 +77,34 @@ def _spawn(generations, chains, chunk, keep) -> dict:
 
 
 def run(quick: bool = False, chains: int = 64, chunk: int = 1000) -> list[dict]:
-    """Rows (case, size, compile_s, steady_s, cpu_s, peak_rss_mb, goal, met)."""
+    """Rows of the common benchmark table (see ``_common.COLUMNS``)."""
     sizes = QUICK_SIZES if quick else SIZES
+    res = {(keep, g): _spawn(g, chains, chunk, keep) for keep in (False, True) for g in sizes}
+    base = res[False, sizes[0]]["peak_rss_mb"]
+    limit = 1.1 * base + 32
     rows = []
-    for keep in (False, True):
-        case = f"{'memory' if keep else 'disk'} (keep={keep}), {chains} chains"
-        for g in sizes:
-            r = _spawn(g, chains, chunk, keep)
-            rows.append(dict(case=case, size=g, **{k: round(v, 3) for k, v in r.items()}))
-    disk = [r for r in rows if r["case"].startswith("disk")]
-    base = disk[0]["peak_rss_mb"]
-    for r in rows:
-        if r["case"].startswith("disk"):
-            limit = 1.1 * base + 32
-            r["goal"] = f"peak <= {limit:.0f} MB (1.1 x peak at {sizes[0]:,} + 32)"
-            r["met"] = bool(r["peak_rss_mb"] <= limit)
-        else:
-            r["goal"] = "reference (grows with generations)"
-            r["met"] = None
+    for (keep, g), r in res.items():
+        t = bc.Timing(r["compile_s"], r["steady_s"], r["cpu_s"], None)
+        disk = not keep
+        rows.append(bc.row(
+            f"chunked simulate, {'held in memory (keep=True)' if keep else 'streamed to disk'}",
+            f"{chains} chains × {g:,} gens, chunks of {chunk:,}", t,
+            goal=f"peak ≤ 1.1 × peak at {sizes[0]:,} gens + 32 MB" if disk else
+            "reference (grows with generations)",
+            goal_value=None, met=bool(r["peak_rss_mb"] <= limit) if disk else None,
+            peak_rss_mib=r["peak_rss_mb"],
+            note=f"peak {r['peak_rss_mb'] / base:.2f}× the 10³-generation disk peak"))
     return rows
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help=f"sizes {QUICK_SIZES} only")
-    ap.add_argument("--chains", type=int, default=64)
-    ap.add_argument("--chunk", type=int, default=1000)
-    ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--keep", action="store_true", help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
-    if args.child is not None:
-        print(json.dumps(child(args.child, args.chains, args.chunk, args.keep)))
-        return
-    rows = run(args.quick, args.chains, args.chunk)
-    cols = ["case", "size", "compile_s", "steady_s", "cpu_s", "peak_rss_mb", "goal", "met"]
-    print(bc.table(rows, cols))
-    disk = [r for r in rows if r["case"].startswith("disk")]
-    print(f"disk peak at {disk[-1]['size']:,} / at {disk[0]['size']:,} generations: "
-          f"{disk[-1]['peak_rss_mb'] / disk[0]['peak_rss_mb']:.3f}")
-    path = bc.write("long_run", dict(chains=args.chains, chunk=args.chunk, rows=rows))
-    print(f"wrote {path}")
-
-
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        ap = argparse.ArgumentParser()
+        ap.add_argument("--child", type=int)
+        ap.add_argument("--chains", type=int, default=64)
+        ap.add_argument("--chunk", type=int, default=1000)
+        ap.add_argument("--keep", action="store_true")
+        args = ap.parse_args()
+        print(json.dumps(child(args.child, args.chains, args.chunk, args.keep)))
+    else:
+        raise SystemExit(bc.script_main("long_run", run, __doc__))

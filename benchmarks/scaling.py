@@ -1,4 +1,4 @@
-"""Scaling of ``jaxcollapse.simulate`` over devices, and memory of long chunked runs.
+"""Scaling of ``jaxcollapse.simulate`` over devices (memory of long runs: long_run.py).
 
 Weak and strong scaling over 1, 2, 4 and 8 host devices: each device count runs in
 its own process with ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` and
@@ -14,13 +14,6 @@ When a GPU is present (``nvidia-smi`` on the path), a further process runs the s
 work on it: chains per second against the 1-device CPU figure, at the strong-scaling
 size and at 64 times as many chains.
 
-Memory: chunked runs (``chunk_size=1,000``, an ``on_chunk`` callback) of 10^3,
-10^4 and 10^5 generations of 100 chains (exact path, default metrics), each in a
-fresh process; the peak RSS above the baseline before the run (compilation
-included: the generation count is static, so every run compiles) should stay flat
-as generations grow (goal: the 10^5-generation growth at most 1.25x the
-10^3-generation growth, plus 16 MiB).
-
 Run: ``PYTHONPATH=. python benchmarks/scaling.py [--quick]`` (quick: 50 generations,
 not 100).
 """
@@ -32,7 +25,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import _common as bc
 
@@ -77,31 +69,6 @@ def child_scaling(n_devices: int, quick: bool, gpu: bool) -> dict:
         out[case] = dict(chains=chains, compile_s=t.compile_s, steady_s=t.steady_s,
                          cpu_s=t.cpu_s, peak_rss_mib=m.mib)
     return out
-
-
-def child_memory(n_generations: int, chunk: int = 1000, chains: int = 100) -> dict:
-    import jax
-
-    import jaxcollapse as jc
-
-    fam = jc.Gaussian(dim=1, method="exact")
-    p0 = fam.params()
-    seen = []
-
-    def on_chunk(start, stop, piece):
-        seen.append(stop)  # where a long run would write the piece to disk
-
-    def go(key, g):
-        return jc.simulate(key, fam, p0, n_generations=g, n_samples=M, n_chains=chains,
-                           save_params=False, chunk_size=chunk, on_chunk=on_chunk)
-
-    bc.reset_peak_rss()
-    base = bc.peak_rss_mib()  # the resident set now: the mark was just reset to it
-    t0 = time.perf_counter()
-    jax.block_until_ready(go(jax.random.key(1), n_generations).metrics)
-    sec = time.perf_counter() - t0
-    return dict(generations=n_generations, chains=chains, chunk=chunk, seconds=sec,
-                baseline_mib=base, peak_mib=bc.peak_rss_mib())
 
 
 def _child(args: list[str], env_extra: dict, drop: tuple[str, ...] = ()) -> dict:
@@ -171,28 +138,13 @@ def run(quick: bool) -> list[dict]:
                     note=f"{cps:,.0f} chains/s vs {cpu_cps:,.0f} on CPU; ratio = chains/s",
                     chains_per_s=cps))
 
-    mem = {g: _child(["memory", str(g)], _host_env(1)) for g in (1000, 10_000, 100_000)}
-    grow = {g: m["peak_mib"] - m["baseline_mib"] for g, m in mem.items()}
-    for g, m in mem.items():
-        last = g == max(mem)
-        rows.append(bc.row(
-            "chunked simulate, peak memory", f"{m['chains']} chains × {g:,} gens, chunks "
-            f"of {m['chunk']:,}", None,
-            goal="growth ≤ 1.25× the 10³-gen growth + 16 MiB" if last else "",
-            met=(grow[g] <= 1.25 * grow[1000] + 16) if last else None,
-            peak_rss_mib=m["peak_mib"],
-            note=f"growth above the baseline: {grow[g]:,.0f} MiB; run {m['seconds']:.1f} s "
-                 "incl. compile", growth_mib=grow[g]))
     return rows
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
-        kind, rest = sys.argv[2], sys.argv[3:]
-        if kind == "scaling":
-            out = child_scaling(int(rest[0]), bool(int(rest[1])), bool(int(rest[2])))
-        else:
-            out = child_memory(int(rest[0]))
+        rest = sys.argv[3:]
+        out = child_scaling(int(rest[0]), bool(int(rest[1])), bool(int(rest[2])))
         print("RESULT" + json.dumps(out))
     else:
         raise SystemExit(bc.script_main("scaling", run, __doc__))
