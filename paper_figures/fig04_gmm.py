@@ -4,7 +4,7 @@ experiment).
 Generation 0 is 0.5 N((-2, 0), I) + 0.5 N((2, 0), I) in 2-D; every generation draws
 M = 1,000 points from the previous fit and refits a two-component GMM by EM
 (k-means++ start). (a) One chain at the paper's snapshot generations (0, 50, 100,
-150, 200, 350, 2,000): density contours of the fit over M samples drawn from it.
+150, 200, 350, 2,000): log-density contours of the fit over M samples drawn from it.
 (b) The closed-form squared L2 distance to the generation-0 mixture over
 generations: mean, median and 10-90% band over chains. No closed form exists for
 its growth; the distance itself is exact (THEORY.md section 6), not estimated from
@@ -30,10 +30,10 @@ NAME = "fig04_gmm"
 SNAPSHOTS = (0, 50, 100, 150, 200, 350, 2000)
 
 
-def _density_grid(fam, params, xs, ys):
+def _log_density_grid(fam, params, xs, ys):
     gx, gy = np.meshgrid(xs, ys)
     pts = np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)
-    return gx, gy, np.exp(np.asarray(fam.log_prob(params, pts))).reshape(gx.shape)
+    return gx, gy, np.asarray(fam.log_prob(params, pts)).reshape(gx.shape)
 
 
 def mixture_moments(params):
@@ -77,16 +77,18 @@ def main(argv=None):
     outer = fig.add_gridspec(2, 1, height_ratios=[1, 1.3])
     top = outer[0].subgridspec(1, len(snaps))
     bottom = outer[1].subgridspec(1, 2, width_ratios=[4, 3])
-    xs, ys = np.linspace(-6, 6, 121), np.linspace(-4.5, 4.5, 91)
+    xs, ys = np.linspace(-6, 6, 241), np.linspace(-4.5, 4.5, 181)
     data = dict(generations=gens, snapshot_generations=np.array(snaps), l2=l2)
     for i, g in enumerate(snaps):
         p = jc.GMMParams(*(a[0, g] for a in params))  # chain 0
         x = np.asarray(fam.sample(jax.random.fold_in(jax.random.key(args.seed + 1), g), p, M))
-        gx, gy, dens = _density_grid(fam, p, xs, ys)
+        gx, gy, logd = _log_density_grid(fam, p, xs, ys)
         ax = fig.add_subplot(top[0, i])
         ax.scatter(x[:, 0], x[:, 1], s=1.5, color=st.COLORS[0], alpha=0.35, lw=0,
                    rasterized=True)
-        ax.contour(gx, gy, dens, levels=6, colors="black", linewidths=0.7)
+        # log-density levels below the peak: they resolve broad and collapsed fits alike
+        ax.contour(gx, gy, logd, levels=logd.max() - np.array([4.5, 3.0, 1.8, 0.9, 0.3]),
+                   colors="black", linewidths=0.7, linestyles="solid")
         ax.set(xlim=(xs[0], xs[-1]), ylim=(ys[0], ys[-1]), xticks=[], yticks=[],
                title=("(a) " if i == 0 else "") + f"generation {g}")
         ax.set_aspect("equal")
@@ -97,14 +99,16 @@ def main(argv=None):
     ax = fig.add_subplot(bottom[0, 0])
     q10, q50, q90 = np.quantile(l2, [0.1, 0.5, 0.9], axis=0)
     mean, se = l2.mean(0), l2.std(0, ddof=1) / np.sqrt(chains)
-    ax.fill_between(gens, q10, q90, color=st.COLORS[0], alpha=st.BAND_ALPHA, lw=0,
+    ax.fill_between(gens[1:], q10[1:], q90[1:], color=st.COLORS[0], alpha=st.BAND_ALPHA, lw=0,
                     label="10-90% of chains")
-    ax.plot(gens, mean, color=st.COLORS[0], label=f"mean over {chains} chains", **st.MC)
-    ax.plot(gens, q50, color=st.COLORS[1], label="median", **{**st.MC, "linewidth": 1.2})
-    ax.plot(gens, l2[0], color="0.4", lw=0.8, label="chain 0 (snapshots above)")
+    ax.plot(gens[1:], mean[1:], color=st.COLORS[0], label=f"mean over {chains} chains",
+            **st.MC)
+    ax.plot(gens[1:], q50[1:], color=st.COLORS[1], label="median",
+            **{**st.MC, "linewidth": 1.2})
+    ax.plot(gens[1:], l2[0, 1:], color="0.4", lw=0.8, label="chain 0 (snapshots above)")
     for g in snaps[1:]:
         ax.axvline(g, color="0.6", lw=0.6, ls=":")
-    ax.set(xlabel="generation n", ylabel=r"$\int (p_n - p_0)^2$",
+    ax.set(yscale="log", xlabel="generation n", ylabel=r"$\int (p_n - p_0)^2$",
            title=f"(b) L2 distance to generation 0 (M = {M})")
     ax.legend(loc="upper left")
 

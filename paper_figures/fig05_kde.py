@@ -102,13 +102,19 @@ def main(argv=None):
     ax1.set(yscale="log", xlabel="generation n", ylabel=r"E $s_n^2 / s_0^2$ (mean, 10-90%)",
             title=f"(a) variance of the data (M = {M})")
     ax1.legend(loc="upper left")
+    # a KDE spread out to infinity keeps only the human self-similarity E k(X, X')
+    a, mu = np.asarray(HUMAN["weights"]), np.asarray(HUMAN["means"])
+    s2 = np.asarray(HUMAN["stds"]) ** 2
+    ceiling = float(a @ _rbf_expectation_1d(mu[:, None], s2[:, None], mu[None], s2[None]) @ a)
+    ax2.axhline(ceiling, color="0.5", lw=0.8, ls=":",
+                label=r"spread-out limit: E $k(X, X')$ under p")
     ax2.set(yscale="log", xlabel="generation n",
             ylabel=r"MMD$^2$(KDE$_n$, human) (mean, 10-90%)",
             title="(b) distance to the human distribution")
     ax2.legend(loc="lower right")
     fig.tight_layout()
     meta = dict(figure=NAME, quick=args.quick, generations=G, chains=chains, M=M,
-                fixed_bandwidth=h, s0sq=s0sq, fixed_point_ratio=fp,
+                fixed_bandwidth=h, s0sq=s0sq, fixed_point_ratio=fp, mmd2_ceiling=ceiling,
                 growth_factor=dict(scott=tk.growth_factor(M, 1, "scott"),
                                    silverman=tk.growth_factor(M, 1, "silverman")),
                 human=HUMAN, mmd_kernel="rbf", mmd_lengthscale=LENGTHSCALE, seed=args.seed,
