@@ -109,6 +109,15 @@ SCRIPT = textwrap.dedent("""
         assert "multiple of 8" in str(e), e
     else:
         raise AssertionError("a batch of 6 over 8 devices did not raise")
+    from jaxcollapse.learned import _training_mesh  # run_lm / run_vae check it up front
+    assert _training_mesh(None, None, 6) is None
+    assert _training_mesh(4, None, 8).devices.size == 4
+    try:
+        _training_mesh(8, None, 6)
+    except ValueError as e:
+        assert "batch_size=6 must be a multiple of the 8 devices" in str(e), e
+    else:
+        raise AssertionError("batch_size=6 over 8 devices did not raise")
 
     # Data-parallel VAE: 2 steps; the noise drawn inside the step is the same
     vcfg = VAEConfig((8, 8), 3, 16, "mlp")
