@@ -7,7 +7,13 @@ serves a sweep over lengthscales. All of them have ``k(x, x) = 1``.
 Large Gram matrices are never materialised by the reductions below: rows are cut
 into tiles, each tile's squared distances come from the matrix-product form
 ``|x|^2 + |y|^2 - 2 x.y`` (clamped at zero against negative round-off), and only a
-tile of kernel values lives in memory at a time.
+tile of kernel values lives in memory at a time. A symmetric sum (``y = x``) visits
+only the tiles on and above the diagonal.
+
+``gram`` and ``kernel_sum`` take ``devices=`` / ``mesh=`` (a mesh axis named
+``"data"``, as :func:`jaxcollapse.simulate` takes one named ``"chains"``) and split
+their rows or tiles over several devices; results equal the one-device ones up to the
+order of the sums.
 
 References:
     Gretton et al., A Kernel Two-Sample Test, JMLR 13 (2012);
@@ -434,7 +440,7 @@ def _tiled_sums(profile, sets, terms, side, mesh):
 
 
 def _sum_side(n: int, tile) -> int:
-    """The side of square tiles of at most ``tile`` rows (default :data:`SUM_TILE`)
+    """The side of square tiles of about ``tile`` rows (default :data:`SUM_TILE`)
     that cover ``n`` rows with the fewest blocks and the least padding (a multiple
     of 8 rows, the vector width, when large)."""
     side = max(1, min(int(SUM_TILE if tile is None else tile), n))

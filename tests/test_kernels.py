@@ -91,3 +91,13 @@ def test_sum_with_y_none_is_the_gram_sum(n, tile):
     np.testing.assert_allclose(kn.kernel_sum(x, None, "imq", 0.7, tile=tile), ref, rtol=1e-12)
     np.testing.assert_allclose(kn.kernel_sum(x, x, "imq", 0.7, tile=tile), ref,
                                rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", list(kn.KERNELS))
+def test_symmetric_sums_far_from_the_origin_against_scipy(name):
+    # half the tiles, padding rows at infinite distance, centring against the
+    # round-off of the product form, coincident points exactly at distance 0
+    x = np.random.default_rng(5).normal(size=(37, 2)) + 1e4
+    ref = _references(x, x, 0.9)[name].sum()
+    np.testing.assert_allclose(kn.kernel_sum(x, None, name, 0.9, tile=5), ref, rtol=1e-12)
+    np.testing.assert_allclose(kn.kernel_sum(x, x, name, 0.9, tile=5), ref, rtol=1e-12)
