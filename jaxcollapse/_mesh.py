@@ -70,3 +70,19 @@ def mesh_size(mesh) -> int:
         1
     """
     return 1 if mesh is None else int(mesh.devices.size)
+
+
+def on_mesh(fn, mesh, in_specs, out_specs):
+    """``fn`` itself for ``mesh=None`` (one device), else ``fn`` under ``shard_map``
+    (``PartitionSpec(axis)`` splits an argument's leading axis, ``PartitionSpec()``
+    replicates it).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> on_mesh(jnp.sum, None, None, None)(jnp.ones(3)).item()
+        3.0
+    """
+    if mesh is None:
+        return fn
+    return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs,
+                         check_vma=False)

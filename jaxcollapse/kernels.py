@@ -31,7 +31,7 @@ import numpy as np
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
-from jaxcollapse._mesh import DATA_AXIS, mesh_size, resolve_mesh
+from jaxcollapse._mesh import DATA_AXIS, mesh_size, on_mesh, resolve_mesh
 
 Kernel = Callable[..., jax.Array]
 
@@ -240,15 +240,6 @@ def _pad_rows(x, rows):
     return jnp.pad(x, ((0, rows - x.shape[0]), (0, 0)))
 
 
-def _shard(fn, mesh, in_specs, out_specs):
-    """``fn`` itself on one device, or ``fn`` under ``shard_map`` over the mesh's
-    ``"data"`` axis (``P(DATA_AXIS)`` splits a leading axis, ``P()`` replicates)."""
-    if mesh is None:
-        return fn
-    return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs,
-                         check_vma=False)
-
-
 def _tile_rows(n: int, m: int, tile: int | None) -> int:
     if tile is not None:
         return max(1, min(int(tile), n))
@@ -284,8 +275,8 @@ def _gram_jit(x, y, lengthscale, kernel, tile, mesh):
     k = mesh_size(mesh)
     per = -(-n // k)
     # rows are dealt out in equal slices (the last padded); the padding is cut off
-    f = _shard(lambda xl, yy, ell: _gram(xl, yy, kernel, ell, tile), mesh,
-               (P(DATA_AXIS), P(), P()), P(DATA_AXIS))
+    f = on_mesh(lambda xl, yy, ell: _gram(xl, yy, kernel, ell, tile), mesh,
+                (P(DATA_AXIS), P(), P()), P(DATA_AXIS))
     return f(_pad_rows(x, per * k), y, lengthscale)[:n]
 
 
@@ -434,7 +425,7 @@ def _tiled_sums(profile, sets, terms, side, mesh):
         return acc if mesh is None else lax.psum(acc, DATA_AXIS)
 
     split = P(DATA_AXIS)
-    f = _shard(partial_sums, mesh, (P(), P(), split, split, split, split), P())
+    f = on_mesh(partial_sums, mesh, (P(), P(), split, split, split, split), P())
     return f(zb, zsq, *(jnp.asarray(v) for v in pairs[:2]), jnp.asarray(pairs[2], dtype),
              jnp.asarray(pairs[3]))
 

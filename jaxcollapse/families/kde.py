@@ -41,7 +41,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxcollapse import kernels as kn
 from jaxcollapse import metrics as mt
-from jaxcollapse._mesh import DATA_AXIS, mesh_size, resolve_mesh
+from jaxcollapse._mesh import DATA_AXIS, mesh_size, on_mesh, resolve_mesh
 from jaxcollapse.families.base import check_points
 
 RULES = ("scott", "silverman", "cv")
@@ -176,8 +176,8 @@ def _logpdf_jit(params, x, q_tile, p_tile, mesh=None):
     # queries are dealt out in equal slices, the last one padded with copies of the
     # last query (a real point: no spurious underflow) and cut off afterwards
     xp = jnp.pad(x, ((0, per * k - nq), (0, 0)), mode="edge")
-    f = kn._shard(lambda p, xl: _logpdf(p, xl, q_tile, p_tile), mesh,
-                  (P(), P(DATA_AXIS)), P(DATA_AXIS))
+    f = on_mesh(lambda p, xl: _logpdf(p, xl, q_tile, p_tile), mesh,
+                (P(), P(DATA_AXIS)), P(DATA_AXIS))
     return f(params, xp)[:nq]
 
 
