@@ -228,8 +228,6 @@ def _run_chains(cfg, key, chain_ids, params0, alpha, sched, human):
     return jax.vmap(one_chain)(chain_ids)
 
 
-
-
 def _on_mesh(fn, mesh, n_sharded, n_args):
     """``fn`` itself, or ``fn`` under ``shard_map`` with its first ``n_sharded``
     arguments split along their leading (chain) axis over the mesh's ``chains``
