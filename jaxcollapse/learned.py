@@ -34,6 +34,7 @@ import functools
 import json
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -42,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxcollapse._mesh import DATA_AXIS, resolve_mesh
 from jaxcollapse._progress import Progress
 from jaxcollapse.data.mnist import ImageData
 from jaxcollapse.data.wikitext import TextCorpus
@@ -244,12 +246,24 @@ class NaNLossError(FloatingPointError):
 
 @functools.lru_cache(maxsize=8)
 def _compiled(model: TransformerConfig, learning_rate: float, steps: int, warmup_steps: int,
-              weight_decay: float):
+              weight_decay: float, mesh=None):
     # One optimiser and one jitted step per training setup, shared by every seed,
     # arm, generation and resumed call (a new jit object would compile again).
     tx = make_optimizer(learning_rate, total_steps=steps, warmup_steps=warmup_steps,
                         weight_decay=weight_decay)
-    return tx, make_train_step(model, tx)
+    return tx, make_train_step(model, tx, mesh=mesh)
+
+
+def _training_mesh(devices, mesh, batch_size: int):
+    """The data-parallel mesh (``None``: one device, the default) and a batch check."""
+    if devices is None and mesh is None:
+        return None
+    mesh = resolve_mesh(devices, mesh, DATA_AXIS, "the batch")
+    k = 1 if mesh is None else int(mesh.devices.size)
+    if batch_size % k:
+        raise ValueError(f"batch_size={batch_size} must be a multiple of the {k} devices "
+                         f"that share each batch")
+    return mesh
 
 
 def _train(key, protocol: LMProtocol, tx, step, stream: np.ndarray, init_p, label: str,
@@ -345,7 +359,8 @@ def _check_meta(path: Path, want: dict,
 
 def run_lm(key: jax.Array, corpus: TextCorpus, protocol: LMProtocol, arms: list[Arm], *,
            out: str | Path | None = None, resume: bool = False, base_params=None,
-           progress: bool = False) -> LMRun:
+           progress: bool = False, devices: int | Sequence[jax.Device] | None = None,
+           mesh: jax.sharding.Mesh | None = None) -> LMRun:
     """Runs the recursive language-model protocol for one seed.
 
     Args:
@@ -360,6 +375,11 @@ def run_lm(key: jax.Array, corpus: TextCorpus, protocol: LMProtocol, arms: list[
         base_params: start every generation from these parameters instead of a
             fresh initialisation (a base checkpoint).
         progress: show progress bars (tokens/s) on stderr.
+        devices: train data-parallel over this many devices (an int) or these
+            devices: each batch of windows is split over them, parameters and
+            optimiser state replicated (``batch_size`` must be a multiple of their
+            number). ``None`` (default): one device.
+        mesh: alternatively, a ``jax.sharding.Mesh`` with an axis named ``"data"``.
 
     Returns:
         :class:`LMRun`.
@@ -408,7 +428,8 @@ def run_lm(key: jax.Array, corpus: TextCorpus, protocol: LMProtocol, arms: list[
     human_counts = np.bincount(human, minlength=cfg.vocab_size)
     ckpt = None if out is None else out / "checkpoints"
     tx, step = _compiled(cfg, protocol.learning_rate, protocol.steps, protocol.warmup_steps,
-                         protocol.weight_decay)
+                         protocol.weight_decay,
+                         _training_mesh(devices, mesh, protocol.batch_size))
 
     def save(path, state, extra):
         if ckpt is not None:
@@ -622,9 +643,9 @@ def _fit_softmax(x, y, steps):
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled_vae(model: VAEConfig, learning_rate: float, steps: int):
+def _compiled_vae(model: VAEConfig, learning_rate: float, steps: int, mesh=None):
     tx = vae_optimizer(learning_rate, steps)
-    return tx, make_vae_train_step(model, tx)
+    return tx, make_vae_train_step(model, tx, mesh=mesh)
 
 
 @functools.partial(jax.jit, static_argnames=("config", "n"))
@@ -661,7 +682,8 @@ def _vae_eval(key, params, config, x, n_importance):
 
 def run_vae(key: jax.Array, data: ImageData, protocol: VAEProtocol, arms: list[Arm], *,
             out: str | Path | None = None, resume: bool = False,
-            progress: bool = False) -> VAERun:
+            progress: bool = False, devices: int | Sequence[jax.Device] | None = None,
+            mesh: jax.sharding.Mesh | None = None) -> VAERun:
     """Runs the recursive VAE protocol for one seed.
 
     Generation 0 trains on the human training images; generation n on as many
@@ -681,6 +703,7 @@ def run_vae(key: jax.Array, data: ImageData, protocol: VAEProtocol, arms: list[A
         out: folder for checkpoints and PNG grids (``None``: none).
         resume: continue from the checkpoints in ``out``.
         progress: show progress bars.
+        devices, mesh: data-parallel training, as for :func:`run_lm`.
 
     Returns:
         :class:`VAERun`.
@@ -717,7 +740,8 @@ def run_vae(key: jax.Array, data: ImageData, protocol: VAEProtocol, arms: list[A
     meta = json.loads(json.dumps(meta))  # tuples -> lists, as read back from a checkpoint
     k_init, k_gen0, k_arms, k_eval = (jax.random.fold_in(key, i) for i in range(4))
     p_init = init_vae(k_init, cfg)
-    tx, step = _compiled_vae(cfg, protocol.learning_rate, protocol.steps)
+    tx, step = _compiled_vae(cfg, protocol.learning_rate, protocol.steps,
+                             _training_mesh(devices, mesh, protocol.batch_size))
     test_x = jnp.asarray(data.test_x[: protocol.n_eval])
     human = np.asarray(data.train_x)
     flat = lambda a: jnp.asarray(a).reshape(len(a), -1)

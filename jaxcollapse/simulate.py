@@ -31,6 +31,7 @@ from jax import lax
 
 from jaxcollapse import regimes as rg
 from jaxcollapse import store as st
+from jaxcollapse._mesh import CHAIN_AXIS, resolve_mesh
 from jaxcollapse._progress import Progress
 from jaxcollapse.families.base import call_metric, uses_exact_path
 
@@ -229,9 +230,6 @@ def _run_chains(cfg, key, chain_ids, params0, alpha, sched, human):
     return jax.vmap(one_chain)(chain_ids)
 
 
-CHAIN_AXIS = "chains"
-
-
 def _on_mesh(fn, mesh, n_sharded, n_args):
     """``fn`` itself, or ``fn`` under ``shard_map`` with its first ``n_sharded``
     arguments split along their leading (chain) axis over the mesh's ``chains``
@@ -280,37 +278,7 @@ def _chunk_jit(cfg, mesh, carry, params0, ts, ms, alphas, valid, human):
 
 def _resolve_mesh(devices, mesh):
     """The mesh to shard chains over, or None for a single device."""
-    if mesh is not None:
-        if devices is not None:
-            raise ValueError("give either devices= or mesh=, not both")
-        if not isinstance(mesh, jax.sharding.Mesh):
-            raise TypeError(f"mesh must be a jax.sharding.Mesh; got {type(mesh).__name__}")
-        if CHAIN_AXIS not in mesh.axis_names:
-            raise ValueError(f"mesh must have an axis named {CHAIN_AXIS!r} to shard chains "
-                             f"over; got axis names {mesh.axis_names}")
-        if mesh.devices.size != mesh.shape[CHAIN_AXIS]:
-            raise ValueError(f"mesh axes other than {CHAIN_AXIS!r} must have size 1; got "
-                             f"{dict(mesh.shape)}")
-        # the same devices with automatic axis types, as shard_map here expects
-        return jax.sharding.Mesh(mesh.devices, mesh.axis_names) if mesh.devices.size > 1 \
-            else None
-    # a process can only run on its own devices (in a multi-process run jax.devices()
-    # also lists the other processes')
-    available = jax.local_devices()
-    if devices is None:
-        devs = jax.local_devices()
-    elif isinstance(devices, int | np.integer) and not isinstance(devices, bool):
-        if not 1 <= devices <= len(available):
-            raise ValueError(f"devices={devices} requested but {len(available)} exist "
-                             f"({jax.default_backend()}); allowed: 1..{len(available)}")
-        devs = available[:devices]
-    else:
-        devs = list(devices)
-        if not devs or not all(isinstance(d, jax.Device) for d in devs):
-            raise TypeError("devices must be an int, a list of jax devices or None")
-    if len(devs) == 1:
-        return None
-    return jax.sharding.Mesh(np.array(devs), (CHAIN_AXIS,))
+    return resolve_mesh(devices, mesh, CHAIN_AXIS, "chains")
 
 
 def _pad_chains(chain_ids, mesh):
