@@ -65,7 +65,14 @@ EXAMPLES = """examples:
 
 
 class UsageError(ValueError):
-    """A bad command-line value; reported on one line with exit code 2."""
+    """A bad command-line value; reported on one line with exit code 2.
+
+    Example:
+        >>> main(["run", "lm", "--chains", "4"])
+        Traceback (most recent call last):
+        ...
+        SystemExit: 2
+    """
 
 
 def _add_shared(p: argparse.ArgumentParser, defaults: dict) -> None:

@@ -92,6 +92,13 @@ class LMProtocol:
         eval_tokens: evaluate on the first this-many tokens of each human split
             (``None``: the whole split, exact).
         n_score: synthetic sequences scored by the generation-0 model per generation.
+
+    Example:
+        >>> from jaxcollapse.models import preset
+        >>> p = LMProtocol(preset("tiny", 100), steps=10, warmup_steps=2, seq_len=32,
+        ...                prompt_len=16, gen_len=16)
+        >>> p.to_dict()["model"]["d_model"], p.n_generations
+        (32, 3)
     """
 
     model: TransformerConfig
@@ -142,7 +149,12 @@ class LMProtocol:
 
 
 class Arm(NamedTuple):
-    """One arm: human fraction ``alpha`` per generation, or the accumulate regime."""
+    """One arm: human fraction ``alpha`` per generation, or the accumulate regime.
+
+    Example:
+        >>> Arm("alpha=0.1", 0.1, False).key_id
+        100000
+    """
 
     name: str
     alpha: float
@@ -224,6 +236,11 @@ class LMRun(NamedTuple):
         records: arm name -> list of per-generation metric dicts (generation 0 first).
         sample_perplexities: arm name -> list (generations 1..n) of ``(n_score,)``
             perplexities of the synthetic training sequences under generation 0.
+
+    Example:
+        >>> r = LMRun({"alpha=0": [dict(generation=0, test_ppl=120.0)]}, {"alpha=0": []})
+        >>> r.records["alpha=0"][0]["test_ppl"]
+        120.0
     """
 
     records: dict[str, list[dict]]
@@ -231,7 +248,12 @@ class LMRun(NamedTuple):
 
 
 class NaNLossError(FloatingPointError):
-    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+    """The training loss became NaN or infinite; the last good checkpoint is kept.
+
+    Example:
+        >>> issubclass(NaNLossError, FloatingPointError)
+        True
+    """
 
 
 @functools.lru_cache(maxsize=8)
@@ -530,6 +552,11 @@ class VAEProtocol:
         n_importance: samples of the importance-weighted test bound.
         n_eval: test images used for the ELBO / IWAE bound (``None``: all).
         n_probe: generated images encoded by the generation-0 encoder and classified.
+
+    Example:
+        >>> from jaxcollapse.models.vae import VAE_PRESETS
+        >>> VAEProtocol(VAE_PRESETS["digits"], n_generations=2, steps=10).steps
+        10
     """
 
     model: VAEConfig
@@ -623,7 +650,12 @@ _decode_jit = jax.jit(decode_prior, static_argnums=(2, 3))
 
 
 class VAERun(NamedTuple):
-    """Results of :func:`run_vae`: arm name -> per-generation metric dicts."""
+    """Results of :func:`run_vae`: arm name -> per-generation metric dicts.
+
+    Example:
+        >>> VAERun({"alpha=0": [dict(generation=0, test_elbo=-80.0)]}).records["alpha=0"][0]
+        {'generation': 0, 'test_elbo': -80.0}
+    """
 
     records: dict[str, list[dict]]
 

@@ -83,6 +83,12 @@ class TextCorpus(NamedTuple):
         train, valid, test: 1-D int32 token ids, ``<eos>`` at every line end.
         vocab: the :class:`Vocabulary` built from ``train``.
         name: where the text came from (printed in every report).
+
+    Example:
+        >>> v = build_vocab([["a", "b", "a"]])
+        >>> c = TextCorpus(v.encode(["a", "b"]), v.encode(["b"]), v.encode(["a"]), v, "toy")
+        >>> v.decode(c.train), c.name
+        (['a', 'b'], 'toy')
     """
 
     train: np.ndarray

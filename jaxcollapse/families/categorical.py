@@ -71,6 +71,10 @@ class CategoricalParams(NamedTuple):
 
     Attributes:
         probs: category probabilities, shape ``(K,)``, non-negative, summing to 1.
+
+    Example:
+        >>> uniform(4).probs.tolist()
+        [0.25, 0.25, 0.25, 0.25]
     """
 
     probs: jax.Array
@@ -642,6 +646,13 @@ class WrightFisherResult(NamedTuple):
         metrics: name -> array ``(n_chains, n_generations + 1)`` (the metrics of
             :meth:`Categorical.default_metrics`; generation 0 is ``p0``).
         capacity: live-support capacity used at each generation, ``(n_generations + 1,)``.
+
+    Example:
+        >>> import jax
+        >>> r = wright_fisher(jax.random.key(0), zipf(50, 1.1), n_generations=3,
+        ...                  n_samples=40, n_chains=2)
+        >>> r.metrics["survivors"].shape, r.capacity.shape
+        ((2, 4), (4,))
     """
 
     metrics: dict

@@ -25,7 +25,16 @@ from jaxcollapse.models.transformer import Transformer, TransformerConfig, init_
 
 
 class TrainState(NamedTuple):
-    """Parameters, optimiser state and the step counter (a pytree)."""
+    """Parameters, optimiser state and the step counter (a pytree).
+
+    Example:
+        >>> import jax
+        >>> from jaxcollapse.models import init_state, make_optimizer, preset
+        >>> cfg = preset("tiny", 50)
+        >>> state = init_state(jax.random.key(0), cfg, make_optimizer(1e-3, total_steps=10))
+        >>> int(state.step)
+        0
+    """
 
     params: Any
     opt_state: Any
@@ -39,6 +48,11 @@ class EvalResult(NamedTuple):
         nll_sum: total negative log-likelihood (nats).
         n_tokens: number of scored target tokens.
         n_correct: targets equal to the arg-max prediction.
+
+    Example:
+        >>> r = EvalResult(nll_sum=20.0, n_tokens=10, n_correct=4)
+        >>> r.mean_nll
+        2.0
     """
 
     nll_sum: float
