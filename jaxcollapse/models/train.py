@@ -31,7 +31,7 @@ class TrainState(NamedTuple):
         >>> import jax
         >>> from jaxcollapse.models import init_state, make_optimizer, preset
         >>> cfg = preset("tiny", 50)
-        >>> state = init_state(jax.random.key(0), cfg, make_optimizer(1e-3, total_steps=10))
+        >>> state = init_state(jax.random.key(0), cfg, make_optimizer(1e-3))
         >>> int(state.step)
         0
     """
