@@ -6,6 +6,7 @@ errors) where they state a result, so a page that drifts from the code fails her
 """
 
 import importlib
+import importlib.util
 import inspect
 import re
 from pathlib import Path
@@ -53,3 +54,24 @@ def test_docs_links_resolve():
                                  page.read_text()):
             assert (page.parent / target).exists() or target.startswith("docs/gallery/"), \
                 f"{page.name} links to missing {target}"
+
+
+def test_make_gallery_downscales_and_reports_missing_figures(tmp_path, capsys):
+    pil = pytest.importorskip("PIL.Image")
+    spec = importlib.util.spec_from_file_location(
+        "make_gallery", REPO / "paper_figures" / "make_gallery.py")
+    mg = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mg)
+    out, dest = tmp_path / "out", tmp_path / "gallery"
+    out.mkdir()
+    pil.new("RGB", (1200, 900), (10, 20, 30)).save(out / "fig01_gaussian_1d.png")
+    pil.new("RGB", (300, 100), (0, 0, 0)).save(out / "fig03_regimes.png")
+    assert mg.main([str(out), "--dest", str(dest)]) == len(mg.GALLERY) - 2
+    with pil.open(dest / "fig01_gaussian_1d.png") as im:
+        assert im.size == (400, 300)
+    with pil.open(dest / "fig03_regimes.png") as im:  # smaller ones are not upscaled
+        assert im.size == (300, 100)
+    assert "fig10_vae" in capsys.readouterr().err
+    # every gallery figure has its cell in the README
+    readme = (REPO / "README.md").read_text()
+    assert all(f"docs/gallery/{name}.png" in readme for name in mg.GALLERY)
