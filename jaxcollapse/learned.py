@@ -13,7 +13,8 @@ the human one. Arms (THEORY.md section 1):
 
 Each generation reports test/validation perplexity and next-token accuracy on the
 human splits, the perplexities of its synthetic training sequences under the
-generation-0 model (collapse shows as lower perplexity with a long tail), and
+generation-0 model (collapse shows as lower perplexity with a long tail) beside
+held-out human text scored the same way, and
 unigram statistics of the synthetic text against the human unigram distribution
 (types that vanished, the human mass they carried, a fitted Zipf exponent;
 THEORY.md section 4). After every generation a checkpoint (parameters, optimiser
@@ -235,16 +236,24 @@ class LMRun(NamedTuple):
     Attributes:
         records: arm name -> list of per-generation metric dicts (generation 0 first).
         sample_perplexities: arm name -> list (generations 1..n) of ``(n_score,)``
-            perplexities of the synthetic training sequences under generation 0.
+            perplexities of the synthetic training sequences under generation 0
+            (entry ``i`` is the text written by the generation-``i`` model).
+        human_perplexities: the reference for those histograms: ``(m,)``
+            perplexities under generation 0 of held-out human text scored the same
+            way: the test split cut into ``prompt_len + gen_len`` blocks, the last
+            ``gen_len`` tokens of each scored given the first ``prompt_len``
+            (``m = min(n_score, blocks in the test split)``).
 
     Example:
-        >>> r = LMRun({"alpha=0": [dict(generation=0, test_ppl=120.0)]}, {"alpha=0": []})
-        >>> r.records["alpha=0"][0]["test_ppl"]
-        120.0
+        >>> r = LMRun({"alpha=0": [dict(generation=0, test_ppl=120.0)]}, {"alpha=0": []},
+        ...           np.array([95.0, 130.0]))
+        >>> r.records["alpha=0"][0]["test_ppl"], float(np.median(r.human_perplexities))
+        (120.0, 112.5)
     """
 
     records: dict[str, list[dict]]
     sample_perplexities: dict[str, list[np.ndarray]]
+    human_perplexities: np.ndarray
 
 
 class NaNLossError(FloatingPointError):
@@ -444,6 +453,12 @@ def run_lm(key: jax.Array, corpus: TextCorpus, protocol: LMProtocol, arms: list[
                     human=unigram_stats(human, human_counts), seconds=time.perf_counter() - t0)
         save(g0, state0, dict(generation=0, records=[rec0]))
     params0 = state0.params
+    # Recomputed (not checkpointed): a deterministic function of params0 and the test split.
+    block = protocol.prompt_len + protocol.gen_len
+    test = np.asarray(corpus.test)
+    n_human = min(protocol.n_score, len(test) // block)
+    human_ppl = (sequence_perplexity(params0, cfg, test[: n_human * block].reshape(n_human, block),
+                                     start=protocol.prompt_len) if n_human else np.zeros(0))
 
     records: dict[str, list[dict]] = {}
     sample_ppl: dict[str, list[np.ndarray]] = {}
@@ -508,8 +523,10 @@ def run_lm(key: jax.Array, corpus: TextCorpus, protocol: LMProtocol, arms: list[
         sample_ppl[arm.name] = ppls
     if out is not None:
         save_npz(out / "gen0_perplexities.npz",
-                 {f"{a}/gen{i + 1}": p for a, ps in sample_ppl.items() for i, p in enumerate(ps)})
-    return LMRun(records, sample_ppl)
+                 {"human/test": human_ppl,
+                  **{f"{a}/gen{i + 1}": p for a, ps in sample_ppl.items()
+                     for i, p in enumerate(ps)}})
+    return LMRun(records, sample_ppl, human_ppl)
 
 
 def format_table(runs: dict[str, list[dict]] | list[dict[str, list[dict]]]) -> str:
@@ -650,14 +667,23 @@ _decode_jit = jax.jit(decode_prior, static_argnums=(2, 3))
 
 
 class VAERun(NamedTuple):
-    """Results of :func:`run_vae`: arm name -> per-generation metric dicts.
+    """Results of :func:`run_vae`.
+
+    Attributes:
+        records: arm name -> list of per-generation metric dicts (generation 0 first).
+        samples: arm name -> list (generation 0 first) of ``(n, h, w)`` decoder
+            outputs for z ~ N(0, I) in [0, 1], ``n = min(64, n_probe)``: the images
+            of the PNG sample grids (generation 0 is shared by every arm).
 
     Example:
-        >>> VAERun({"alpha=0": [dict(generation=0, test_elbo=-80.0)]}).records["alpha=0"][0]
-        {'generation': 0, 'test_elbo': -80.0}
+        >>> r = VAERun({"alpha=0": [dict(generation=0, test_elbo=-80.0)]},
+        ...            {"alpha=0": [np.zeros((4, 8, 8))]})
+        >>> r.records["alpha=0"][0]["test_elbo"], r.samples["alpha=0"][0].shape
+        (-80.0, (4, 8, 8))
     """
 
     records: dict[str, list[dict]]
+    samples: dict[str, list[np.ndarray]]
 
 
 @functools.partial(jax.jit, static_argnames=("config", "n_importance"))
@@ -676,7 +702,8 @@ def run_vae(key: jax.Array, data: ImageData, protocol: VAEProtocol, arms: list[A
     decoder outputs for z ~ N(0, I) from generation n - 1 (a fraction alpha of
     fresh human images mixed in, or the accumulate pool). Per generation: test
     ELBO and importance-weighted bound (nats per image), the spread (RMS std per
-    latent dimension) of generated images under the generation-0 encoder, the
+    latent dimension) of generated images under the generation-0 encoder, their
+    pixel variance (the variance across images, averaged over pixels), the
     class histogram of generated images under a classifier trained on human data,
     and an 8x8 PNG grid of samples. Checkpoints and ``resume`` as in :func:`run_lm`.
 
@@ -702,8 +729,8 @@ def run_vae(key: jax.Array, data: ImageData, protocol: VAEProtocol, arms: list[A
         >>> proto = VAEProtocol(VAEConfig((8, 8), 4, 16, "mlp"), n_generations=1, steps=5,
         ...                     batch_size=8, n_importance=4, n_probe=16)
         >>> r = run_vae(jax.random.key(0), d, proto, make_arms([0.0], accumulate=False))
-        >>> len(r.records["alpha=0"])
-        2
+        >>> len(r.records["alpha=0"]), r.samples["alpha=0"][1].shape
+        (2, (16, 8, 8))
 
     References:
         Shumailov et al., Nature 631 (2024), THEORY.md section 8; Burda et al. (2016).
@@ -761,35 +788,42 @@ def run_vae(key: jax.Array, data: ImageData, protocol: VAEProtocol, arms: list[A
         pk = hist[hist > 0] / hist.sum()
         if out is not None:
             save_image_grid(out / "samples" / f"{label}_gen{gen}.png", probe[:64])
-        return dict(test_elbo=float(e), test_iwae=float(iw),
-                    latent_spread=float(np.sqrt(z.var(axis=0).mean())),
-                    class_hist=hist.tolist(), class_entropy=float(-(pk * np.log(pk)).sum()),
-                    synthetic_pixel_mean=None if synth is None else float(synth.mean()))
+        rec = dict(test_elbo=float(e), test_iwae=float(iw),
+                   latent_spread=float(np.sqrt(z.var(axis=0).mean())),
+                   pixel_var=float(probe.astype(np.float64).var(axis=0).mean()),
+                   class_hist=hist.tolist(), class_entropy=float(-(pk * np.log(pk)).sum()),
+                   synthetic_pixel_mean=None if synth is None else float(synth.mean()))
+        return probe[:64].astype(np.float32), rec
 
     g0 = None if ckpt is None else ckpt / "gen0.npz"
     if resume and g0 is not None and g0.is_file():
         _check_meta(g0, meta, ("protocol", "data", "n_train", "key"))
         params0, m = load_checkpoint(g0, p_init)
         rec0 = m["records"][0]
+        with np.load(ckpt / "samples_gen0.npz") as z:
+            grid0 = z["images"]
     else:
         t0 = time.perf_counter()
         state0, loss = train(k_gen0, human, "gen 0 train")
         params0 = state0.params
-        rec0 = dict(generation=0, train_loss=loss,
-                    **measure(params0, params0, k_eval, None, 0, "human"),
-                    seconds=time.perf_counter() - t0)
+        grid0, m0 = measure(params0, params0, k_eval, None, 0, "human")
+        rec0 = dict(generation=0, train_loss=loss, **m0, seconds=time.perf_counter() - t0)
         if ckpt is not None:
+            save_npz(ckpt / "samples_gen0.npz", dict(images=grid0))
             save_checkpoint(g0, params0, {**meta, "records": [rec0]})
 
-    records = {}
+    records, samples = {}, {}
     for arm in arms:
         k_arm = jax.random.fold_in(k_arms, arm.key_id)
-        recs, pool, params, start = [rec0], [human], params0, 1
+        recs, grids, pool, params, start = [rec0], [grid0], [human], params0, 1
         latest = None if ckpt is None else ckpt / arm.name / "latest.npz"
         if resume and latest is not None and latest.is_file():
             _check_meta(latest, meta, ("protocol", "data", "n_train", "key"))
             params, m = load_checkpoint(latest, p_init)
             start, recs = m["generation"] + 1, m["records"]
+            for g in range(1, start):
+                with np.load(ckpt / arm.name / f"samples_gen{g}.npz") as z:
+                    grids.append(z["images"])
             if arm.accumulate:
                 for g in range(1, start):
                     with np.load(ckpt / arm.name / f"synthetic_gen{g}.npz") as z:
@@ -807,13 +841,16 @@ def run_vae(key: jax.Array, data: ImageData, protocol: VAEProtocol, arms: list[A
                 images = np.concatenate([human[keep], synth])
             state, loss = train(k_train, images, f"{arm.name} gen {g} train")
             params = state.params
+            grid, mg = measure(params, params0, k_meas, synth, g, arm.name)
+            grids.append(grid)
             recs.append(dict(generation=g, train_loss=loss, train_images=len(images),
-                             human_images=n_h + (n if arm.accumulate else 0),
-                             **measure(params, params0, k_meas, synth, g, arm.name),
+                             human_images=n_h + (n if arm.accumulate else 0), **mg,
                              seconds=time.perf_counter() - t0))
             if ckpt is not None:
+                save_npz(ckpt / arm.name / f"samples_gen{g}.npz", dict(images=grid))
                 if arm.accumulate:
                     save_npz(ckpt / arm.name / f"synthetic_gen{g}.npz", dict(images=synth))
                 save_checkpoint(latest, params, {**meta, "generation": g, "records": recs})
         records[arm.name] = recs
-    return VAERun(records)
+        samples[arm.name] = grids
+    return VAERun(records, samples)
