@@ -149,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench_p = sub.add_parser(
         "bench", help="run the benchmark suite (from a source checkout)",
         description="Run benchmarks/ of a source checkout (the current directory or the "
-                    "one this package is installed from): python -m benchmarks.",
+                    "one this package is installed from): python -m benchmarks. Other "
+                    "flags of the suite (see python -m benchmarks --help) pass through.",
         epilog="examples:\n  jaxcollapse bench --quick\n"
                "  jaxcollapse bench --only gaussian kde --out /tmp/bench\n",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -199,7 +200,7 @@ def find_checkout(start=None):
     return None
 
 
-def _bench(args) -> int:
+def _bench(args, extra: Sequence[str] = ()) -> int:
     root = find_checkout()
     if root is None:
         print("jaxcollapse bench: error: the benchmarks live in a source checkout "
@@ -217,6 +218,11 @@ def _bench(args) -> int:
     argv = ["--quick"] if args.quick else []
     argv += ["--only", *args.only] if args.only else []
     argv += ["--out", args.out] if args.out else []
+    argv += list(extra)  # the suite's other flags (e.g. --timeout, --no-readme) pass through
+    import inspect
+
+    if "prog" in inspect.signature(suite.main).parameters:
+        return int(suite.main(argv, prog="jaxcollapse bench") or 0)
     return int(suite.main(argv) or 0)
 
 
@@ -289,11 +295,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         2
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "bench":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "figures":
         return _figures(args)
     if args.command == "bench":
-        return _bench(args)
+        return _bench(args, extra)
     if args.command == "report":
         return _report(args)
     if args.command == "run":

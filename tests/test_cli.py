@@ -60,6 +60,10 @@ def test_unknown_regime_is_an_argparse_error(capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["run", "gaussian", "--regime", "shuffle"])
     assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:  # unknown flags: only bench passes them on
+        cli.main(["report", "runs/x", "--timeout", "5"])
+    assert e.value.code == 2
+    assert "unrecognized arguments: --timeout 5" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------- shared flags, --help
@@ -221,14 +225,17 @@ def test_bench_calls_the_suite_of_the_checkout(tmp_path, monkeypatch):
     bench.mkdir()
     (bench / "__init__.py").write_text("")
     (bench / "__main__.py").write_text(
-        "CALLS = []\n\ndef main(argv):\n    CALLS.append(list(argv))\n    return 3\n")
+        "CALLS = []\n\ndef main(argv, prog='python -m benchmarks'):\n"
+        "    CALLS.append((list(argv), prog))\n    return 3\n")
     monkeypatch.chdir(tmp_path)
     for name in [m for m in sys.modules if m.split(".")[0] == "benchmarks"]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setattr(sys, "path", list(sys.path))
-    assert cli.main(["bench", "--quick", "--only", "gaussian", "kde", "--out", "o"]) == 3
+    assert cli.main(["bench", "--quick", "--only", "gaussian", "kde", "--out", "o",
+                     "--timeout", "5"]) == 3
     assert sys.modules["benchmarks.__main__"].CALLS == [
-        ["--quick", "--only", "gaussian", "kde", "--out", "o"]]
+        (["--quick", "--only", "gaussian", "kde", "--out", "o", "--timeout", "5"],
+         "jaxcollapse bench")]
     for name in [m for m in sys.modules if m.split(".")[0] == "benchmarks"]:
         del sys.modules[name]
 
