@@ -172,6 +172,14 @@ def find_split_files(directory: str | os.PathLike) -> tuple[Path, Path, Path]:
 
     Raises:
         FileNotFoundError: naming the directory and every file name looked for.
+
+    Example:
+        >>> import tempfile
+        >>> d = Path(tempfile.mkdtemp())
+        >>> for n in ("wiki.train.tokens", "wiki.valid.tokens", "wiki.test.tokens"):
+        ...     _ = (d / n).write_text("a b")
+        >>> [p.name for p in find_split_files(d)]
+        ['wiki.train.tokens', 'wiki.valid.tokens', 'wiki.test.tokens']
     """
     d = Path(directory)
     if not d.is_dir():

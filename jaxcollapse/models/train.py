@@ -115,7 +115,18 @@ def init_state(key: jax.Array, config: TransformerConfig,
 
 
 def token_nll(params, config: TransformerConfig, inputs, targets):
-    """Per-token NLL ``(B, T)`` and arg-max predictions ``(B, T)``."""
+    """Per-token NLL ``(B, T)`` and arg-max predictions ``(B, T)``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxcollapse.models import init_params, preset
+        >>> cfg = preset("tiny", 50)
+        >>> toks = jnp.zeros((2, 9), jnp.int32)
+        >>> nll, pred = token_nll(init_params(jax.random.key(0), cfg), cfg, toks[:, :-1],
+        ...                       toks[:, 1:])
+        >>> nll.shape, pred.shape, bool((nll > 0).all())
+        ((2, 8), (2, 8), True)
+    """
     logits = Transformer(config).apply(params, inputs)
     logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
     # optax's fused form (logsumexp minus the target logit) has a much cheaper gradient

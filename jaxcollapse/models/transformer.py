@@ -130,7 +130,17 @@ def _dtype(config: TransformerConfig):
 
 
 class Block(nn.Module):
-    """One pre-norm block: x + attn(LN(x)), then x + MLP(LN(x))."""
+    """One pre-norm block: x + attn(LN(x)), then x + MLP(LN(x)).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> cfg = preset("tiny", 50)
+        >>> x = jnp.ones((2, 5, cfg.d_model))
+        >>> blk = Block(cfg)
+        >>> out, (k, v) = blk.apply(blk.init(jax.random.key(0), x), x)  # and its keys, values
+        >>> out.shape, k.shape
+        ((2, 5, 32), (2, 5, 2, 16))
+    """
 
     config: TransformerConfig
 
