@@ -98,11 +98,11 @@ class DecompositionResult(NamedTuple):
         truth_var: variance of the mixture (and of the Gaussian truth).
 
     Example:
-        >>> import jax
-        >>> r = decompose(jax.random.key(0), n_generations=2, n_samples=20,
-        ...               n_population=200, n_chains=2, sgd_steps=2)
-        >>> sorted(r.distance), r.distance["statistical"].shape
-        (['all', 'approximation', 'expressivity', 'statistical'], (2, 3))
+        >>> import numpy as np
+        >>> r = DecompositionResult({"statistical": np.zeros((2, 3))}, {"statistical": "w2sq"},
+        ...                         0.0, 5.0)
+        >>> r.distance["statistical"].shape, r.metric["statistical"], r.truth_var
+        ((2, 3), 'w2sq', 5.0)
     """
 
     distance: dict

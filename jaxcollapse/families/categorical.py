@@ -648,11 +648,9 @@ class WrightFisherResult(NamedTuple):
         capacity: live-support capacity used at each generation, ``(n_generations + 1,)``.
 
     Example:
-        >>> import jax
-        >>> r = wright_fisher(jax.random.key(0), zipf(50, 1.1), n_generations=3,
-        ...                  n_samples=40, n_chains=2)
-        >>> r.metrics["survivors"].shape, r.capacity.shape
-        ((2, 4), (4,))
+        >>> r = WrightFisherResult({"survivors": np.full((2, 4), 50.0)}, np.full(4, 64))
+        >>> r.metrics["survivors"].shape, r.capacity.tolist()   # (chain, generation)
+        ((2, 4), [64, 64, 64, 64])
     """
 
     metrics: dict

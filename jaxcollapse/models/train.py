@@ -28,12 +28,12 @@ class TrainState(NamedTuple):
     """Parameters, optimiser state and the step counter (a pytree).
 
     Example:
-        >>> import jax
-        >>> from jaxcollapse.models import init_state, make_optimizer, preset
-        >>> cfg = preset("tiny", 50)
-        >>> state = init_state(jax.random.key(0), cfg, make_optimizer(1e-3))
-        >>> int(state.step)
-        0
+        >>> import jax.numpy as jnp
+        >>> tx = make_optimizer(1e-3)
+        >>> p = {"w": jnp.zeros((2, 2))}
+        >>> s = TrainState(p, tx.init(p), jnp.zeros((), jnp.int32))
+        >>> int(s.step), s.params["w"].shape
+        (0, (2, 2))
     """
 
     params: Any

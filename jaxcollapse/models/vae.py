@@ -217,11 +217,12 @@ class VAEState(NamedTuple):
     """Parameters, optimiser state and step counter.
 
     Example:
-        >>> import jax, jax.numpy as jnp
-        >>> cfg, tx = VAE_PRESETS["digits"], vae_optimizer()
-        >>> p = init_vae(jax.random.key(0), cfg)
-        >>> int(VAEState(p, tx.init(p), jnp.zeros((), jnp.int32)).step)
-        0
+        >>> import jax.numpy as jnp
+        >>> tx = vae_optimizer()
+        >>> p = {"w": jnp.zeros(3)}
+        >>> s = VAEState(p, tx.init(p), jnp.zeros((), jnp.int32))
+        >>> int(s.step), s.params["w"].shape
+        (0, (3,))
     """
 
     params: object
