@@ -74,6 +74,11 @@ class Mixture(NamedTuple):
         weights: ``(k,)``, positive, summing to 1.
         means: ``(k,)``.
         stds: ``(k,)``, positive.
+
+    Example:
+        >>> m = Mixture([0.5, 0.5], [-2.0, 2.0], [1.0, 1.0])
+        >>> float(sum(w * (s**2 + mu**2) for w, mu, s in zip(*m)))  # its variance
+        5.0
     """
 
     weights: Any
@@ -91,6 +96,13 @@ class DecompositionResult(NamedTuple):
             (∫(p - q)² between densities).
         truth_mean: mean of the mixture (and of the Gaussian truth).
         truth_var: variance of the mixture (and of the Gaussian truth).
+
+    Example:
+        >>> import numpy as np
+        >>> r = DecompositionResult({"statistical": np.zeros((2, 3))}, {"statistical": "w2sq"},
+        ...                         0.0, 5.0)
+        >>> r.distance["statistical"].shape, r.metric["statistical"], r.truth_var
+        ((2, 3), 'w2sq', 5.0)
     """
 
     distance: dict

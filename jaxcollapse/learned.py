@@ -95,6 +95,13 @@ class LMProtocol:
         eval_tokens: evaluate on the first this-many tokens of each human split
             (``None``: the whole split, exact).
         n_score: synthetic sequences scored by the generation-0 model per generation.
+
+    Example:
+        >>> from jaxcollapse.models import preset
+        >>> p = LMProtocol(preset("tiny", 100), steps=10, warmup_steps=2, seq_len=32,
+        ...                prompt_len=16, gen_len=16)
+        >>> p.to_dict()["model"]["d_model"], p.n_generations
+        (32, 3)
     """
 
     model: TransformerConfig
@@ -145,7 +152,12 @@ class LMProtocol:
 
 
 class Arm(NamedTuple):
-    """One arm: human fraction ``alpha`` per generation, or the accumulate regime."""
+    """One arm: human fraction ``alpha`` per generation, or the accumulate regime.
+
+    Example:
+        >>> Arm("alpha=0.1", 0.1, False).key_id
+        100000
+    """
 
     name: str
     alpha: float
@@ -233,6 +245,12 @@ class LMRun(NamedTuple):
             way: the test split cut into ``prompt_len + gen_len`` blocks, the last
             ``gen_len`` tokens of each scored given the first ``prompt_len``
             (``m = min(n_score, blocks in the test split)``).
+
+    Example:
+        >>> r = LMRun({"alpha=0": [dict(generation=0, test_ppl=120.0)]}, {"alpha=0": []},
+        ...           np.array([95.0, 130.0]))
+        >>> r.records["alpha=0"][0]["test_ppl"], float(np.median(r.human_perplexities))
+        (120.0, 112.5)
     """
 
     records: dict[str, list[dict]]
@@ -241,7 +259,12 @@ class LMRun(NamedTuple):
 
 
 class NaNLossError(FloatingPointError):
-    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+    """The training loss became NaN or infinite; the last good checkpoint is kept.
+
+    Example:
+        >>> issubclass(NaNLossError, FloatingPointError)
+        True
+    """
 
 
 @functools.lru_cache(maxsize=8)
@@ -567,6 +590,11 @@ class VAEProtocol:
         n_importance: samples of the importance-weighted test bound.
         n_eval: test images used for the ELBO / IWAE bound (``None``: all).
         n_probe: generated images encoded by the generation-0 encoder and classified.
+
+    Example:
+        >>> from jaxcollapse.models.vae import VAE_PRESETS
+        >>> VAEProtocol(VAE_PRESETS["digits"], n_generations=2, steps=10).steps
+        10
     """
 
     model: VAEConfig
@@ -667,6 +695,12 @@ class VAERun(NamedTuple):
         samples: arm name -> list (generation 0 first) of ``(n, h, w)`` decoder
             outputs for z ~ N(0, I) in [0, 1], ``n = min(64, n_probe)``: the images
             of the PNG sample grids (generation 0 is shared by every arm).
+
+    Example:
+        >>> r = VAERun({"alpha=0": [dict(generation=0, test_elbo=-80.0)]},
+        ...            {"alpha=0": [np.zeros((4, 8, 8))]})
+        >>> r.records["alpha=0"][0]["test_elbo"], r.samples["alpha=0"][0].shape
+        (-80.0, (4, 8, 8))
     """
 
     records: dict[str, list[dict]]

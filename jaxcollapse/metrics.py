@@ -303,7 +303,15 @@ def median_heuristic(x: jax.Array, y: jax.Array | None = None, *,
 
 class PermutationTest(NamedTuple):
     """Result of :func:`permutation_test`: the observed ``statistic`` (MMD^2), its
-    ``p_value`` and the ``null`` statistics of the permutations."""
+    ``p_value`` and the ``null`` statistics of the permutations.
+
+    Example:
+        >>> import jax
+        >>> x = jax.random.normal(jax.random.key(0), (50, 1))
+        >>> t = permutation_test(jax.random.key(1), x, x + 3.0, "rbf", 1.0, n_permutations=50)
+        >>> t.null.shape, bool(t.p_value < 0.05)
+        ((50,), True)
+    """
 
     statistic: jax.Array
     p_value: jax.Array

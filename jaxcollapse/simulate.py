@@ -53,6 +53,15 @@ class SimulationResult(NamedTuple):
             finite.
         n_samples: the training-set size of each generation, ``(generation,)``
             (0 at generation 0).
+
+    Example:
+        >>> import jax
+        >>> import jaxcollapse as jc
+        >>> fam = jc.Gaussian(dim=1)
+        >>> res = jc.simulate(jax.random.key(0), fam, fam.params(), n_generations=3,
+        ...                   n_samples=10, n_chains=2)
+        >>> res.metrics["w2sq"].shape, res.n_chains, res.n_generations
+        ((2, 4), 2, 3)
     """
 
     params: PyTree

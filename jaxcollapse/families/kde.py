@@ -59,6 +59,12 @@ class KDEParams(NamedTuple):
         points: ``(M, d)`` data set (rows with zero weight are ignored).
         weights: ``(M,)`` non-negative weights (normalised when used).
         bandwidth: ``(d, d)`` kernel covariance ``H``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> p = KDE(dim=1, bandwidth=0.5).params(jnp.array([[0.0], [1.0], [2.0]]))
+        >>> p.points.shape, p.weights.tolist(), p.bandwidth.tolist()
+        ((3, 1), [1.0, 1.0, 1.0], [[0.25]])
     """
 
     points: jax.Array

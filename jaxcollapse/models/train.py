@@ -29,7 +29,16 @@ from jaxcollapse.models.transformer import Transformer, TransformerConfig, init_
 
 
 class TrainState(NamedTuple):
-    """Parameters, optimiser state and the step counter (a pytree)."""
+    """Parameters, optimiser state and the step counter (a pytree).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> tx = make_optimizer(1e-3)
+        >>> p = {"w": jnp.zeros((2, 2))}
+        >>> s = TrainState(p, tx.init(p), jnp.zeros((), jnp.int32))
+        >>> int(s.step), s.params["w"].shape
+        (0, (2, 2))
+    """
 
     params: Any
     opt_state: Any
@@ -43,6 +52,11 @@ class EvalResult(NamedTuple):
         nll_sum: total negative log-likelihood (nats).
         n_tokens: number of scored target tokens.
         n_correct: targets equal to the arg-max prediction.
+
+    Example:
+        >>> r = EvalResult(nll_sum=20.0, n_tokens=10, n_correct=4)
+        >>> r.mean_nll
+        2.0
     """
 
     nll_sum: float
@@ -105,7 +119,18 @@ def init_state(key: jax.Array, config: TransformerConfig,
 
 
 def token_nll(params, config: TransformerConfig, inputs, targets):
-    """Per-token NLL ``(B, T)`` and arg-max predictions ``(B, T)``."""
+    """Per-token NLL ``(B, T)`` and arg-max predictions ``(B, T)``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxcollapse.models import init_params, preset
+        >>> cfg = preset("tiny", 50)
+        >>> toks = jnp.zeros((2, 9), jnp.int32)
+        >>> nll, pred = token_nll(init_params(jax.random.key(0), cfg), cfg, toks[:, :-1],
+        ...                       toks[:, 1:])
+        >>> nll.shape, pred.shape, bool((nll > 0).all())
+        ((2, 8), (2, 8), True)
+    """
     logits = Transformer(config).apply(params, inputs)
     logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
     # optax's fused form (logsumexp minus the target logit) has a much cheaper gradient

@@ -39,6 +39,14 @@ class VAEConfig:
         latent_dim: size of z (20 in the seed study).
         hidden: width of the MLP layers / of the dense layer of the conv net.
         kind: ``"mlp"`` or ``"conv"``.
+
+    Example:
+        >>> VAEConfig((8, 8), latent_dim=4, hidden=16, kind="mlp").latent_dim
+        4
+        >>> VAEConfig((30, 30), kind="conv")
+        Traceback (most recent call last):
+        ...
+        ValueError: a conv VAE needs image sides divisible by 4; got (30, 30)
     """
 
     image_shape: tuple[int, int] = (28, 28)
@@ -209,7 +217,16 @@ def encode_mean(params, config: VAEConfig, x: jax.Array) -> jax.Array:
 
 
 class VAEState(NamedTuple):
-    """Parameters, optimiser state and step counter."""
+    """Parameters, optimiser state and step counter.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> tx = vae_optimizer()
+        >>> p = {"w": jnp.zeros(3)}
+        >>> s = VAEState(p, tx.init(p), jnp.zeros((), jnp.int32))
+        >>> int(s.step), s.params["w"].shape
+        (0, (3,))
+    """
 
     params: object
     opt_state: object
