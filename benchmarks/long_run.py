@@ -34,6 +34,7 @@ import _common as bc  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 SIZES = (1_000, 10_000, 100_000)
 QUICK_SIZES = (1_000, 10_000)
+CHAINS, CHUNK = 64, 1000
 
 
 def child(generations: int, chains: int, chunk: int, keep: bool) -> dict:
@@ -76,8 +77,9 @@ def _spawn(generations, chains, chunk, keep) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run(quick: bool = False, chains: int = 64, chunk: int = 1000) -> list[dict]:
+def run(quick: bool = False) -> list[dict]:
     """Rows of the common benchmark table (see ``_common.COLUMNS``)."""
+    chains, chunk = CHAINS, CHUNK
     sizes = QUICK_SIZES if quick else SIZES
     res = {(keep, g): _spawn(g, chains, chunk, keep) for keep in (False, True) for g in sizes}
     base = res[False, sizes[0]]["peak_rss_mb"]
