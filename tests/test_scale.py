@@ -115,6 +115,54 @@ def test_resume_after_a_kill_between_chunks_equals_the_uninterrupted_run(tmp_pat
     assert not list(tmp_path.glob("carry_*"))  # a finished run keeps no carry
 
 
+_KILLED_CHILD = """
+import sys, time
+import jax
+jax.config.update("jax_enable_x64", True)
+import jaxcollapse as jc
+fam = jc.Gaussian(dim=2, method="samples")
+p0 = fam.params(cov=[[1.0, 0.3], [0.3, 2.0]])
+human = fam.sample(jax.random.key(9), p0, 60)
+
+def on_chunk(start, stop, chunk):
+    print("CHUNK", stop, flush=True)
+    if stop > 5:
+        time.sleep(120)  # killed here, between chunks
+
+jc.simulate(jax.random.key(2), fam, p0, regime="accumulate", chunk_size=4,
+            n_generations=14, n_samples=12, n_chains=5, human_data=human,
+            metrics=["w2sq", "var_ratio"], checkpoint_dir=sys.argv[1], on_chunk=on_chunk)
+"""
+
+
+def test_resume_after_sigkill_of_a_real_process(tmp_path):
+    # a real process killed with SIGKILL (no cleanup, no exception handlers) after its
+    # second chunk; this process then resumes its run from disk
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_CHILD, str(tmp_path)],
+                            stdout=subprocess.PIPE, text=True, cwd=REPO,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line.strip())
+            if line.strip() == "CHUNK 9":
+                break
+        assert lines[-1] == "CHUNK 9", lines
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    assert proc.returncode == -9
+    assert jc.load_run(tmp_path).generations_done == 8
+    fam, regime = CASES["samples-accumulate"]
+    seen = []
+    res = jc.simulate(jax.random.key(2), fam, P0, regime=regime, chunk_size=4,
+                      checkpoint_dir=tmp_path, on_chunk=lambda a, b, c: seen.append((a, b)),
+                      **KW)
+    assert seen == [(9, 13), (13, 15)]
+    _assert_same(res, jc.simulate(jax.random.key(2), fam, P0, regime=regime, chunk_size=4,
+                                  **KW))
+
+
 def test_resume_with_keep_false_reads_the_disk(tmp_path):
     # (the compiled chunk program is shared with the test above: same shapes)
     ref = jc.simulate(jax.random.key(3), SAMPLES, P0, regime="accumulate", chunk_size=4,
