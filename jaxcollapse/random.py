@@ -39,6 +39,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -60,6 +61,8 @@ def _rotl(x, r):
     return (x << np.uint32(r)) | (x >> np.uint32(32 - r))
 
 
+# jitted so that eager calls run as one compiled program (inlined when traced)
+@functools.partial(jax.jit, inline=True)
 def _threefry2x32(k0, k1, x0, x1):
     """Threefry-2x32, 20 rounds, on broadcastable uint32 arrays: the words JAX's
     ``threefry2x32`` primitive gives for key (k0, k1) and counter (x0, x1)."""
@@ -129,6 +132,7 @@ _SIN = (-1.9515295891e-4, 8.3321608736e-3, -1.6666654611e-1)
 _COS = (2.443315711809948e-5, -1.388731625493765e-3, 4.166664568298827e-2)
 
 
+@functools.partial(jax.jit, inline=True)
 def _ndtri32(u):
     """Standard normal quantile of float32 u in (0, 1): sqrt(2) erfinv(2u - 1), with
     w = -log(1 - (2u - 1)^2) as -log(4u(1 - u)) (no cancellation in the tails;
@@ -145,6 +149,7 @@ def _ndtri64(u):
     return math.sqrt(2.0) * lax.erf_inv(2.0 * u - 1.0)
 
 
+@functools.partial(jax.jit, inline=True)
 def _cis_2pi32(u):
     """cos(2 pi u) + i sin(2 pi u) for float32 u in (0, 1), by quarter periods."""
     q = jnp.floor(4.0 * u + 0.5)
@@ -374,6 +379,7 @@ def _gamma_ge1(k0, k1, index, a, inputs):
     return value.reshape(-1)[:n]
 
 
+@functools.partial(jax.jit, static_argnames=("shape", "log"))
 def _gamma_flat(key, a, shape, log):
     """Gamma(a) (or its log) for ``a`` broadcast to ``key.shape + shape``."""
     kshape = key.shape
