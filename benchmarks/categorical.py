@@ -1,107 +1,79 @@
-"""Benchmark: Wright–Fisher recursion of a Zipf law, jaxcollapse vs numpy.
+"""Wright–Fisher recursion of a Zipf law, jaxcollapse vs numpy.
 
 K = 10,000 categories, Zipf(1.1), M = 10,000 draws a generation, 1,000 chains x 100
 generations (replace). Reference: numpy ``Generator.multinomial`` once per chain and
-generation on the full K (what a user would write). jaxcollapse:
-``categorical.wright_fisher`` (exact conditional binomials on the live support,
-which shrinks as categories are lost) plus its per-generation metrics. Also
-reported: the cost of merely drawing M uniforms per chain and generation with
-``jax.random.uniform`` (the floor of any method that materialises the samples).
+generation on the full K (what a user would write), timed on 50 chains and scaled
+linearly to all chains (its chains are independent calls of equal cost).
+jaxcollapse: ``categorical.wright_fisher`` (exact conditional binomials on the live
+support, which shrinks as categories are lost) with its per-generation metrics.
+Goal: >= 3x. A second row sets it against the cost of merely drawing M uniforms per
+chain and generation with ``jax.random.uniform`` (the floor of any method that
+materialises the samples). ``max err`` is the difference of the mean final
+heterozygosity from numpy's (a Monte Carlo difference).
 
-The numpy reference is timed on ``--ref-chains`` chains and scaled linearly to all
-chains (its chains are independent calls of equal cost). Run:
-``python benchmarks/categorical.py [--quick]``; writes benchmarks/results/categorical.json.
+Run: ``PYTHONPATH=. python benchmarks/categorical.py [--quick]`` (quick: 100 chains x
+20 generations).
 """
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
-from pathlib import Path
+import itertools
 
+import _common as bc
 import jax
 import numpy as np
 
 from jaxcollapse.families import categorical as cat
-from jaxcollapse.io import save_json
 
 
-def _time(fn, repeats):
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts), ts
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="100 chains x 20 generations")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--ref-chains", type=int, default=50)
-    a = ap.parse_args()
-    K, beta, M = 10_000, 1.1, 10_000
-    chains, gens = (100, 20) if a.quick else (1000, 100)
-    p0 = cat.zipf(K, beta)
-    p0_np = np.asarray(p0.probs, np.float64)
-
-    # numpy reference (timed on ref_chains chains, scaled to all chains)
-    ref_chains = min(a.ref_chains, chains)
-    rng = np.random.default_rng(0)
-    t0 = time.perf_counter()
-    for _ in range(ref_chains):
-        p = p0_np
+def numpy_reference(rng, p0, chains, gens, M):
+    het = []
+    for _ in range(chains):
+        p = p0
         for _ in range(gens):
-            c = rng.multinomial(M, p)
-            p = c / M
-    t_ref = (time.perf_counter() - t0) * chains / ref_chains
-    per_call = t_ref / (chains * gens)
+            p = rng.multinomial(M, p) / M
+        het.append(1.0 - np.sum(p**2))
+    return np.array(het)
 
-    def run(seed):
-        return cat.wright_fisher(jax.random.key(seed), p0, n_generations=gens, n_samples=M,
-                                 n_chains=chains).metrics
 
-    t0 = time.perf_counter()
-    jax.block_until_ready(run(0))
-    first = time.perf_counter() - t0
-    steady, all_t = _time(lambda: run(1), a.repeats)
-    compile_s = max(first - steady, 0.0)
+def run(quick: bool) -> list[dict]:
+    K, beta, M = 10_000, 1.1, 10_000
+    chains, gens = (100, 20) if quick else (1000, 100)
+    ref_chains = 50
+    size = f"K={K:,} Zipf({beta}), M={M:,}, {chains:,} chains × {gens} gens"
+    p0 = cat.zipf(K, beta)
+    seeds = itertools.count()
+
+    def ours_call():
+        return cat.wright_fisher(jax.random.key(next(seeds)), p0, n_generations=gens,
+                                 n_samples=M, n_chains=chains).metrics["heterozygosity"]
+
+    with bc.PeakMemory() as m:
+        ours = bc.time_jax(ours_call)
+    rng = np.random.default_rng(0)
+    p0_np = np.asarray(p0.probs, np.float64)
+    ref = bc.time_host(lambda: numpy_reference(rng, p0_np, ref_chains, gens, M))
+    per_call_us = 1e6 * ref.steady_s / (ref_chains * gens)
+    ref = bc.scaled(ref, chains / ref_chains)
 
     uni = jax.jit(lambda k: jax.random.uniform(k, (chains, M)))
-    jax.block_until_ready(uni(jax.random.key(0)))
-    t_uni_gen, _ = _time(lambda: uni(jax.random.key(1)), max(a.repeats, 5))
-    t_uni = t_uni_gen * gens
-
-    caps = cat.wright_fisher(jax.random.key(2), p0, n_generations=gens, n_samples=M,
-                             n_chains=min(chains, 100)).capacity
-    rows = [
-        ("numpy multinomial per chain (reference)", t_ref, None),
-        ("jaxcollapse wright_fisher (exact, steady)", steady, compile_s),
-        ("jax.random.uniform, M a chain-gen (floor)", t_uni, None),
+    floor = bc.time_jax(lambda: uni(jax.random.key(next(seeds))), repeats=5)
+    floor = bc.scaled(floor, gens)._replace(compile_s=None)
+    het = float(np.mean(np.asarray(ours.out)[:, -1]))
+    return [
+        bc.row("wright_fisher (exact)", size, ours,
+               reference=f"numpy multinomial per chain-gen ({ref_chains} chains, scaled)",
+               ref=ref, goal="≥ 3×", goal_value=3.0, peak_rss_mib=m.mib,
+               max_err=abs(het - float(np.mean(ref.out))),
+               note=f"numpy {per_call_us:.0f} µs a multinomial call; "
+                    f"final heterozygosity {het:.4f}"),
+        bc.row("wright_fisher (exact)", size, ours,
+               reference="jax.random.uniform, M per chain-gen (floor)", ref=floor,
+               peak_rss_mib=m.mib,
+               note=f"ratio < 1: the exact path costs {ours.steady_s / floor.steady_s:.2f}× "
+                    "drawing M uniforms"),
     ]
-    print(f"Categorical Wright–Fisher: K={K}, Zipf({beta}), M={M}, {chains} chains x {gens} "
-          f"generations; numpy {per_call * 1e6:.0f} us a multinomial call "
-          f"(timed on {ref_chains} chains, scaled)")
-    print(f"{'method':<44} {'seconds':>9} {'compile':>8} {'speed-up vs numpy':>18}")
-    for name, t, c in rows:
-        print(f"{name:<44} {t:9.2f} {'' if c is None else f'{c:8.1f}':>8} {t_ref / t:18.2f}")
-    print(f"exact path / uniform floor: {steady / t_uni:.2f}x the cost of drawing M uniforms")
-    print(f"live-support capacity by generation (100 chains): {caps[:6].tolist()} ... "
-          f"{caps[-1]}")
-    goal = t_ref / steady >= 3
-    print(f"goal >= 3x vs numpy: {'met' if goal else 'NOT met'} ({t_ref / steady:.2f}x)")
-    save_json(Path(__file__).parent / "results" / "categorical.json", dict(
-        config=dict(K=K, beta=beta, M=M, chains=chains, generations=gens, quick=a.quick,
-                    ref_chains=ref_chains, backend=jax.default_backend(),
-                    x64=bool(jax.config.jax_enable_x64)),
-        numpy_seconds=t_ref, numpy_us_per_call=per_call * 1e6,
-        jax_steady_median_seconds=steady, jax_steady_all_seconds=all_t,
-        jax_compile_seconds=compile_s, uniform_floor_seconds=t_uni,
-        speedup_vs_numpy=t_ref / steady, cost_vs_uniform_floor=steady / t_uni, goal_met=goal,
-        capacity=np.asarray(caps).tolist()))
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(bc.script_main("categorical", run, __doc__))

@@ -2,34 +2,29 @@
 
 jaxcollapse (samples and exact paths) against, in the same process on the same work:
 a vectorised NumPy run that samples and refits; the same exact algorithm in NumPy
-(normal + chi-square); and a per-chain Python loop (timed on a subset of chains and
-scaled, as labelled). Goals: samples >= 5x NumPy samples; exact >= 40x NumPy
-samples and >= 2x NumPy exact.
-
-Both sides run in the same precision: ``--precision float32`` (default; NumPy draws
+(normal + chi-square); and a per-chain Python loop (timed on 32 chains and scaled, as
+labelled). Both sides run in JAX's default float precision: float32 (NumPy then draws
 float32 normals and its chi-square as ``2 * rng.standard_gamma(df / 2, dtype=float32)``,
-which is how ``rng.chisquare`` computes it in float64) or ``float64`` (jax with x64;
-NumPy's float64 ``rng.standard_normal`` and ``rng.chisquare``), written to
-``results/gaussian.json`` and ``results/gaussian_float64.json``.
+which is how ``rng.chisquare`` computes it in float64), or float64 with
+``JAX_ENABLE_X64=1`` (NumPy's ``rng.standard_normal`` and ``rng.chisquare``).
+Goals: samples >= 5x NumPy samples; exact >= 40x NumPy samples and >= 2x NumPy
+exact. ``max err`` is the difference of the mean final log-variance
+between jaxcollapse and the reference (a Monte Carlo difference: both estimate the
+same expectation, whose theoretical value is in the note).
 
-    python benchmarks/gaussian.py [--chains 4096 --generations 200 --samples 100]
-                                  [--precision float32|float64]
+Run: ``PYTHONPATH=. python benchmarks/gaussian.py [--quick]`` (quick: 4,096 chains x
+50 generations).
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
-from pathlib import Path
+import itertools
 
+import _common as bc
 import jax
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as bc  # noqa: E402
-
-import jaxcollapse as jc  # noqa: E402
+import jaxcollapse as jc
 
 
 def numpy_samples(rng, C, G, M, dtype=np.float64):
@@ -37,13 +32,13 @@ def numpy_samples(rng, C, G, M, dtype=np.float64):
     for _ in range(G):
         x = mu[:, None] + sd[:, None] * rng.standard_normal((C, M), dtype=dtype)
         mu, sd = x.mean(1), x.std(1, ddof=1)
-    return mu, sd**2
+    return sd**2
 
 
 def _chisquare(rng, df, size, dtype):
     if dtype == np.float64:
         return rng.chisquare(df, size)
-    # rng.chisquare(df) is 2 * standard_gamma(df / 2), float64 only
+    # rng.chisquare(df) is 2 * standard_gamma(df / 2), in float64 only
     return 2 * rng.standard_gamma(df / 2, size, dtype=dtype)
 
 
@@ -52,7 +47,7 @@ def numpy_exact(rng, C, G, M, dtype=np.float64):
     for _ in range(G):
         mu = mu + np.sqrt(var / M) * rng.standard_normal(C, dtype=dtype)
         var = var * _chisquare(rng, M - 1, C, dtype) / dtype(M - 1)
-    return mu, var
+    return var
 
 
 def python_loop(rng, C, G, M):
@@ -66,86 +61,57 @@ def python_loop(rng, C, G, M):
     return np.array(out)
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--chains", type=int, default=4096)
-    ap.add_argument("--generations", type=int, default=200)
-    ap.add_argument("--samples", type=int, default=100)
-    ap.add_argument("--loop-chains", type=int, default=32,
-                    help="chains timed for the per-chain Python loop (scaled up)")
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--precision", choices=("float32", "float64"), default="float32",
-                    help="precision of both sides (float64 turns on jax x64)")
-    args = ap.parse_args(argv)
-    C, G, M = args.chains, args.generations, args.samples
-    dtype = np.dtype(args.precision).type
-    if dtype == np.float64:
-        jax.config.update("jax_enable_x64", True)
+def run(quick: bool) -> list[dict]:
+    C, G, M = (4096, 50, 100) if quick else (4096, 200, 100)
+    repeats, loop_chains = 5, 32
+    size = f"{C:,} chains × {G} gens × M={M}"
     rng = np.random.default_rng(0)
+    theory = float(jc.theory.gaussian.log_variance_mean(G, M))
+    # the same precision on both sides: JAX's default float (float32 unless x64)
+    dtype = np.dtype(jax.numpy.result_type(float)).type
+    size += f", {np.dtype(dtype).name} both sides"
 
-    results = {}
+    def mean_log(v):
+        return float(np.mean(np.log(np.asarray(v))))
+
+    ours, mem = {}, {}
     for method in ("samples", "exact"):
         fam = jc.Gaussian(dim=1, method=method)
-        p0 = fam.params(dtype=dtype)
-        keys = iter(range(1000))
+        p0 = fam.params()
+        seeds = itertools.count()
 
-        def call(fam=fam, p0=p0, keys=keys):
-            return jc.simulate(jax.random.key(next(keys)), fam, p0, n_generations=G,
-                               n_samples=M, n_chains=C, metrics={})
+        def call(fam=fam, p0=p0, seeds=seeds):
+            return jc.simulate(jax.random.key(next(seeds)), fam, p0, n_generations=G,
+                               n_samples=M, n_chains=C, metrics={}).params.cov[:, -1, 0, 0]
 
-        first, steady, cpu = bc.time_call(call, args.repeats)
-        res = call()
-        assert res.params.cov.dtype == dtype, res.params.cov.dtype
-        v = np.asarray(res.params.cov[:, -1, 0, 0])
-        results[f"jaxcollapse {method}"] = dict(steady_s=steady, cpu_s=cpu,
-                                                compile_s=first - steady,
-                                                final_log_var=float(np.log(v).mean()))
+        with bc.PeakMemory() as m:
+            ours[method] = bc.time_jax(call, repeats)
+        mem[method] = m.mib
 
-    t, cpu = bc.time_host(lambda: numpy_samples(rng, C, G, M, dtype), 3)
-    _, v = numpy_samples(rng, C, G, M, dtype)
-    assert v.dtype == dtype, v.dtype
-    results["numpy samples"] = dict(steady_s=t, cpu_s=cpu, final_log_var=float(np.log(v).mean()))
-    t, cpu = bc.time_host(lambda: numpy_exact(rng, C, G, M, dtype), args.repeats)
-    _, v = numpy_exact(rng, C, G, M, dtype)
-    assert v.dtype == dtype, v.dtype
-    results["numpy exact"] = dict(steady_s=t, cpu_s=cpu, final_log_var=float(np.log(v).mean()))
-    c_loop = min(args.loop_chains, C)
-    t, cpu = bc.time_host(lambda: python_loop(rng, c_loop, G, M), 1)
-    results["python loop (scaled)"] = dict(steady_s=t * C / c_loop, cpu_s=cpu * C / c_loop,
-                                           note=f"timed on {c_loop} chains")
+    refs = {"numpy sample-and-refit": bc.time_host(
+                lambda: numpy_samples(rng, C, G, M, dtype), 3),
+            "numpy exact (chisquare)": bc.time_host(
+                lambda: numpy_exact(rng, C, G, M, dtype), repeats)}
+    for method, t in ours.items():
+        assert np.asarray(t.out).dtype == dtype, (method, np.asarray(t.out).dtype)
+    loop = bc.time_host(lambda: python_loop(rng, loop_chains, G, M), 1)
+    loop_name = f"python loop per chain ({loop_chains} chains, scaled)"
+    refs[loop_name] = bc.scaled(loop, C / loop_chains)
 
-    ref_s = results["numpy samples"]["steady_s"]
-    ref_e = results["numpy exact"]["steady_s"]
-    goals = {"jaxcollapse samples": [("numpy samples", 5.0)],
-             "jaxcollapse exact": [("numpy samples", 40.0), ("numpy exact", 2.0)]}
-    rows, checks = [], []
-    for name, r in results.items():
-        rows.append(dict(case=name, steady_ms=f"{1e3 * r['steady_s']:.1f}",
-                         cpu_ms=f"{1e3 * r['cpu_s']:.1f}",
-                         compile_s=f"{r['compile_s']:.2f}" if "compile_s" in r else "",
-                         vs_numpy_samples=f"{ref_s / r['steady_s']:.1f}x",
-                         vs_numpy_exact=f"{ref_e / r['steady_s']:.2f}x",
-                         mean_log_var_final=f"{r.get('final_log_var', float('nan')):.3f}"))
-        for ref, goal in goals.get(name, []):
-            ratio = results[ref]["steady_s"] / r["steady_s"]
-            ratio_cpu = results[ref]["cpu_s"] / r["cpu_s"]
-            checks.append(dict(case=name, reference=ref, ratio=round(ratio, 2),
-                               ratio_cpu=round(ratio_cpu, 2), goal=goal, met=ratio >= goal))
-    theory = float(jc.theory.gaussian.log_variance_mean(G, M))
-    print(f"Gaussian collapse: {C} chains x {G} generations x {M} samples, "
-          f"{args.precision} on both sides (theory E log var_final = {theory:.3f})")
-    print(bc.table(rows, ["case", "steady_ms", "cpu_ms", "compile_s", "vs_numpy_samples",
-                          "vs_numpy_exact", "mean_log_var_final"]))
-    print()
-    print(bc.table(checks, ["case", "reference", "ratio", "ratio_cpu", "goal", "met"]))
-    name = "gaussian" if dtype == np.float32 else "gaussian_float64"
-    # wall-time ratios need a quiet machine; the load average says how quiet it was
-    path = bc.write(name, dict(size=dict(chains=C, generations=G, samples=M),
-                               precision=args.precision, results=results, goals=checks,
-                               theory_final_log_var=theory, load_average=os.getloadavg()))
-    print(f"\nwrote {path}")
-    return results, checks
+    # (path, reference) -> goal; None: shown without a goal
+    pairs = {("samples", "numpy sample-and-refit"): 5.0, ("samples", loop_name): None,
+             ("exact", "numpy sample-and-refit"): 40.0,
+             ("exact", "numpy exact (chisquare)"): 2.0}
+    rows = []
+    for (method, ref_name), goal_value in pairs.items():
+        t, ref = ours[method], refs[ref_name]
+        rows.append(bc.row(
+            f"simulate, {method} path", size, t, reference=ref_name, ref=ref,
+            goal=f"≥ {goal_value:g}×" if goal_value else "", goal_value=goal_value,
+            peak_rss_mib=mem[method], max_err=abs(mean_log(t.out) - mean_log(ref.out)),
+            note=f"E log σ²_G: ours {mean_log(t.out):.3f}, theory {theory:.3f}"))
+    return rows
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(bc.script_main("gaussian", run, __doc__))

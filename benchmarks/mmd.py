@@ -2,22 +2,20 @@
 
 The reference is what one writes in numpy without materialising 20,000^2 matrices:
 row blocks of 1,000, squared distances by the matrix-product form, ``exp``, sums.
-Same data, same formula, float64. Goal: >= 10x.
+Same data, same formula, float64. Goal: >= 10x. ``max err`` is the relative
+difference of the two values.
 
-Run: ``PYTHONPATH=. python benchmarks/mmd.py [--quick]``.
+Run: ``PYTHONPATH=. python benchmarks/mmd.py [--quick]`` (quick: 5,000 vs 5,000).
 """
 
 from __future__ import annotations
-
-import argparse
 
 import jax
 
 jax.config.update("jax_enable_x64", True)
 
-import _wallcpu  # noqa: E402
+import _common as bc  # noqa: E402
 import numpy as np  # noqa: E402
-from _wallcpu import report, time_host, time_jax  # noqa: E402
 
 import jaxcollapse as jc  # noqa: E402
 
@@ -36,31 +34,23 @@ def numpy_mmd2_unbiased(x, y, lengthscale, block=1000):
             - 2.0 * ksum(x, y) / (n * m))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="5,000 vs 5,000 points")
-    args = ap.parse_args()
-    n = 5000 if args.quick else 20_000
+def run(quick: bool) -> list[dict]:
+    n = 5000 if quick else 20_000
     rng = np.random.default_rng(0)
     x = rng.normal(size=(n, 2))
     y = rng.normal(size=(n, 2)) * [1.0, 1.2] + [0.1, 0.0]
     ell = float(jc.metrics.median_heuristic(x, y))
-    comp, steady, ours = time_jax(lambda a, b: jc.metrics.mmd2(a, b, "rbf", ell), x, y)
-    cpu = _wallcpu.LAST_CPU
-    t_np, ref = time_host(numpy_mmd2_unbiased, x, y, ell)
-    cpu_np = _wallcpu.LAST_CPU
-    err = abs(float(ours) - ref) / abs(ref)
-    rows = [dict(method="jaxcollapse metrics.mmd2 (unbiased)", compile_s=comp,
-                 steady_s=steady, cpu_s=cpu, speedup=None, max_rel_err=err),
-            dict(method="numpy, row blocks of 1,000", compile_s=None, steady_s=t_np,
-                 cpu_s=cpu_np, speedup=t_np / steady, cpu_speedup=cpu_np / cpu,
-                 max_rel_err=0.0)]
-    print(f"unbiased MMD^2, {n} vs {n} points, d=2, RBF lengthscale {ell:.3f} (median "
-          f"heuristic), float64; value {float(ours):.6g}")
-    report("mmd", rows, dict(points=n, dim=2, lengthscale=ell, value=float(ours),
-                             goals=dict(numpy_10x=t_np / steady >= 10,
-                                        numpy_10x_cpu=cpu_np / cpu >= 10)))
+    with bc.PeakMemory() as m:
+        ours = bc.time_jax(lambda: jc.metrics.mmd2(x, y, "rbf", ell))
+    ref = bc.time_host(lambda: numpy_mmd2_unbiased(x, y, ell))
+    value = float(ours.out)
+    return [bc.row("metrics.mmd2 (unbiased, RBF)", f"{n:,} vs {n:,} points, d=2", ours,
+                   reference="numpy, row blocks of 1,000", ref=ref, goal="≥ 10×",
+                   goal_value=10.0, peak_rss_mib=m.mib,
+                   max_err=abs(value - ref.out) / abs(ref.out),
+                   note=f"MMD² {value:.4g}, lengthscale {ell:.3f} (median heuristic), "
+                        "max err relative")]
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(bc.script_main("mmd", run, __doc__))

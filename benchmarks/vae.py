@@ -1,19 +1,19 @@
-"""Benchmark: VAE train-step throughput (images/s), public API only.
+"""VAE train-step throughput (images/s), public API only.
 
-The MLP VAE on 8x8 digits and the convolutional VAE on 28x28 MNIST-shaped
-images, batch 128; compile time and steady-state median apart, every output
-blocked on; the ratio column is images/s relative to the 8x8 MLP model. Writes
-``benchmarks/results/vae.json``.
+The MLP VAE on 8x8 digits and the convolutional VAE on 28x28 MNIST-shaped images,
+batch 128, float32; compile time and steady-state median apart, every output
+blocked on. There is no reference tool and no goal; the ratio column is the
+model's images/s relative to the 8x8 MLP model. When run on a GPU the same rows
+report the GPU figures.
 
-Run: ``PYTHONPATH=. python benchmarks/vae.py [--repeats 10]``
+Run: ``PYTHONPATH=. python benchmarks/vae.py [--quick]`` (quick: 3 repeats, not 10).
 """
 
-import argparse
-import json
-import statistics
-import time
-from pathlib import Path
+from __future__ import annotations
 
+import itertools
+
+import _common as bc
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,46 +27,35 @@ from jaxcollapse.models.vae import (
 )
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--repeats", type=int, default=10)
-    args = ap.parse_args()
-    dev = jax.devices()[0]
-    print(f"device: {dev.platform} {dev.device_kind}")
-    res = {}
+def run(quick: bool) -> list[dict]:
+    batch, repeats = 128, (3 if quick else 10)
+    rows, base = [], None
     for name in ("digits", "mnist"):
         cfg = VAE_PRESETS[name]
         tx = vae_optimizer(1e-3, 1000)
         p = init_vae(jax.random.key(0), cfg)
-        state = VAEState(p, tx.init(p), jnp.zeros((), jnp.int32))
+        state = [VAEState(p, tx.init(p), jnp.zeros((), jnp.int32))]
         step = make_vae_train_step(cfg, tx)
-        x = np.random.default_rng(0).uniform(size=(args.repeats + 1, args.batch,
-                                                   *cfg.image_shape)).astype(np.float32)
-        t = time.perf_counter()
-        state, loss = step(state, jax.random.key(0), x[0])
-        jax.block_until_ready(loss)
-        compile_s = time.perf_counter() - t
-        times = []
-        for i in range(args.repeats):
-            t = time.perf_counter()
-            state, loss = step(state, jax.random.key(i + 1), x[i + 1])
-            jax.block_until_ready((state, loss))
-            times.append(time.perf_counter() - t)
-        med = statistics.median(times)
-        res[name] = dict(kind=cfg.kind, image_shape=cfg.image_shape, batch=args.batch,
-                         compile_s=compile_s, median_s=med, images_per_s=args.batch / med)
-    base = res["digits"]["images_per_s"]
-    print(f"{'model':8s} {'kind':5s} {'compile s':>9s} {'median s':>9s} {'images/s':>10s} ratio")
-    for k, r in res.items():
-        print(f"{k:8s} {r['kind']:5s} {r['compile_s']:9.2f} {r['median_s']:9.4f} "
-              f"{r['images_per_s']:10,.0f} {r['images_per_s'] / base:.2f}")
-    out = Path(__file__).parent / "results" / "vae.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(dict(device=f"{dev.platform} {dev.device_kind}", results=res),
-                              indent=2) + "\n")
-    print(f"wrote {out}")
+        x = np.random.default_rng(0).uniform(size=(repeats + 1, batch, *cfg.image_shape))
+        x = x.astype(np.float32)
+        idx = itertools.count()
+
+        def train(step=step, state=state, x=x, idx=idx):
+            i = next(idx)
+            state[0], loss = step(state[0], jax.random.key(i), x[i])
+            return state[0], loss
+
+        with bc.PeakMemory() as m:
+            t = bc.time_jax(train, repeats)
+        ips = batch / t.steady_s
+        base = base or ips
+        rows.append(bc.row(
+            f"VAE train step, {name} ({cfg.kind})",
+            f"batch {batch} × {'×'.join(map(str, cfg.image_shape))}", t, ratio=ips / base,
+            peak_rss_mib=m.mib, note=f"{ips:,.0f} images/s; ratio vs the digits model",
+            images_per_s=ips))
+    return rows
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(bc.script_main("vae", run, __doc__))

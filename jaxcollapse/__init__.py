@@ -1,6 +1,6 @@
 """jaxcollapse: model collapse under recursive training, in JAX."""
 
-from jaxcollapse import random, regimes, theory
+from jaxcollapse import distributed, random, regimes, store, theory
 from jaxcollapse.decompose import decompose
 from jaxcollapse.families import (
     FAMILIES,
@@ -18,6 +18,7 @@ from jaxcollapse.families import (
 from jaxcollapse.families.base import successive, with_key
 from jaxcollapse.regimes import accumulate, accumulate_subsample, mix, replace, schedule
 from jaxcollapse.simulate import SimulationResult, simulate, simulate_grid
+from jaxcollapse.store import StoredResult, load_run
 
 __version__ = "0.1.0"
 
@@ -34,9 +35,12 @@ __all__ = [
     "LinearRegression",
     "RegressionParams",
     "SimulationResult",
+    "StoredResult",
     "accumulate",
     "accumulate_subsample",
     "decompose",
+    "distributed",
+    "load_run",
     "mix",
     "random",
     "regimes",
@@ -44,6 +48,7 @@ __all__ = [
     "schedule",
     "simulate",
     "simulate_grid",
+    "store",
     "successive",
     "theory",
     "with_key",

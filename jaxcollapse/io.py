@@ -30,7 +30,14 @@ def _to_jsonable(x: Any) -> Any:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Writes ``data`` to ``path`` atomically (temporary file, then rename)."""
+    """Writes ``data`` to ``path`` atomically (temporary file, then rename).
+
+    Example:
+        >>> import tempfile
+        >>> p = atomic_write_bytes(tempfile.mkdtemp() + "/sub/x.bin", b"abc")
+        >>> p.read_bytes(), sorted(f.name for f in p.parent.iterdir())
+        (b'abc', ['x.bin'])
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -83,5 +90,11 @@ def save_npz(path: str | os.PathLike, arrays: Mapping[str, Any], compress: bool 
 
 
 def load_json(path: str | os.PathLike) -> Any:
-    """Reads a JSON file."""
+    """Reads a JSON file.
+
+    Example:
+        >>> import tempfile
+        >>> load_json(save_json(tempfile.mkdtemp() + "/s.json", {"a": [1, 2]}))
+        {'a': [1, 2]}
+    """
     return json.loads(Path(path).read_text())

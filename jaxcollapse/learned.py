@@ -13,7 +13,8 @@ the human one. Arms (THEORY.md section 1):
 
 Each generation reports test/validation perplexity and next-token accuracy on the
 human splits, the perplexities of its synthetic training sequences under the
-generation-0 model (collapse shows as lower perplexity with a long tail), and
+generation-0 model (collapse shows as lower perplexity with a long tail) beside
+held-out human text scored the same way, and
 unigram statistics of the synthetic text against the human unigram distribution
 (types that vanished, the human mass they carried, a fitted Zipf exponent;
 THEORY.md section 4). After every generation a checkpoint (parameters, optimiser
@@ -33,6 +34,7 @@ import functools
 import json
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -41,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxcollapse._mesh import DATA_AXIS, resolve_mesh
 from jaxcollapse._progress import Progress
 from jaxcollapse.data.mnist import ImageData
 from jaxcollapse.data.wikitext import TextCorpus
@@ -92,6 +95,13 @@ class LMProtocol:
         eval_tokens: evaluate on the first this-many tokens of each human split
             (``None``: the whole split, exact).
         n_score: synthetic sequences scored by the generation-0 model per generation.
+
+    Example:
+        >>> from jaxcollapse.models import preset
+        >>> p = LMProtocol(preset("tiny", 100), steps=10, warmup_steps=2, seq_len=32,
+        ...                prompt_len=16, gen_len=16)
+        >>> p.to_dict()["model"]["d_model"], p.n_generations
+        (32, 3)
     """
 
     model: TransformerConfig
@@ -142,7 +152,12 @@ class LMProtocol:
 
 
 class Arm(NamedTuple):
-    """One arm: human fraction ``alpha`` per generation, or the accumulate regime."""
+    """One arm: human fraction ``alpha`` per generation, or the accumulate regime.
+
+    Example:
+        >>> Arm("alpha=0.1", 0.1, False).key_id
+        100000
+    """
 
     name: str
     alpha: float
@@ -223,25 +238,55 @@ class LMRun(NamedTuple):
     Attributes:
         records: arm name -> list of per-generation metric dicts (generation 0 first).
         sample_perplexities: arm name -> list (generations 1..n) of ``(n_score,)``
-            perplexities of the synthetic training sequences under generation 0.
+            perplexities of the synthetic training sequences under generation 0
+            (entry ``i`` is the text written by the generation-``i`` model).
+        human_perplexities: the reference for those histograms: ``(m,)``
+            perplexities under generation 0 of held-out human text scored the same
+            way: the test split cut into ``prompt_len + gen_len`` blocks, the last
+            ``gen_len`` tokens of each scored given the first ``prompt_len``
+            (``m = min(n_score, blocks in the test split)``).
+
+    Example:
+        >>> r = LMRun({"alpha=0": [dict(generation=0, test_ppl=120.0)]}, {"alpha=0": []},
+        ...           np.array([95.0, 130.0]))
+        >>> r.records["alpha=0"][0]["test_ppl"], float(np.median(r.human_perplexities))
+        (120.0, 112.5)
     """
 
     records: dict[str, list[dict]]
     sample_perplexities: dict[str, list[np.ndarray]]
+    human_perplexities: np.ndarray
 
 
 class NaNLossError(FloatingPointError):
-    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+    """The training loss became NaN or infinite; the last good checkpoint is kept.
+
+    Example:
+        >>> issubclass(NaNLossError, FloatingPointError)
+        True
+    """
 
 
 @functools.lru_cache(maxsize=8)
 def _compiled(model: TransformerConfig, learning_rate: float, steps: int, warmup_steps: int,
-              weight_decay: float):
+              weight_decay: float, mesh=None):
     # One optimiser and one jitted step per training setup, shared by every seed,
     # arm, generation and resumed call (a new jit object would compile again).
     tx = make_optimizer(learning_rate, total_steps=steps, warmup_steps=warmup_steps,
                         weight_decay=weight_decay)
-    return tx, make_train_step(model, tx)
+    return tx, make_train_step(model, tx, mesh=mesh)
+
+
+def _training_mesh(devices, mesh, batch_size: int):
+    """The data-parallel mesh (``None``: one device, the default) and a batch check."""
+    if devices is None and mesh is None:
+        return None
+    mesh = resolve_mesh(devices, mesh, DATA_AXIS, "the batch")
+    k = 1 if mesh is None else int(mesh.devices.size)
+    if batch_size % k:
+        raise ValueError(f"batch_size={batch_size} must be a multiple of the {k} devices "
+                         f"that share each batch")
+    return mesh
 
 
 def _train(key, protocol: LMProtocol, tx, step, stream: np.ndarray, init_p, label: str,
@@ -337,7 +382,8 @@ def _check_meta(path: Path, want: dict,
 
 def run_lm(key: jax.Array, corpus: TextCorpus, protocol: LMProtocol, arms: list[Arm], *,
            out: str | Path | None = None, resume: bool = False, base_params=None,
-           progress: bool = False) -> LMRun:
+           progress: bool = False, devices: int | Sequence[jax.Device] | None = None,
+           mesh: jax.sharding.Mesh | None = None) -> LMRun:
     """Runs the recursive language-model protocol for one seed.
 
     Args:
@@ -352,6 +398,11 @@ def run_lm(key: jax.Array, corpus: TextCorpus, protocol: LMProtocol, arms: list[
         base_params: start every generation from these parameters instead of a
             fresh initialisation (a base checkpoint).
         progress: show progress bars (tokens/s) on stderr.
+        devices: train data-parallel over this many devices (an int) or these
+            devices: each batch of windows is split over them, parameters and
+            optimiser state replicated (``batch_size`` must be a multiple of their
+            number). ``None`` (default): one device.
+        mesh: alternatively, a ``jax.sharding.Mesh`` with an axis named ``"data"``.
 
     Returns:
         :class:`LMRun`.
@@ -400,7 +451,8 @@ def run_lm(key: jax.Array, corpus: TextCorpus, protocol: LMProtocol, arms: list[
     human_counts = np.bincount(human, minlength=cfg.vocab_size)
     ckpt = None if out is None else out / "checkpoints"
     tx, step = _compiled(cfg, protocol.learning_rate, protocol.steps, protocol.warmup_steps,
-                         protocol.weight_decay)
+                         protocol.weight_decay,
+                         _training_mesh(devices, mesh, protocol.batch_size))
 
     def save(path, state, extra):
         if ckpt is not None:
@@ -422,6 +474,12 @@ def run_lm(key: jax.Array, corpus: TextCorpus, protocol: LMProtocol, arms: list[
                     human=unigram_stats(human, human_counts), seconds=time.perf_counter() - t0)
         save(g0, state0, dict(generation=0, records=[rec0]))
     params0 = state0.params
+    # Recomputed (not checkpointed): a deterministic function of params0 and the test split.
+    block = protocol.prompt_len + protocol.gen_len
+    test = np.asarray(corpus.test)
+    n_human = min(protocol.n_score, len(test) // block)
+    human_ppl = (sequence_perplexity(params0, cfg, test[: n_human * block].reshape(n_human, block),
+                                     start=protocol.prompt_len) if n_human else np.zeros(0))
 
     records: dict[str, list[dict]] = {}
     sample_ppl: dict[str, list[np.ndarray]] = {}
@@ -486,8 +544,10 @@ def run_lm(key: jax.Array, corpus: TextCorpus, protocol: LMProtocol, arms: list[
         sample_ppl[arm.name] = ppls
     if out is not None:
         save_npz(out / "gen0_perplexities.npz",
-                 {f"{a}/gen{i + 1}": p for a, ps in sample_ppl.items() for i, p in enumerate(ps)})
-    return LMRun(records, sample_ppl)
+                 {"human/test": human_ppl,
+                  **{f"{a}/gen{i + 1}": p for a, ps in sample_ppl.items()
+                     for i, p in enumerate(ps)}})
+    return LMRun(records, sample_ppl, human_ppl)
 
 
 def format_table(runs: dict[str, list[dict]] | list[dict[str, list[dict]]]) -> str:
@@ -530,6 +590,11 @@ class VAEProtocol:
         n_importance: samples of the importance-weighted test bound.
         n_eval: test images used for the ELBO / IWAE bound (``None``: all).
         n_probe: generated images encoded by the generation-0 encoder and classified.
+
+    Example:
+        >>> from jaxcollapse.models.vae import VAE_PRESETS
+        >>> VAEProtocol(VAE_PRESETS["digits"], n_generations=2, steps=10).steps
+        10
     """
 
     model: VAEConfig
@@ -606,9 +671,9 @@ def _fit_softmax(x, y, steps):
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled_vae(model: VAEConfig, learning_rate: float, steps: int):
+def _compiled_vae(model: VAEConfig, learning_rate: float, steps: int, mesh=None):
     tx = vae_optimizer(learning_rate, steps)
-    return tx, make_vae_train_step(model, tx)
+    return tx, make_vae_train_step(model, tx, mesh=mesh)
 
 
 @functools.partial(jax.jit, static_argnames=("config", "n"))
@@ -623,9 +688,23 @@ _decode_jit = jax.jit(decode_prior, static_argnums=(2, 3))
 
 
 class VAERun(NamedTuple):
-    """Results of :func:`run_vae`: arm name -> per-generation metric dicts."""
+    """Results of :func:`run_vae`.
+
+    Attributes:
+        records: arm name -> list of per-generation metric dicts (generation 0 first).
+        samples: arm name -> list (generation 0 first) of ``(n, h, w)`` decoder
+            outputs for z ~ N(0, I) in [0, 1], ``n = min(64, n_probe)``: the images
+            of the PNG sample grids (generation 0 is shared by every arm).
+
+    Example:
+        >>> r = VAERun({"alpha=0": [dict(generation=0, test_elbo=-80.0)]},
+        ...            {"alpha=0": [np.zeros((4, 8, 8))]})
+        >>> r.records["alpha=0"][0]["test_elbo"], r.samples["alpha=0"][0].shape
+        (-80.0, (4, 8, 8))
+    """
 
     records: dict[str, list[dict]]
+    samples: dict[str, list[np.ndarray]]
 
 
 @functools.partial(jax.jit, static_argnames=("config", "n_importance"))
@@ -637,14 +716,16 @@ def _vae_eval(key, params, config, x, n_importance):
 
 def run_vae(key: jax.Array, data: ImageData, protocol: VAEProtocol, arms: list[Arm], *,
             out: str | Path | None = None, resume: bool = False,
-            progress: bool = False) -> VAERun:
+            progress: bool = False, devices: int | Sequence[jax.Device] | None = None,
+            mesh: jax.sharding.Mesh | None = None) -> VAERun:
     """Runs the recursive VAE protocol for one seed.
 
     Generation 0 trains on the human training images; generation n on as many
     decoder outputs for z ~ N(0, I) from generation n - 1 (a fraction alpha of
     fresh human images mixed in, or the accumulate pool). Per generation: test
     ELBO and importance-weighted bound (nats per image), the spread (RMS std per
-    latent dimension) of generated images under the generation-0 encoder, the
+    latent dimension) of generated images under the generation-0 encoder, their
+    pixel variance (the variance across images, averaged over pixels), the
     class histogram of generated images under a classifier trained on human data,
     and an 8x8 PNG grid of samples. Checkpoints and ``resume`` as in :func:`run_lm`.
 
@@ -656,6 +737,7 @@ def run_vae(key: jax.Array, data: ImageData, protocol: VAEProtocol, arms: list[A
         out: folder for checkpoints and PNG grids (``None``: none).
         resume: continue from the checkpoints in ``out``.
         progress: show progress bars.
+        devices, mesh: data-parallel training, as for :func:`run_lm`.
 
     Returns:
         :class:`VAERun`.
@@ -670,8 +752,8 @@ def run_vae(key: jax.Array, data: ImageData, protocol: VAEProtocol, arms: list[A
         >>> proto = VAEProtocol(VAEConfig((8, 8), 4, 16, "mlp"), n_generations=1, steps=5,
         ...                     batch_size=8, n_importance=4, n_probe=16)
         >>> r = run_vae(jax.random.key(0), d, proto, make_arms([0.0], accumulate=False))
-        >>> len(r.records["alpha=0"])
-        2
+        >>> len(r.records["alpha=0"]), r.samples["alpha=0"][1].shape
+        (2, (16, 8, 8))
 
     References:
         Shumailov et al., Nature 631 (2024), THEORY.md section 8; Burda et al. (2016).
@@ -692,7 +774,8 @@ def run_vae(key: jax.Array, data: ImageData, protocol: VAEProtocol, arms: list[A
     meta = json.loads(json.dumps(meta))  # tuples -> lists, as read back from a checkpoint
     k_init, k_gen0, k_arms, k_eval = (jax.random.fold_in(key, i) for i in range(4))
     p_init = init_vae(k_init, cfg)
-    tx, step = _compiled_vae(cfg, protocol.learning_rate, protocol.steps)
+    tx, step = _compiled_vae(cfg, protocol.learning_rate, protocol.steps,
+                             _training_mesh(devices, mesh, protocol.batch_size))
     test_x = jnp.asarray(data.test_x[: protocol.n_eval])
     human = np.asarray(data.train_x)
     flat = lambda a: jnp.asarray(a).reshape(len(a), -1)
@@ -729,35 +812,42 @@ def run_vae(key: jax.Array, data: ImageData, protocol: VAEProtocol, arms: list[A
         pk = hist[hist > 0] / hist.sum()
         if out is not None:
             save_image_grid(out / "samples" / f"{label}_gen{gen}.png", probe[:64])
-        return dict(test_elbo=float(e), test_iwae=float(iw),
-                    latent_spread=float(np.sqrt(z.var(axis=0).mean())),
-                    class_hist=hist.tolist(), class_entropy=float(-(pk * np.log(pk)).sum()),
-                    synthetic_pixel_mean=None if synth is None else float(synth.mean()))
+        rec = dict(test_elbo=float(e), test_iwae=float(iw),
+                   latent_spread=float(np.sqrt(z.var(axis=0).mean())),
+                   pixel_var=float(probe.astype(np.float64).var(axis=0).mean()),
+                   class_hist=hist.tolist(), class_entropy=float(-(pk * np.log(pk)).sum()),
+                   synthetic_pixel_mean=None if synth is None else float(synth.mean()))
+        return probe[:64].astype(np.float32), rec
 
     g0 = None if ckpt is None else ckpt / "gen0.npz"
     if resume and g0 is not None and g0.is_file():
         _check_meta(g0, meta, ("protocol", "data", "n_train", "key"))
         params0, m = load_checkpoint(g0, p_init)
         rec0 = m["records"][0]
+        with np.load(ckpt / "samples_gen0.npz") as z:
+            grid0 = z["images"]
     else:
         t0 = time.perf_counter()
         state0, loss = train(k_gen0, human, "gen 0 train")
         params0 = state0.params
-        rec0 = dict(generation=0, train_loss=loss,
-                    **measure(params0, params0, k_eval, None, 0, "human"),
-                    seconds=time.perf_counter() - t0)
+        grid0, m0 = measure(params0, params0, k_eval, None, 0, "human")
+        rec0 = dict(generation=0, train_loss=loss, **m0, seconds=time.perf_counter() - t0)
         if ckpt is not None:
+            save_npz(ckpt / "samples_gen0.npz", dict(images=grid0))
             save_checkpoint(g0, params0, {**meta, "records": [rec0]})
 
-    records = {}
+    records, samples = {}, {}
     for arm in arms:
         k_arm = jax.random.fold_in(k_arms, arm.key_id)
-        recs, pool, params, start = [rec0], [human], params0, 1
+        recs, grids, pool, params, start = [rec0], [grid0], [human], params0, 1
         latest = None if ckpt is None else ckpt / arm.name / "latest.npz"
         if resume and latest is not None and latest.is_file():
             _check_meta(latest, meta, ("protocol", "data", "n_train", "key"))
             params, m = load_checkpoint(latest, p_init)
             start, recs = m["generation"] + 1, m["records"]
+            for g in range(1, start):
+                with np.load(ckpt / arm.name / f"samples_gen{g}.npz") as z:
+                    grids.append(z["images"])
             if arm.accumulate:
                 for g in range(1, start):
                     with np.load(ckpt / arm.name / f"synthetic_gen{g}.npz") as z:
@@ -775,13 +865,16 @@ def run_vae(key: jax.Array, data: ImageData, protocol: VAEProtocol, arms: list[A
                 images = np.concatenate([human[keep], synth])
             state, loss = train(k_train, images, f"{arm.name} gen {g} train")
             params = state.params
+            grid, mg = measure(params, params0, k_meas, synth, g, arm.name)
+            grids.append(grid)
             recs.append(dict(generation=g, train_loss=loss, train_images=len(images),
-                             human_images=n_h + (n if arm.accumulate else 0),
-                             **measure(params, params0, k_meas, synth, g, arm.name),
+                             human_images=n_h + (n if arm.accumulate else 0), **mg,
                              seconds=time.perf_counter() - t0))
             if ckpt is not None:
+                save_npz(ckpt / arm.name / f"samples_gen{g}.npz", dict(images=grid))
                 if arm.accumulate:
                     save_npz(ckpt / arm.name / f"synthetic_gen{g}.npz", dict(images=synth))
                 save_checkpoint(latest, params, {**meta, "generation": g, "records": recs})
         records[arm.name] = recs
-    return VAERun(records)
+        samples[arm.name] = grids
+    return VAERun(records, samples)

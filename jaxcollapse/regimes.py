@@ -27,7 +27,12 @@ HUMAN_SOURCES = ("fixed", "fresh")
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class Replace:
-    """D_{n+1} = M fresh draws from the model of generation n."""
+    """D_{n+1} = M fresh draws from the model of generation n.
+
+    Example:
+        >>> get_regime("replace") == Replace()
+        True
+    """
 
     name = "replace"
 
@@ -35,7 +40,12 @@ class Replace:
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class Accumulate:
-    """D_{n+1} = D_n plus M draws from the model of generation n: the pool grows."""
+    """D_{n+1} = D_n plus M draws from the model of generation n: the pool grows.
+
+    Example:
+        >>> get_regime("accumulate").name
+        'accumulate'
+    """
 
     name = "accumulate"
 
@@ -43,7 +53,12 @@ class Accumulate:
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class AccumulateSubsample:
-    """The pool grows as in :class:`Accumulate`; each fit uses a uniform M-subsample."""
+    """The pool grows as in :class:`Accumulate`; each fit uses a uniform M-subsample.
+
+    Example:
+        >>> isinstance(get_regime("accumulate-subsample"), AccumulateSubsample)
+        True
+    """
 
     name = "accumulate-subsample"
 
@@ -58,6 +73,11 @@ class Mix:
             points in a training set of size M is ``round(alpha * M)``.
         source: ``"fixed"`` reuses one random human subset (per chain) every
             generation; ``"fresh"`` draws a new random human subset each generation.
+
+    Example:
+        >>> m = Mix(0.1, "fresh")
+        >>> m.name, m.alpha, m.source
+        ('mix', 0.1, 'fresh')
     """
 
     alpha: Any = 0.1
@@ -124,7 +144,15 @@ def mix(alpha: Any = 0.1, source: str = "fixed") -> Mix:
 
 
 def check_alpha(alpha: Any, name: str = "alpha") -> None:
-    """Raises ``ValueError`` unless every value of ``alpha`` is finite and in [0, 1]."""
+    """Raises ``ValueError`` unless every value of ``alpha`` is finite and in [0, 1].
+
+    Example:
+        >>> check_alpha([0.0, 0.5])
+        >>> check_alpha(1.5)
+        Traceback (most recent call last):
+        ...
+        ValueError: alpha must lie in [0, 1]; got 1.5
+    """
     if isinstance(alpha, jax.core.Tracer):
         return
     a = np.asarray(alpha, dtype=float)
@@ -161,7 +189,12 @@ def get_regime(regime: Any, *, alpha: Any = None, source: str = "fixed") -> Regi
 
 
 def n_human(alpha: jax.Array, n: jax.Array) -> jax.Array:
-    """Number of human points ``round(alpha * n)`` in a training set of size ``n``."""
+    """Number of human points ``round(alpha * n)`` in a training set of size ``n``.
+
+    Example:
+        >>> n_human(0.1, 100).item(), n_human(0.5, 3).item()
+        (10, 2)
+    """
     return jnp.round(jnp.asarray(alpha) * n).astype(jnp.int32)
 
 

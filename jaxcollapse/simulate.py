@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -32,6 +33,8 @@ from jax import lax
 
 from jaxcollapse import random as jcr
 from jaxcollapse import regimes as rg
+from jaxcollapse import store as st
+from jaxcollapse._mesh import CHAIN_AXIS, resolve_mesh
 from jaxcollapse._progress import Progress
 from jaxcollapse.families.base import call_metric, noise_hooks, uses_exact_path
 
@@ -58,6 +61,15 @@ class SimulationResult(NamedTuple):
             finite.
         n_samples: the training-set size of each generation, ``(generation,)``
             (0 at generation 0).
+
+    Example:
+        >>> import jax
+        >>> import jaxcollapse as jc
+        >>> fam = jc.Gaussian(dim=1)
+        >>> res = jc.simulate(jax.random.key(0), fam, fam.params(), n_generations=3,
+        ...                   n_samples=10, n_chains=2)
+        >>> res.metrics["w2sq"].shape, res.n_chains, res.n_generations
+        ((2, 4), 2, 3)
     """
 
     params: PyTree
@@ -300,9 +312,6 @@ def _run_chains(cfg, key, chain_ids, params0, alpha, sched, human):
     return jax.tree.map(lambda a, b: jnp.concatenate([a[:, None], b], axis=1), out0, outs)
 
 
-CHAIN_AXIS = "chains"
-
-
 def _on_mesh(fn, mesh, n_sharded, n_args):
     """``fn`` itself, or ``fn`` under ``shard_map`` with its first ``n_sharded``
     arguments split along their leading (chain) axis over the mesh's ``chains``
@@ -350,35 +359,7 @@ def _chunk_jit(cfg, mesh, carry, params0, ts, ms, alphas, valid, human):
 
 def _resolve_mesh(devices, mesh):
     """The mesh to shard chains over, or None for a single device."""
-    if mesh is not None:
-        if devices is not None:
-            raise ValueError("give either devices= or mesh=, not both")
-        if not isinstance(mesh, jax.sharding.Mesh):
-            raise TypeError(f"mesh must be a jax.sharding.Mesh; got {type(mesh).__name__}")
-        if CHAIN_AXIS not in mesh.axis_names:
-            raise ValueError(f"mesh must have an axis named {CHAIN_AXIS!r} to shard chains "
-                             f"over; got axis names {mesh.axis_names}")
-        if mesh.devices.size != mesh.shape[CHAIN_AXIS]:
-            raise ValueError(f"mesh axes other than {CHAIN_AXIS!r} must have size 1; got "
-                             f"{dict(mesh.shape)}")
-        # the same devices with automatic axis types, as shard_map here expects
-        return jax.sharding.Mesh(mesh.devices, mesh.axis_names) if mesh.devices.size > 1 \
-            else None
-    available = jax.devices()
-    if devices is None:
-        devs = jax.local_devices()
-    elif isinstance(devices, int | np.integer) and not isinstance(devices, bool):
-        if not 1 <= devices <= len(available):
-            raise ValueError(f"devices={devices} requested but {len(available)} exist "
-                             f"({jax.default_backend()}); allowed: 1..{len(available)}")
-        devs = available[:devices]
-    else:
-        devs = list(devices)
-        if not devs or not all(isinstance(d, jax.Device) for d in devs):
-            raise TypeError("devices must be an int, a list of jax devices or None")
-    if len(devs) == 1:
-        return None
-    return jax.sharding.Mesh(np.array(devs), (CHAIN_AXIS,))
+    return resolve_mesh(devices, mesh, CHAIN_AXIS, "chains")
 
 
 def _pad_chains(chain_ids, mesh):
@@ -387,8 +368,24 @@ def _pad_chains(chain_ids, mesh):
     n_dev = mesh.shape[CHAIN_AXIS]
     n = chain_ids.shape[0]
     padded = -(-n // n_dev) * n_dev
-    # extra chains (ids n, n+1, ...) fill the last device and are dropped afterwards
-    return jnp.arange(padded, dtype=chain_ids.dtype)
+    # extra chains (the ids after the last) fill the last device and are dropped
+    # afterwards; the ids are contiguous, from 0 or from the start of a chain block
+    first = int(chain_ids[0])
+    return jnp.arange(first, first + padded, dtype=chain_ids.dtype)
+
+
+def _check_chain_block(chain_block, n_chains):
+    if chain_block is None:
+        return 0, n_chains
+    try:
+        lo, hi = (int(v) for v in chain_block)
+    except (TypeError, ValueError):
+        raise TypeError(f"chain_block must be a pair (start, stop) of ints; got "
+                        f"{chain_block!r}") from None
+    if not 0 <= lo < hi <= n_chains:
+        raise ValueError(f"chain_block must satisfy 0 <= start < stop <= n_chains="
+                         f"{n_chains}; got {chain_block!r}")
+    return lo, hi
 
 
 # ------------------------------------------------------------------------- validation
@@ -543,7 +540,10 @@ def simulate(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int
              progress: bool = False,
              on_chunk: Callable[[int, int, SimulationResult], None] | None = None,
              devices: int | Sequence[jax.Device] | None = None,
-             mesh: jax.sharding.Mesh | None = None) -> SimulationResult:
+             mesh: jax.sharding.Mesh | None = None,
+             checkpoint_dir: str | os.PathLike | None = None, keep: bool = True,
+             chain_block: tuple[int, int] | None = None
+             ) -> SimulationResult | st.StoredResult:
     """Runs ``n_chains`` independent chains of recursive training for ``n_generations``.
 
     Args:
@@ -574,9 +574,27 @@ def simulate(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int
             the device count are padded and trimmed. Results are the same as on one
             device: each chain runs the same program on whichever device holds it.
         mesh: alternatively, a ``jax.sharding.Mesh`` with an axis named ``"chains"``.
+        checkpoint_dir: write every finished chunk (metrics, flags, parameters if
+            ``save_params``), the state needed to continue, and a fingerprint of the
+            configuration to this directory as the run goes (see
+            :mod:`jaxcollapse.store`). Called again with the same directory, the run
+            resumes after the last written chunk and gives the same numbers as an
+            uninterrupted run (bitwise); a finished run is read back without
+            computing. A different configuration or ``chunk_size`` raises
+            ``ValueError`` naming what differs. ``chunk_size`` defaults to about 1/20
+            of the run; the device count may change between runs.
+        keep: hold every generation in host memory and return a
+            :class:`SimulationResult`. ``False`` (needs ``checkpoint_dir``) returns a
+            :class:`~jaxcollapse.store.StoredResult` that reads the chunks from disk
+            on demand, so host memory stays flat however many generations run.
+        chain_block: run only chains ``start..stop-1`` of the ``n_chains`` (chain i
+            still uses ``fold_in(key, i)``); the result's chain axis has
+            ``stop - start`` entries. Used by multi-process runs
+            (:mod:`jaxcollapse.distributed`).
 
     Returns:
-        A :class:`SimulationResult` with leading axes ``(chain, generation)``.
+        A :class:`SimulationResult` with leading axes ``(chain, generation)``, or a
+        :class:`~jaxcollapse.store.StoredResult` when ``keep=False``.
 
     Example:
         >>> import jax, jaxcollapse as jc
@@ -595,30 +613,64 @@ def simulate(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int
         key, family, params0, n_generations=n_generations, n_samples=n_samples,
         n_chains=n_chains, regime=regime, human_data=human_data, metrics=metrics,
         save_params=save_params)
-    if chunk_size is None and (progress or on_chunk is not None):
+    if not isinstance(keep, bool):
+        raise TypeError(f"keep must be True or False; got {keep!r}")
+    if not keep and checkpoint_dir is None:
+        raise ValueError("keep=False needs checkpoint_dir (the chunks are read back from "
+                         "there); got checkpoint_dir=None")
+    n_chains = int(chain_ids.shape[0])
+    lo, hi = _check_chain_block(chain_block, n_chains)
+    chain_ids = chain_ids[lo:hi]
+    if chunk_size is None and (progress or on_chunk is not None or checkpoint_dir is not None):
         chunk_size = max(1, math.ceil(cfg.n_generations / 20))
     mesh = _resolve_mesh(devices, mesh)
     n = chain_ids.shape[0]
-    ids = _pad_chains(chain_ids, mesh)
-    if chunk_size is None or chunk_size >= cfg.n_generations and on_chunk is None:
+    if checkpoint_dir is None and (
+            chunk_size is None or chunk_size >= cfg.n_generations and on_chunk is None):
+        ids = _pad_chains(chain_ids, mesh)
         out = _run_jit(cfg, mesh, key, ids, params0, alpha, sched, human)
         if ids.shape[0] != n:
             out = jax.tree.map(lambda a: a[:n], out)
         return _assemble(cfg, out, sched)
     chunk_size = _check_int("chunk_size", chunk_size, 1)
-    return _simulate_chunked(cfg, mesh, key, ids, n, params0, alpha, sched, human,
-                             chunk_size, progress, on_chunk)
+    writer = None
+    if checkpoint_dir is not None:
+        fp = st.fingerprint(cfg, key, params0, alpha, sched, human, chunk_size, (lo, hi),
+                            n_chains)
+        writer = st.ChunkWriter(checkpoint_dir, fp,
+                                n_chunks=math.ceil(cfg.n_generations / chunk_size),
+                                params_type=st._params_type(params0) if save_params else None)
+        if writer.complete and not keep:
+            return st.StoredResult(writer.directory)
+    return _simulate_chunked(cfg, mesh, key, chain_ids, n, params0, alpha, sched, human,
+                             chunk_size, progress, on_chunk, writer, keep)
 
 
 def _simulate_chunked(cfg, mesh, key, chain_ids, n_chains, params0, alpha, sched, human,
-                      chunk_size, progress, on_chunk):
+                      chunk_size, progress, on_chunk, writer=None, keep=True):
     G = cfg.n_generations
-    carry, out0 = _init_jit(cfg, mesh, key, chain_ids, params0, human)
-    pieces = [jax.tree.map(lambda a: np.asarray(a)[:n_chains, None], out0)]
     sched_np = np.asarray(sched)
     all_n = np.concatenate([[0], sched_np])
+    done = writer.chunks_done if writer is not None else 0
+    pieces = []
+    if done:  # resume: finished chunks come from disk, the carry from the last of them
+        if keep:
+            template = _template_outputs(cfg, key, chain_ids[:1], params0, human)
+            pieces = [jax.tree.map(np.asarray, st.unflatten_like(template,
+                                                                 writer.read_chunk(k)))
+                      for k in range(done)]
+        if writer.complete:
+            out = jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *pieces)
+            return _assemble(cfg, jax.tree.map(jnp.asarray, out), sched)
+    ids = _pad_chains(chain_ids, mesh)
+    carry, out0 = _init_jit(cfg, mesh, key, ids, params0, human)
+    if done:
+        carry = st.carry_from_host(carry, writer.read_carry(), n_chains)
+    else:
+        pieces = [jax.tree.map(lambda a: np.asarray(a)[:n_chains, None], out0)]
     with Progress(G, "simulate", enabled=progress) as bar:
-        for start in range(1, G + 1, chunk_size):
+        bar.update(min(G, done * chunk_size))
+        for start in range(1 + done * chunk_size, G + 1, chunk_size):
             ts = np.arange(start, start + chunk_size)
             valid = ts <= G
             ms = sched_np[np.minimum(ts, G) - 1]
@@ -631,16 +683,46 @@ def _simulate_chunked(cfg, mesh, key, chain_ids, n_chains, params0, alpha, sched
             if start == 1:  # the first chunk reports generation 0 too
                 piece = jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), pieces.pop(),
                                      piece)
-            pieces.append(piece)
-            done = start + n_valid - 1
-            bar.update(done)
+            last = start + n_valid - 1
+            first = 0 if start == 1 else start
+            if writer is not None:
+                writer.write((start - 1) // chunk_size, st.flatten(piece),
+                             all_n[first:last + 1],
+                             None if last == G else st.carry_to_host(carry, n_chains))
+            if keep:
+                pieces.append(piece)
+            bar.update(last)
             if on_chunk is not None:
-                first = 0 if start == 1 else start
-                on_chunk(first, done + 1, SimulationResult(
+                on_chunk(first, last + 1, SimulationResult(
                     params=piece.get("params"), metrics=piece["metrics"],
-                    degenerate=piece["degenerate"], n_samples=all_n[first:done + 1]))
+                    degenerate=piece["degenerate"], n_samples=all_n[first:last + 1]))
+    if not keep:
+        return st.StoredResult(writer.directory)
     out = jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *pieces)
     return _assemble(cfg, jax.tree.map(jnp.asarray, out), sched)
+
+
+def _store_fingerprint(key, family, params0, *, n_generations, n_samples, n_chains,
+                       regime="replace", human_data=None, metrics=None, save_params=True,
+                       chunk_size=None, chain_block=None, **_):
+    """The fingerprint ``simulate(..., checkpoint_dir=...)`` gives this configuration."""
+    cfg, key, chain_ids, params0, alpha, sched, human = _prepare(
+        key, family, params0, n_generations=n_generations, n_samples=n_samples,
+        n_chains=n_chains, regime=regime, human_data=human_data, metrics=metrics,
+        save_params=save_params)
+    lo, hi = _check_chain_block(chain_block, n_chains)
+    if chunk_size is None:
+        chunk_size = max(1, math.ceil(cfg.n_generations / 20))
+    chunk_size = _check_int("chunk_size", chunk_size, 1)
+    return st.fingerprint(cfg, key, params0, alpha, sched, human, chunk_size, (lo, hi),
+                          n_chains), st._params_type(params0) if save_params else None
+
+
+def _template_outputs(cfg, key, chain_ids, params0, human):
+    """The structure of one chunk's outputs (shapes only, nothing computed)."""
+    return jax.eval_shape(lambda k, i, p, h: jax.vmap(
+        lambda cid: _chain_init(cfg, jax.random.fold_in(k, cid), p, h)[1])(i),
+        key, chain_ids, params0, human)
 
 
 def simulate_grid(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int,

@@ -15,6 +15,7 @@ from jaxcollapse.theory import gaussian as tg
 dc = importlib.import_module("jaxcollapse.decompose")
 Z = 5.0  # |mc - theory| <= Z * se: two-sided false-failure rate 6e-7 per comparison
 G, M, NPOP, CHAINS = 20, 100, 20_000, 400
+NBIG = 10**6
 
 
 @pytest.fixture(scope="module")
@@ -50,15 +51,21 @@ def test_expressivity_arm_sits_at_the_best_gaussian(result):
     assert best > 0.03
 
 
-def test_approximation_arm_follows_the_population_map():
+@pytest.fixture(scope="module")
+def population():
+    # Both Gaussian-truth arms on N = 10^6 draws a generation: they differ only in
+    # the fitter. N = 10^6 costs nothing: Gaussian generations draw exact statistics.
+    return dc.decompose(jax.random.key(3), n_generations=G, n_samples=NBIG,
+                        n_population=NBIG, n_chains=CHAINS,
+                        arms=("approximation", "statistical"))
+
+
+def test_approximation_arm_follows_the_population_map(population):
     # With population data the arm is the deterministic map "fit by gradient descent
     # from the poor start" iterated on the previous fit. Finite N_pop adds the
     # statistical error at M = N_pop, about w2sq_mean(n, N_pop) (the fitter's
     # sensitivity to the data moments is at most 1); it is allowed twice as a floor.
-    # N_pop = 10^6 costs nothing here: Gaussian generations draw exact statistics.
-    npop = 10**6
-    res = dc.decompose(jax.random.key(3), n_generations=G, n_population=npop,
-                       n_chains=CHAINS, arms=("approximation",))
+    res = population
     m0, v0 = res.truth_mean, res.truth_var
     init = jnp.array([m0 + np.sqrt(v0), np.sqrt(v0) / 2])
     m, v, ref = m0, v0, [0.0]
@@ -66,9 +73,55 @@ def test_approximation_arm_follows_the_population_map():
         m, v = (float(a) for a in dc._sgd_fit(m, v, init, 0.5, 50))
         ref.append((m - m0) ** 2 + (np.sqrt(v) - np.sqrt(v0)) ** 2)
     mean, se = _mean_se(res.distance["approximation"])
-    floor = 2 * np.maximum(np.asarray(tg.w2sq_mean(np.arange(G + 1), npop, v0)), 0) + 1e-12
+    floor = 2 * np.maximum(np.asarray(tg.w2sq_mean(np.arange(G + 1), NBIG, v0)), 0) + 1e-12
     assert np.all(np.abs(mean - np.asarray(ref)) <= Z * se + floor)
     assert ref[-1] > 10 * ref[1]  # the fitter's bias compounds
+
+
+def test_approximation_error_exceeds_the_statistical_error(population):
+    # The same data size, the same Gaussian truth: the gradient fitter stops short of
+    # the MLE (the curvature-bounded step converges geometrically, never in one
+    # step), so its arm is strictly further from p0 than the exact fit's, at every
+    # generation, by more than Z standard errors of the difference.
+    a, sa = _mean_se(population.distance["approximation"][:, 1:])
+    s, ss = _mean_se(population.distance["statistical"][:, 1:])
+    assert np.all(a - s > Z * np.hypot(sa, ss)), (a - s, np.hypot(sa, ss))
+
+
+def test_float32_small_m_chains_stay_finite():
+    # Plain gradient descent (mean step lr (m - mu)/s²) diverged to NaN here: the
+    # M = 10 chains of the "all" arm collapse below s² = lr/2, where that step
+    # overshoots (62 of these 256 chains; float64 diverges as well).
+    with jax.enable_x64(False):
+        res = dc.decompose(jax.random.key(5), n_generations=50, n_samples=10,
+                           n_population=1000, n_chains=256)
+    for arm, v in res.distance.items():
+        v = np.asarray(v)
+        assert v.dtype == np.float32, arm
+        assert np.isfinite(v).all(), (arm, int((~np.isfinite(v).all(1)).sum()))
+    # the unstable regime is reached, not avoided: most chains of the "all" arm end
+    # with a fitted variance < lr/2 = 0.25, i.e. ∫q² = 1/sqrt(4π var) > 0.56
+    assert np.median(np.asarray(res.distance["all"])[:, -1]) > 1 / np.sqrt(np.pi)
+
+
+@pytest.mark.parametrize("lr", [0.1, 0.5, 1.0, 1.9])
+def test_sgd_fit_is_stable_for_any_data_variance(lr):
+    # The bounded step never increases the mean error and moves log s by <= lr a
+    # step, whatever the data variance (1e-12 is far below the lr/2 where plain
+    # descent diverges); with enough steps it reaches the MLE (checked for var <= 1:
+    # above, plain descent with mean factor 1 - lr/s² a step needs ~ s²/lr steps).
+    var = jnp.asarray(np.logspace(-12, 3, 16))
+    for mean in (-10.0, 0.3, 10.0):
+        for steps in (50, 2000):
+            mu, v = jax.vmap(lambda w, s=steps, m=mean: dc._sgd_fit(
+                m, w, jnp.array([1.0, 0.5]), lr, s))(var)
+            mu, v = np.asarray(mu), np.asarray(v)
+            assert np.isfinite(mu).all() and np.isfinite(v).all()
+            assert np.all(np.abs(mu - mean) <= abs(1.0 - mean))
+            assert np.all(np.abs(np.log(v / 0.25)) <= 2 * lr * steps + 1e-9)
+        small = np.asarray(var) <= 1
+        np.testing.assert_allclose(mu[small], mean, rtol=1e-9)
+        np.testing.assert_allclose(v[small], var[small], rtol=1e-6)
 
 
 def test_all_arm_is_worse_than_expressivity_alone(result):
@@ -104,7 +157,8 @@ def test_new_values_do_not_recompile():
 
 @pytest.mark.parametrize("kwargs, err, match", [
     (dict(n_samples=1), ValueError, "n_samples must be >= 2"),
-    (dict(learning_rate=-1.0), ValueError, "learning_rate must be a finite number > 0"),
+    (dict(learning_rate=-1.0), ValueError, r"learning_rate must be a finite number in \(0, 2\)"),
+    (dict(learning_rate=2.5), ValueError, r"learning_rate must be a finite number in \(0, 2\)"),
     (dict(arms=("bogus",)), ValueError, "arms must be a non-empty subset"),
     (dict(mixture=dc.Mixture([0.5, 0.6], [0, 1], [1, 1])), ValueError, "sum to 1"),
     (dict(mixture=dc.Mixture([0.5, 0.5], [0, 1], [1, -1])), ValueError, "stds must be > 0"),

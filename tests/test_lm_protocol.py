@@ -5,6 +5,7 @@ import json
 import jax
 import numpy as np
 import pytest
+from scipy.special import logsumexp
 
 from jaxcollapse import cli
 from jaxcollapse.data import load_wikitext2
@@ -15,7 +16,8 @@ from jaxcollapse.learned import (
     run_lm,
     unigram_stats,
 )
-from jaxcollapse.models import preset
+from jaxcollapse.models import apply, init_state, make_optimizer, preset
+from jaxcollapse.models.checkpoint import load_checkpoint
 
 P = 8  # prompt and continuation length
 
@@ -68,6 +70,30 @@ def test_two_generations_all_arms(setup, full_run):
     with np.load(out / "gen0_perplexities.npz") as z:
         assert z["alpha=0/gen2"].shape == (proto.n_score,)
         assert np.all(z["alpha=0/gen2"] >= 1)
+        np.testing.assert_array_equal(z["human/test"], run.human_perplexities)
+
+
+def test_human_reference_perplexities_recomputed_independently(setup, full_run):
+    # The histogram reference: held-out human blocks, the last P tokens scored given
+    # the first P, under the generation-0 model (restored from its checkpoint) by a
+    # log-softmax written here, not by the library's scoring code.
+    corpus, proto = setup
+    run, out = full_run
+    cfg = proto.model
+    tx = make_optimizer(proto.learning_rate, total_steps=proto.steps,
+                        warmup_steps=proto.warmup_steps, weight_decay=proto.weight_decay)
+    state0, _ = load_checkpoint(out / "checkpoints" / "gen0.npz",
+                                init_state(jax.random.key(0), cfg, tx))
+    m = min(proto.n_score, len(corpus.test) // (2 * P))
+    assert run.human_perplexities.shape == (m,) and m == 1_024 // 16
+    rows = np.asarray(corpus.test[: m * 2 * P]).reshape(m, 2 * P)
+    logits = np.asarray(apply(state0.params, cfg, rows[:, :-1]), np.float64)
+    logp = logits - logsumexp(logits, axis=-1, keepdims=True)
+    nll = -np.take_along_axis(logp, rows[:, 1:, None], axis=-1)[..., 0]
+    want = np.exp(nll[:, P - 1:].mean(axis=1))
+    np.testing.assert_allclose(run.human_perplexities, want, rtol=1e-4)
+    # generation-0 text is likelier than uniform under the model that wrote it
+    assert np.median(run.sample_perplexities["alpha=0"][0]) < cfg.vocab_size
 
 
 def test_resume_equals_uninterrupted(setup, full_run, tmp_path):
@@ -85,6 +111,7 @@ def test_resume_equals_uninterrupted(setup, full_run, tmp_path):
         for a, b in zip(resumed.sample_perplexities[name], run.sample_perplexities[name],
                         strict=True):
             np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(resumed.human_perplexities, run.human_perplexities)
 
 
 def test_resume_mismatches(setup, full_run, shared_data):

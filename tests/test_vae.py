@@ -126,14 +126,21 @@ def test_bad_vae_inputs(digits):
 
 def test_vae_protocol_two_generations_and_resume(digits, tmp_path):
     proto = VAEProtocol(VAEConfig((8, 8), 8, 64, "mlp"), n_generations=2, steps=60,
-                        batch_size=32, n_importance=4, n_eval=128, n_probe=128)
+                        batch_size=32, n_importance=4, n_eval=128, n_probe=64)
     arms = make_arms([0.0, 0.1], accumulate=True)
     full = run_vae(jax.random.key(1), digits, proto, arms, out=tmp_path / "a")
-    for recs in full.records.values():
+    for name, recs in full.records.items():
         assert [r["generation"] for r in recs] == [0, 1, 2]
         assert all(np.isfinite(r["test_elbo"]) and r["test_iwae"] >= r["test_elbo"] - 5
                    for r in recs)
         assert sum(recs[2]["class_hist"]) == proto.n_probe
+        grids = full.samples[name]
+        assert len(grids) == 3 and grids[0] is full.samples["alpha=0"][0]  # shared gen 0
+        for g, r in zip(grids, recs, strict=True):
+            assert g.shape == (64, 8, 8) and g.min() >= 0 and g.max() <= 1
+            # with n_probe = 64 the grid is the whole probe: the pixel variance is its own
+            np.testing.assert_allclose(r["pixel_var"], g.astype(np.float64).var(0).mean(),
+                                       rtol=1e-6)
     n = len(digits.train_x)
     assert full.records["alpha=0.1"][1]["human_images"] == round(0.1 * n)
     assert full.records["accumulate"][2]["train_images"] == 3 * n
@@ -144,3 +151,5 @@ def test_vae_protocol_two_generations_and_resume(digits, tmp_path):
     strip = lambda rs: [{k: v for k, v in r.items() if k != "seconds"} for r in rs]
     for name in full.records:
         assert strip(resumed.records[name]) == strip(full.records[name])
+        for a, b in zip(resumed.samples[name], full.samples[name], strict=True):
+            np.testing.assert_array_equal(a, b)

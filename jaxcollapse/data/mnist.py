@@ -32,6 +32,12 @@ class ImageData(NamedTuple):
         train_y: ``(n_train,)`` int32 labels 0..9.
         test_x, test_y: the same for the test split.
         name: where the data came from.
+
+    Example:
+        >>> d = ImageData(np.zeros((3, 8, 8), np.float32), np.zeros(3, np.int32),
+        ...               np.zeros((1, 8, 8), np.float32), np.zeros(1, np.int32), "toy")
+        >>> d.train_x.shape, d.name
+        ((3, 8, 8), 'toy')
     """
 
     train_x: np.ndarray

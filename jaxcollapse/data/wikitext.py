@@ -83,6 +83,12 @@ class TextCorpus(NamedTuple):
         train, valid, test: 1-D int32 token ids, ``<eos>`` at every line end.
         vocab: the :class:`Vocabulary` built from ``train``.
         name: where the text came from (printed in every report).
+
+    Example:
+        >>> v = build_vocab([["a", "b", "a"]])
+        >>> c = TextCorpus(v.encode(["a", "b"]), v.encode(["b"]), v.encode(["a"]), v, "toy")
+        >>> v.decode(c.train), c.name
+        (['a', 'b'], 'toy')
     """
 
     train: np.ndarray
@@ -166,6 +172,14 @@ def find_split_files(directory: str | os.PathLike) -> tuple[Path, Path, Path]:
 
     Raises:
         FileNotFoundError: naming the directory and every file name looked for.
+
+    Example:
+        >>> import tempfile
+        >>> d = Path(tempfile.mkdtemp())
+        >>> for n in ("wiki.train.tokens", "wiki.valid.tokens", "wiki.test.tokens"):
+        ...     _ = (d / n).write_text("a b")
+        >>> [p.name for p in find_split_files(d)]
+        ['wiki.train.tokens', 'wiki.valid.tokens', 'wiki.test.tokens']
     """
     d = Path(directory)
     if not d.is_dir():

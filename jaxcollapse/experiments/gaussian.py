@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import jax
 import numpy as np
 
 import jaxcollapse as jc
+from jaxcollapse import distributed
 from jaxcollapse.io import save_json, save_npz
 from jaxcollapse.theory import gaussian as tg
 
@@ -18,6 +20,10 @@ EXAMPLES = """examples:
   jaxcollapse run gaussian --regime mix --alpha 0.1 --out runs/mix
   jaxcollapse run gaussian --dim 3 --samples 20 --generations 200 --method samples
   jaxcollapse run gaussian --schedule power --x64   # M_i = M i^2 keeps W2 bounded
+  jaxcollapse run gaussian --generations 100000 --chunk-size 1000 --out runs/long
+  jaxcollapse run gaussian --generations 100000 --chunk-size 1000 --out runs/long --resume
+  jaxcollapse run gaussian --out /shared/run --coordinator 10.0.0.1:29500 \
+      --num-processes 2 --process-id 0          # and --process-id 1 on the other host
 """
 DEFAULTS = dict(chains=4096, generations=1000, samples=100, regimes=[
     "replace", "accumulate", "accumulate-subsample", "mix"])
@@ -37,6 +43,12 @@ def add_arguments(p) -> None:
                    help="sample-size schedule M_i (default: %(default)s)")
     p.add_argument("--report", type=int, nargs="+", default=None,
                    help="generations to tabulate (default: about 8, log-spaced)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its checkpoint under --out "
+                        "(same flags); without it a leftover checkpoint is discarded")
+    p.add_argument("--chunk-size", type=int, default=None, metavar="G",
+                   help="generations per chunk written to --out/checkpoint as the run "
+                        "goes (default: about 1/20 of the run)")
 
 
 def _report_generations(G, asked):
@@ -69,10 +81,21 @@ def _theory_columns(args, sched, gens):
     return out
 
 
+def _join(args) -> distributed.ProcessInfo:
+    """Joins a multi-process run (flags or environment) before any JAX computation."""
+    try:
+        return distributed.initialize(getattr(args, "coordinator", None),
+                                      getattr(args, "num_processes", None),
+                                      getattr(args, "process_id", None))
+    except TimeoutError as e:  # reported like a bad argument: one line, exit code 2
+        raise ValueError(str(e)) from None
+
+
 def run(args) -> int:
     G, M = args.generations, args.samples
     if args.chains < 1:
         raise ValueError(f"--chains must be >= 1; got {args.chains}")
+    info = _join(args)
     if args.quick:
         G, args.chains = min(G, 200), min(args.chains, 1024)
     fam = jc.Gaussian(dim=args.dim, ddof=args.ddof, method=args.method)
@@ -112,24 +135,44 @@ def run(args) -> int:
                 arrays["cov"] = cov
         return arrays
 
-    def save_chunk(start, stop, chunk):
-        # finished generations reach the disk as they complete: an interrupted run
-        # keeps them (chunks/ holds generations start..stop-1 of every chain)
-        save_npz(out / "chunks" / f"gens_{start:07d}_{stop - 1:07d}.npz", arrays_of(chunk))
+    def save_progress(start, stop, chunk):
+        # finished generations reach out/checkpoint as they complete (simulate writes
+        # them there): an interrupted run resumes with --resume
         save_json(out / "progress.json", dict(config=config, generations_done=stop - 1,
                                               complete=False))
 
+    ckpt = out / "checkpoint"
+    resume = getattr(args, "resume", False)
+    chunk_size = getattr(args, "chunk_size", None)
     t0 = time.perf_counter()
-    res = jc.simulate(k_run, fam, p0, n_generations=G, n_samples=sched, n_chains=args.chains,
-                      regime=regime, human_data=human, progress=not args.no_progress,
-                      on_chunk=save_chunk)
+    if info.num_processes == 1:
+        if not resume and ckpt.exists():
+            shutil.rmtree(ckpt)
+        res = jc.simulate(k_run, fam, p0, n_generations=G, n_samples=sched,
+                          n_chains=args.chains, regime=regime, human_data=human,
+                          progress=not args.no_progress, on_chunk=save_progress,
+                          chunk_size=chunk_size, checkpoint_dir=ckpt)
+    else:
+        pid, n_proc = info.process_id, info.num_processes
+        if not resume:
+            shutil.rmtree(distributed.shard_dir(ckpt, pid, n_proc), ignore_errors=True)
+        try:
+            stored = distributed.simulate_processes(
+                k_run, fam, p0, out=ckpt, n_chains=args.chains, n_generations=G,
+                n_samples=sched, regime=regime, human_data=human, chunk_size=chunk_size,
+                progress=not args.no_progress)
+        except TimeoutError as e:  # a shard never came: one line, exit code 2
+            raise ValueError(str(e)) from None
+        if stored is None:
+            lo, hi = distributed.chain_block(args.chains, pid, n_proc)
+            print(f"process {pid} of {n_proc}: chains {lo}..{hi - 1} written; process 0 "
+                  f"merges the results into {out}")
+            return 0
+        res = stored.load()
     jax.block_until_ready(res)
     seconds = time.perf_counter() - t0
     save_npz(out / "arrays.npz", arrays_of(res))
-    for f in (out / "chunks").glob("gens_*.npz"):
-        f.unlink()
-    if (out / "chunks").is_dir() and not any((out / "chunks").iterdir()):
-        (out / "chunks").rmdir()
+    shutil.rmtree(ckpt, ignore_errors=True)
     save_json(out / "progress.json", dict(config=config, generations_done=G, complete=True))
 
     var = np.asarray(res.metrics["var_ratio"])

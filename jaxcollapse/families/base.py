@@ -59,7 +59,13 @@ Metric = Callable[..., jax.Array]
 
 @runtime_checkable
 class Family(Protocol):
-    """A model family usable by :func:`jaxcollapse.simulate`."""
+    """A model family usable by :func:`jaxcollapse.simulate`.
+
+    Example:
+        >>> import jaxcollapse as jc
+        >>> all(isinstance(f, Family) for f in (jc.Gaussian(), jc.Categorical(3), jc.KDE()))
+        True
+    """
 
     def fit(self, key: jax.Array, data: PyTree, weights: jax.Array) -> PyTree: ...
 
@@ -81,6 +87,11 @@ class ExactFamily(Family, Protocol):
     ``sample_stats(key, params, n)`` must have exactly the law of
     ``stats(sample(key', params, n_max), weights=first n rows)`` for a traced
     integer ``n``; ``fit_stats(stats)`` must equal ``fit`` on the same data.
+
+    Example:
+        >>> import jaxcollapse as jc
+        >>> isinstance(jc.Gaussian(), ExactFamily), isinstance(jc.GMM(2, 1), ExactFamily)
+        (True, False)
     """
 
     exact: bool
@@ -137,7 +148,13 @@ def noise_hooks(family: Any, exact: bool) -> tuple[Callable, Callable] | None:
 
 
 def uses_exact_path(family: Any) -> bool:
-    """Whether ``simulate`` should run ``family`` through sufficient statistics."""
+    """Whether ``simulate`` should run ``family`` through sufficient statistics.
+
+    Example:
+        >>> import jaxcollapse as jc
+        >>> uses_exact_path(jc.Gaussian(method="exact")), uses_exact_path(jc.KDE())
+        (True, False)
+    """
     return bool(getattr(family, "exact", False))
 
 
@@ -171,7 +188,17 @@ def successive(fn: Metric) -> Metric:
 
 def call_metric(fn: Metric, key: jax.Array, params: PyTree, params0: PyTree,
                 prev: PyTree) -> jax.Array:
-    """Evaluates one metric with the reference and key its markers ask for."""
+    """Evaluates one metric with the reference and key its markers ask for.
+
+    Example:
+        >>> import jaxcollapse as jc
+        >>> fam = jc.Gaussian(dim=1)
+        >>> p0, p1 = fam.params(), fam.params(mean=[1.0])
+        >>> w2 = fam.default_metrics()["w2sq"]
+        >>> float(call_metric(w2, None, p1, p0, p1)), float(
+        ...     call_metric(successive(w2), None, p1, p0, p1))
+        (1.0, 0.0)
+    """
     ref = prev if getattr(fn, "successive", False) else params0
     if getattr(fn, "needs_key", False):
         return fn(key, params, ref)

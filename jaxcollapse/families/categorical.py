@@ -71,6 +71,10 @@ class CategoricalParams(NamedTuple):
 
     Attributes:
         probs: category probabilities, shape ``(K,)``, non-negative, summing to 1.
+
+    Example:
+        >>> uniform(4).probs.tolist()
+        [0.25, 0.25, 0.25, 0.25]
     """
 
     probs: jax.Array
@@ -642,6 +646,11 @@ class WrightFisherResult(NamedTuple):
         metrics: name -> array ``(n_chains, n_generations + 1)`` (the metrics of
             :meth:`Categorical.default_metrics`; generation 0 is ``p0``).
         capacity: live-support capacity used at each generation, ``(n_generations + 1,)``.
+
+    Example:
+        >>> r = WrightFisherResult({"survivors": np.full((2, 4), 50.0)}, np.full(4, 64))
+        >>> r.metrics["survivors"].shape, r.capacity.tolist()   # (chain, generation)
+        ((2, 4), [64, 64, 64, 64])
     """
 
     metrics: dict

@@ -37,7 +37,13 @@ COVARIANCE_TYPES = ("full", "diag")
 
 class GMMParams(NamedTuple):
     """Mixture parameters: ``weights (K,)``, ``means (K, d)``, ``covs (K, d, d)``
-    (diagonal matrices for ``covariance_type="diag"``)."""
+    (diagonal matrices for ``covariance_type="diag"``).
+
+    Example:
+        >>> p = GMM(2, 1).params([0.5, 0.5], [[-1.0], [1.0]], [[[1.0]], [[1.0]]])
+        >>> p.weights.shape, p.means.shape, p.covs.shape
+        ((2,), (2, 1), (2, 1, 1))
+    """
 
     weights: jax.Array
     means: jax.Array
@@ -53,6 +59,14 @@ class EMResult(NamedTuple):
             ``lower_bound_``: evaluated with the parameters before the last M-step).
         n_iter: EM iterations run.
         converged: whether the change fell below ``tol``.
+
+    Example:
+        >>> import jax
+        >>> fam = GMM(2, 1)
+        >>> p = fam.params([0.5, 0.5], [[-3.0], [3.0]], [[[1.0]], [[1.0]]])
+        >>> r = fam.em(jax.random.key(1), fam.sample(jax.random.key(0), p, 400))
+        >>> bool(r.converged), sorted(round(float(m)) for m in r.params.means[:, 0])
+        (True, [-3, 3])
     """
 
     params: GMMParams

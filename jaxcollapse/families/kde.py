@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -36,9 +37,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.scipy.linalg import solve_triangular
+from jax.sharding import PartitionSpec as P
 
 from jaxcollapse import kernels as kn
 from jaxcollapse import metrics as mt
+from jaxcollapse._mesh import DATA_AXIS, mesh_size, on_mesh, resolve_mesh
 from jaxcollapse.families.base import check_points
 
 RULES = ("scott", "silverman", "cv")
@@ -56,6 +59,12 @@ class KDEParams(NamedTuple):
         points: ``(M, d)`` data set (rows with zero weight are ignored).
         weights: ``(M,)`` non-negative weights (normalised when used).
         bandwidth: ``(d, d)`` kernel covariance ``H``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> p = KDE(dim=1, bandwidth=0.5).params(jnp.array([[0.0], [1.0], [2.0]]))
+        >>> p.points.shape, p.weights.tolist(), p.bandwidth.tolist()
+        ((3, 1), [1.0, 1.0, 1.0], [[0.25]])
     """
 
     points: jax.Array
@@ -165,9 +174,17 @@ def _logpdf(params: KDEParams, x, q_tile=Q_TILE, p_tile=P_TILE):
     return _logpdf_tiled(params.points, logw, params.bandwidth, x, q_tile, p_tile)
 
 
-@functools.partial(jax.jit, static_argnames=("q_tile", "p_tile"))
-def _logpdf_jit(params, x, q_tile, p_tile):
-    return _logpdf(params, x, q_tile, p_tile)
+@functools.partial(jax.jit, static_argnames=("q_tile", "p_tile", "mesh"))
+def _logpdf_jit(params, x, q_tile, p_tile, mesh=None):
+    nq = x.shape[0]
+    k = mesh_size(mesh)
+    per = -(-nq // k)
+    # queries are dealt out in equal slices, the last one padded with copies of the
+    # last query (a real point: no spurious underflow) and cut off afterwards
+    xp = jnp.pad(x, ((0, per * k - nq), (0, 0)), mode="edge")
+    f = on_mesh(lambda p, xl: _logpdf(p, xl, q_tile, p_tile), mesh,
+                (P(), P(DATA_AXIS)), P(DATA_AXIS))
+    return f(params, xp)[:nq]
 
 
 def _loo_loglik(x, w, h):
@@ -472,10 +489,26 @@ class KDE:
         z = jax.random.normal(k_noise, (n, self.dim), dtype)
         return params.points[idx] + z @ chol.T
 
-    def log_prob(self, params: KDEParams, x: jax.Array) -> jax.Array:
+    def log_prob(self, params: KDEParams, x: jax.Array, *,
+                 devices: int | Sequence[jax.Device] | None = None,
+                 mesh: jax.sharding.Mesh | None = None) -> jax.Array:
         """Log density at ``x (q, d)`` by a tiled log-sum-exp; returns ``(q,)``.
 
         Memory is bounded by one ``q_tile x p_tile`` tile whatever the sizes.
+
+        With several devices the queries are split in equal slices over them (any
+        ``q``), the data replicated. Each query's sum runs over the same point tiles
+        in the same order as on one device; only the choice between the fast and the
+        underflow-safe path, made per block of ``q_tile`` queries, can differ, so
+        results equal the one-device ones to rtol 1e-12 in float64 (tested).
+
+        Args:
+            params: :class:`KDEParams`; x: ``(q, d)`` queries (``(q,)`` for d = 1).
+            devices: split the queries over this many devices (an int), these
+                devices, or (``None``) all local devices, as in
+                :func:`jaxcollapse.simulate`; traced ``x`` (inside a transformation)
+                is not split unless asked.
+            mesh: alternatively, a ``jax.sharding.Mesh`` with an axis named ``"data"``.
 
         Example:
             >>> import jax.numpy as jnp
@@ -492,7 +525,11 @@ class KDE:
                              f"data; got {x.shape}")
         if not isinstance(x, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(x))):
             raise ValueError("x must be finite; got NaN or inf")
-        return _logpdf_jit(params, x.astype(params.points.dtype), self.q_tile, self.p_tile)
+        if isinstance(x, jax.core.Tracer) and devices is None and mesh is None:
+            devices = 1
+        mesh = resolve_mesh(devices, mesh, DATA_AXIS, "queries")
+        return _logpdf_jit(params, x.astype(params.points.dtype), self.q_tile, self.p_tile,
+                           mesh)
 
     def default_metrics(self):
         """``data_var`` (s_n^2 / s_0^2), ``bandwidth_ratio``, ``rkhs_to_0`` and

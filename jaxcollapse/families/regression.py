@@ -55,6 +55,11 @@ class RegressionParams(NamedTuple):
     Attributes:
         w: coefficients, shape ``(d,)``.
         design: the fixed design, shape ``(T, d)``, or ``None`` for a fresh design.
+
+    Example:
+        >>> p = LinearRegression(dim=2).params([1.0, -1.0])
+        >>> p.w.tolist(), p.design is None
+        ([1.0, -1.0], True)
     """
 
     w: jax.Array
@@ -69,6 +74,13 @@ class RegressionStats(NamedTuple):
         xty: ``Σ w_i x_i y_i``, shape ``(d,)``.
         n: ``Σ w_i``.
         design: the fixed design the data were drawn on (``(T, d)``) or ``None``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> x, y = jnp.eye(2), jnp.array([1.0, 2.0])
+        >>> s = LinearRegression(dim=2).stats((x, y), jnp.ones(2))
+        >>> s.xtx.tolist(), s.xty.tolist(), float(s.n)
+        ([[1.0, 0.0], [0.0, 1.0]], [1.0, 2.0], 2.0)
     """
 
     xtx: jax.Array

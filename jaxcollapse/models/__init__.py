@@ -4,6 +4,7 @@ from jaxcollapse.models.generate import beam_search, sample
 from jaxcollapse.models.train import (
     EvalResult,
     TrainState,
+    data_parallel,
     evaluate,
     init_state,
     loss_fn,
@@ -32,6 +33,7 @@ __all__ = [
     "TransformerConfig",
     "apply",
     "beam_search",
+    "data_parallel",
     "evaluate",
     "init_params",
     "init_state",

@@ -37,6 +37,11 @@ class TransformerConfig:
         d_ff: hidden width of the MLP.
         max_len: context length (positions), the longest prompt + continuation.
         dtype: ``"float32"`` or ``"float64"``: parameters and computation.
+
+    Example:
+        >>> c = TransformerConfig(vocab_size=100, d_model=32, n_heads=2, max_len=16)
+        >>> c.head_dim, c.n_params > 0
+        (16, True)
     """
 
     vocab_size: int
@@ -106,7 +111,15 @@ def preset(name: str, vocab_size: int, **overrides) -> TransformerConfig:
 
 
 class KVCache(NamedTuple):
-    """Keys and values of every layer: ``(n_layers, batch, max_len, n_heads, head_dim)``."""
+    """Keys and values of every layer: ``(n_layers, batch, max_len, n_heads, head_dim)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> c = preset("tiny", 50)
+        >>> shape = (c.n_layers, 2, c.max_len, c.n_heads, c.head_dim)
+        >>> KVCache(jnp.zeros(shape), jnp.zeros(shape)).k.shape
+        (1, 2, 32, 2, 16)
+    """
 
     k: jax.Array
     v: jax.Array
@@ -117,7 +130,17 @@ def _dtype(config: TransformerConfig):
 
 
 class Block(nn.Module):
-    """One pre-norm block: x + attn(LN(x)), then x + MLP(LN(x))."""
+    """One pre-norm block: x + attn(LN(x)), then x + MLP(LN(x)).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> cfg = preset("tiny", 50)
+        >>> x = jnp.ones((2, 5, cfg.d_model))
+        >>> blk = Block(cfg)
+        >>> out, (k, v) = blk.apply(blk.init(jax.random.key(0), x), x)  # and its keys, values
+        >>> out.shape, k.shape
+        ((2, 5, 32), (2, 5, 2, 16))
+    """
 
     config: TransformerConfig
 

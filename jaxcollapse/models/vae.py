@@ -19,12 +19,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
+
+from jaxcollapse.models.train import data_parallel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +39,14 @@ class VAEConfig:
         latent_dim: size of z (20 in the seed study).
         hidden: width of the MLP layers / of the dense layer of the conv net.
         kind: ``"mlp"`` or ``"conv"``.
+
+    Example:
+        >>> VAEConfig((8, 8), latent_dim=4, hidden=16, kind="mlp").latent_dim
+        4
+        >>> VAEConfig((30, 30), kind="conv")
+        Traceback (most recent call last):
+        ...
+        ValueError: a conv VAE needs image sides divisible by 4; got (30, 30)
     """
 
     image_shape: tuple[int, int] = (28, 28)
@@ -206,7 +217,16 @@ def encode_mean(params, config: VAEConfig, x: jax.Array) -> jax.Array:
 
 
 class VAEState(NamedTuple):
-    """Parameters, optimiser state and step counter."""
+    """Parameters, optimiser state and step counter.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> tx = vae_optimizer()
+        >>> p = {"w": jnp.zeros(3)}
+        >>> s = VAEState(p, tx.init(p), jnp.zeros((), jnp.int32))
+        >>> int(s.step), s.params["w"].shape
+        (0, (3,))
+    """
 
     params: object
     opt_state: object
@@ -248,8 +268,14 @@ def vae_train_step(state: VAEState, key: jax.Array, x: jax.Array, *, config: VAE
     return VAEState(optax.apply_updates(state.params, updates), opt_state, state.step + 1), loss
 
 
-def make_vae_train_step(config: VAEConfig, tx: optax.GradientTransformation):
+def make_vae_train_step(config: VAEConfig, tx: optax.GradientTransformation, *,
+                        devices: int | Sequence[jax.Device] | None = None,
+                        mesh: jax.sharding.Mesh | None = None):
     """:func:`vae_train_step` jitted once with the state donated.
+
+    ``devices``/``mesh`` make it data-parallel (images split over a ``"data"`` mesh
+    axis, parameters replicated, gradients averaged; see
+    :func:`jaxcollapse.models.train.data_parallel`); the default runs on one device.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -261,4 +287,5 @@ def make_vae_train_step(config: VAEConfig, tx: optax.GradientTransformation):
         >>> int(s.step)
         1
     """
-    return jax.jit(functools.partial(vae_train_step, config=config, tx=tx), donate_argnums=0)
+    return data_parallel(functools.partial(vae_train_step, config=config, tx=tx),
+                         devices=devices, mesh=mesh, batch_argnums=(2,))

@@ -90,7 +90,12 @@ def log_std_factor(M, ddof: int = 1):
 
 
 def log_variance_factor(M, ddof: int = 1):
-    """log E[s_{n+1}^2 / s_n^2]: 0 (ddof=1) or log(1 - 1/M) (ddof=0)."""
+    """log E[s_{n+1}^2 / s_n^2]: 0 (ddof=1) or log(1 - 1/M) (ddof=0).
+
+    Example:
+        >>> float(log_variance_factor(100)), round(float(log_variance_factor(2, ddof=0)), 6)
+        (0.0, -0.693147)
+    """
     _check_ddof(ddof)
     M = _float(M)
     return jnp.zeros_like(M) if ddof == 1 else jnp.log1p(-1.0 / M)
