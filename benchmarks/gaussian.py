@@ -2,9 +2,13 @@
 
 jaxcollapse (samples and exact paths) against, in the same process on the same work:
 a vectorised NumPy run that samples and refits; the same exact algorithm in NumPy
-(``rng.chisquare``); and a per-chain Python loop (timed on 32 chains and scaled, as
-labelled). Goals: samples >= 5x NumPy samples; exact >= 40x NumPy samples and
->= 2x NumPy exact. ``max err`` is the difference of the mean final log-variance
+(normal + chi-square); and a per-chain Python loop (timed on 32 chains and scaled, as
+labelled). Both sides run in JAX's default float precision: float32 (NumPy then draws
+float32 normals and its chi-square as ``2 * rng.standard_gamma(df / 2, dtype=float32)``,
+which is how ``rng.chisquare`` computes it in float64), or float64 with
+``JAX_ENABLE_X64=1`` (NumPy's ``rng.standard_normal`` and ``rng.chisquare``).
+Goals: samples >= 5x NumPy samples; exact >= 40x NumPy samples and >= 2x NumPy
+exact. ``max err`` is the difference of the mean final log-variance
 between jaxcollapse and the reference (a Monte Carlo difference: both estimate the
 same expectation, whose theoretical value is in the note).
 
@@ -23,19 +27,26 @@ import numpy as np
 import jaxcollapse as jc
 
 
-def numpy_samples(rng, C, G, M):
-    mu, sd = np.zeros(C), np.ones(C)
+def numpy_samples(rng, C, G, M, dtype=np.float64):
+    mu, sd = np.zeros(C, dtype), np.ones(C, dtype)
     for _ in range(G):
-        x = mu[:, None] + sd[:, None] * rng.standard_normal((C, M))
+        x = mu[:, None] + sd[:, None] * rng.standard_normal((C, M), dtype=dtype)
         mu, sd = x.mean(1), x.std(1, ddof=1)
     return sd**2
 
 
-def numpy_exact(rng, C, G, M):
-    mu, var = np.zeros(C), np.ones(C)
+def _chisquare(rng, df, size, dtype):
+    if dtype == np.float64:
+        return rng.chisquare(df, size)
+    # rng.chisquare(df) is 2 * standard_gamma(df / 2), in float64 only
+    return 2 * rng.standard_gamma(df / 2, size, dtype=dtype)
+
+
+def numpy_exact(rng, C, G, M, dtype=np.float64):
+    mu, var = np.zeros(C, dtype), np.ones(C, dtype)
     for _ in range(G):
-        mu = mu + np.sqrt(var / M) * rng.standard_normal(C)
-        var = var * rng.chisquare(M - 1, C) / (M - 1)
+        mu = mu + np.sqrt(var / M) * rng.standard_normal(C, dtype=dtype)
+        var = var * _chisquare(rng, M - 1, C, dtype) / dtype(M - 1)
     return var
 
 
@@ -56,6 +67,9 @@ def run(quick: bool) -> list[dict]:
     size = f"{C:,} chains × {G} gens × M={M}"
     rng = np.random.default_rng(0)
     theory = float(jc.theory.gaussian.log_variance_mean(G, M))
+    # the same precision on both sides: JAX's default float (float32 unless x64)
+    dtype = np.dtype(jax.numpy.result_type(float)).type
+    size += f", {np.dtype(dtype).name} both sides"
 
     def mean_log(v):
         return float(np.mean(np.log(np.asarray(v))))
@@ -74,9 +88,12 @@ def run(quick: bool) -> list[dict]:
             ours[method] = bc.time_jax(call, repeats)
         mem[method] = m.mib
 
-    refs = {"numpy sample-and-refit": bc.time_host(lambda: numpy_samples(rng, C, G, M), 3),
-            "numpy exact (chisquare)": bc.time_host(lambda: numpy_exact(rng, C, G, M),
-                                                    repeats)}
+    refs = {"numpy sample-and-refit": bc.time_host(
+                lambda: numpy_samples(rng, C, G, M, dtype), 3),
+            "numpy exact (chisquare)": bc.time_host(
+                lambda: numpy_exact(rng, C, G, M, dtype), repeats)}
+    for method, t in ours.items():
+        assert np.asarray(t.out).dtype == dtype, (method, np.asarray(t.out).dtype)
     loop = bc.time_host(lambda: python_loop(rng, loop_chains, G, M), 1)
     loop_name = f"python loop per chain ({loop_chains} chains, scaled)"
     refs[loop_name] = bc.scaled(loop, C / loop_chains)

@@ -1,36 +1,176 @@
-"""Exact samplers that stay fast under ``vmap`` on every backend.
+"""Exact samplers that stay fast under ``vmap`` and ``scan`` on every backend.
 
-``jax.random.gamma`` runs a rejection loop per element; under ``vmap`` on CPU it is
-several times slower than NumPy. :func:`gamma` uses the Marsaglia-Tsang method
-with a fixed number of vectorised candidates per element and falls back, for
-the rare element whose candidates were all rejected, to further rounds of the
-same candidates (a ``while_loop`` that usually runs zero times). Taking the
-first accepted candidate of an i.i.d. sequence is exactly rejection sampling, so
-the result has exactly the gamma law.
+Every variate comes from Threefry-2x32 (the hash behind ``jax.random``) in counter
+mode: variate ``i`` of stream ``s`` uses the two words of the hash of counter
+``(s, i)`` under the key (stream 0 gives :func:`bits`: the words of
+``fold_in(key, i)``). The hash is written here in plain elementwise operations,
+bit-identical to JAX's; on CPU, JAX lowers it to a rolled loop that XLA can neither
+fuse nor vectorise, while these twenty unrolled rounds fuse with whatever turns the
+words into variates.
 
-The uniform and normal variates come from :func:`bits`, Threefry-2x32 in counter
-mode (the word pairs of ``fold_in(key, i)`` for i = 0, 1, ...). On CPU this is
-several times cheaper than ``jax.random.bits`` for the same Threefry function,
-and it is just as reproducible: the same key gives the same words on any backend,
-batch size or sharding.
+* :func:`uniform`: the open interval (0, 1) from 23 (float32) or 52 (float64) bits.
+* :func:`complex_normal` / :func:`normal`: Box-Muller, two independent standard
+  normals per pair of uniforms, as the real and imaginary parts of one complex
+  number. Keeping the pair in one complex array lets XLA compute each hash once (it
+  recomputes a fused hash for every output array that needs it); :func:`normal`
+  lists the parts in turn. float32 evaluates sine and cosine by polynomials on a
+  quarter period (Cephes), which vectorise, unlike XLA's.
+* :func:`gamma` and :func:`chisquare`: Marsaglia-Tsang with one vectorised
+  candidate per element (its normal by inversion: Giles' erfinv); the rare element
+  whose candidate is rejected draws further candidates in a ``while_loop`` over
+  the few segments of 32 elements that hold one (gathered, then scattered back),
+  so a batch pays for its few rejections only. Taking the first accepted candidate
+  of an i.i.d. sequence is exactly rejection sampling, so the result has exactly
+  the gamma law. Candidate ``r`` of element ``i`` uses stream ``r + 1`` (float64:
+  streams ``2r + 1`` and ``2r + 2``), so a key may serve :func:`normal` and
+  :func:`gamma` at once, and no result depends on batching.
+
+Every function also accepts an array of keys: the result then has the keys' shape
+in front, element for element what ``jax.vmap`` over the keys would give (one
+vectorised draw, and one fallback loop for all the keys' rejections).
 
 References:
+    Salmon et al. Parallel random numbers: as easy as 1, 2, 3 (SC 2011).
+    Box, Muller. A note on the generation of random normal deviates (1958).
+    Giles. Approximating the erfinv function (GPU Computing Gems, 2011).
     Marsaglia, Tsang. A simple method for generating gamma variables.
-    ACM TOMS 26(3), 2000. Salmon et al. Parallel random numbers: as easy as
-    1, 2, 3 (SC 2011) for counter-based Threefry.
+    ACM TOMS 26(3), 2000.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
-# Acceptance is >= 0.95 a candidate for shape >= 1 and > 0.99 for shape >= 10; two
-# candidates leave the fallback loop idle for almost every element.
-_N_CANDIDATES = 2
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+_PARITY = np.uint32(0x1BD11BDA)
+# stream of the uniform that boosts a Gamma(a < 1) variate
+_BOOST = np.uint32(0xFFFFFFFF)
+# the gamma fallback treats the first pending element of each segment this long,
+# for at least this many segments at a time
+_SEGMENT = 32
+_FALLBACK_BLOCKS = 64
+
+
+def _rotl(x, r):
+    return (x << np.uint32(r)) | (x >> np.uint32(32 - r))
+
+
+# jitted so that eager calls run as one compiled program (inlined when traced)
+@functools.partial(jax.jit, inline=True)
+def _threefry2x32(k0, k1, x0, x1):
+    """Threefry-2x32, 20 rounds, on broadcastable uint32 arrays: the words JAX's
+    ``threefry2x32`` primitive gives for key (k0, k1) and counter (x0, x1)."""
+    k2 = k0 ^ k1 ^ _PARITY
+    ks = (k0, k1, k2)
+    x0, x1 = x0 + k0, x1 + k1
+    for i in range(5):
+        for r in _ROTATIONS[i % 2]:
+            x0 = x0 + x1
+            x1 = x0 ^ _rotl(x1, r)
+        x0 = x0 + ks[(i + 1) % 3]
+        x1 = x1 + ks[(i + 2) % 3] + np.uint32(i + 1)
+    return x0, x1
+
+
+def _key_words(key):
+    """The two uint32 words of each Threefry key, shape ``key.shape`` each (another
+    PRNG's key is first turned into two words drawn from it)."""
+    if not (isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype,
+                                                                  jax.dtypes.prng_key)):
+        raise TypeError(f"key must be a JAX PRNG key from jax.random.key; got {key!r}"[:200])
+    if str(jax.random.key_impl(key)) == "threefry2x32":
+        data = jax.random.key_data(key)
+    else:
+        data = jax.vmap(lambda k: jax.random.bits(k, (2,), jnp.uint32))(key.reshape(-1))
+        data = data.reshape(key.shape + (2,))
+    return data[..., 0], data[..., 1]
+
+
+def _hash(key, stream, index):
+    """Both words of the hash of counter (stream, index) under every key: shape
+    ``key.shape + index.shape``."""
+    k0, k1 = _key_words(key)
+    extra = (None,) * jnp.ndim(index)
+    k0, k1 = k0[(..., *extra)], k1[(..., *extra)]
+    index = jnp.asarray(index, jnp.uint32)
+    shape = jnp.broadcast_shapes(k0.shape, index.shape)
+    stream = jnp.broadcast_to(jnp.asarray(stream, jnp.uint32), shape)
+    return _threefry2x32(k0, k1, stream, jnp.broadcast_to(index, shape))
+
+
+def _unit32(w):
+    """float32 uniform on (0, 1) from the top 23 bits, at the midpoint of its cell."""
+    return ((w >> np.uint32(9)).astype(jnp.float32) + 0.5) * np.float32(2.0**-23)
+
+
+def _unit64(hi, lo):
+    """float64 uniform on (0, 1) from 52 bits of two words."""
+    m = (hi.astype(jnp.uint64) << np.uint64(20)) | (lo >> np.uint32(12)).astype(jnp.uint64)
+    return (m.astype(jnp.float64) + 0.5) * 2.0**-52
+
+
+def _horner(coefs, x):
+    p = jnp.full_like(x, coefs[0])
+    for c in coefs[1:]:
+        p = p * x + c
+    return p
+
+
+# Giles (2011), single precision erfinv: central branch in w - 2.5, tail in sqrt(w) - 3
+_ERFINV_CENTRAL = (2.81022636e-08, 3.43273939e-07, -3.5233877e-06, -4.39150654e-06,
+                   0.00021858087, -0.00125372503, -0.00417768164, 0.246640727, 1.50140941)
+_ERFINV_TAIL = (-0.000200214257, 0.000100950558, 0.00134934322, -0.00367342844,
+                0.00573950773, -0.0076224613, 0.00943887047, 1.00167406, 2.83297682)
+# Cephes sinf / cosf on [-pi/4, pi/4]
+_SIN = (-1.9515295891e-4, 8.3321608736e-3, -1.6666654611e-1)
+_COS = (2.443315711809948e-5, -1.388731625493765e-3, 4.166664568298827e-2)
+
+
+@functools.partial(jax.jit, inline=True)
+def _ndtri32(u):
+    """Standard normal quantile of float32 u in (0, 1): sqrt(2) erfinv(2u - 1), with
+    w = -log(1 - (2u - 1)^2) as -log(4u(1 - u)) (no cancellation in the tails;
+    relative error < 3e-7 on every float32 uniform). Each logarithm has one user, so
+    XLA keeps the whole quantile in one loop with the hash."""
+    q = 4.0 * u * (1.0 - u)
+    central = _horner(_ERFINV_CENTRAL, -jnp.log(q) - 2.5)
+    tail = _horner(_ERFINV_TAIL, jnp.sqrt(-jnp.log(4.0 * u - 4.0 * u * u)) - 3.0)
+    p = jnp.where(q > np.float32(math.exp(-5.0)), central, tail)
+    return np.float32(math.sqrt(2.0)) * p * (2.0 * u - 1.0)
+
+
+def _ndtri64(u):
+    return math.sqrt(2.0) * lax.erf_inv(2.0 * u - 1.0)
+
+
+@functools.partial(jax.jit, inline=True)
+def _cis_2pi32(u):
+    """cos(2 pi u) + i sin(2 pi u) for float32 u in (0, 1), by quarter periods."""
+    q = jnp.floor(4.0 * u + 0.5)
+    t = (u - 0.25 * q) * np.float32(2.0 * math.pi)  # in [-pi/4, pi/4]
+    t2 = t * t
+    s = t + t * t2 * _horner(_SIN, t2)
+    c = 1.0 - 0.5 * t2 + t2 * t2 * _horner(_COS, t2)
+    quarter = q.astype(jnp.int32) & 3  # angle = quarter * pi / 2 + t
+    odd = (quarter & 1) == 1
+    sin = jnp.where(odd, c, s)
+    cos = jnp.where(odd, s, c)
+    sin = jnp.where(quarter >= 2, -sin, sin)
+    cos = jnp.where((quarter == 1) | (quarter == 2), -cos, cos)
+    return cos, sin
+
+
+def _float_dtype(dtype):
+    dtype = jnp.dtype(dtype or jnp.result_type(float))
+    if dtype not in (jnp.float32, jnp.float64):
+        raise ValueError(f"dtype must be float32 or float64; got {dtype}")
+    return dtype
 
 
 def _as_float(x):
@@ -39,28 +179,62 @@ def _as_float(x):
     return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
 
 
+def _index(shape):
+    return lax.iota(jnp.uint32, math.prod(shape)).reshape(shape)
+
+
+def _interleave(re, im, n, shape):
+    """The first n of re_0, im_0, re_1, im_1, ... along the last axis -> key batch +
+    shape."""
+    flat = jnp.stack([re, im], axis=-1).reshape(re.shape[:-1] + (-1,))
+    return flat[..., :n].reshape(re.shape[:-1] + shape)
+
+
+def fold_in(key: jax.Array, data) -> jax.Array:
+    """``jax.random.fold_in`` (same keys) for Threefry keys, broadcast over arrays of
+    keys and of non-negative 32-bit integers ``data``, in fusible operations.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> key = jax.random.key(0)
+        >>> keys = fold_in(key, jnp.arange(3))
+        >>> bool((jax.random.key_data(keys[2])
+        ...       == jax.random.key_data(jax.random.fold_in(key, 2))).all())
+        True
+    """
+    if str(jax.random.key_impl(key)) != "threefry2x32":
+        return jax.vmap(jax.random.fold_in)(*jnp.broadcast_arrays(key, jnp.asarray(data)))
+    k0, k1 = _key_words(key)
+    data = jnp.asarray(data).astype(jnp.uint32)
+    shape = jnp.broadcast_shapes(k0.shape, data.shape)
+    a, b = _threefry2x32(k0, k1, jnp.zeros(shape, jnp.uint32), data)
+    return jax.random.wrap_key_data(jnp.stack([a, b], axis=-1))
+
+
 def bits(key: jax.Array, shape) -> jax.Array:
-    """Random uint32 words: Threefry-2x32 in counter mode, ``fold_in(key, i)``.
+    """Random uint32 words: the words of ``fold_in(key, i)`` for i = 0, 1, ...
 
     Example:
         >>> import jax
-        >>> bits(jax.random.key(0), (2, 3)).shape
+        >>> key = jax.random.key(0)
+        >>> w = bits(key, (2, 3))
+        >>> w.shape
         (2, 3)
+        >>> bool((w.reshape(-1)[:2] == jax.random.key_data(jax.random.fold_in(key, 0))).all())
+        True
     """
     shape = tuple(shape)
     n = math.prod(shape)
-    per = jax.random.key_data(key).shape[-1]  # words per derived key (2 for Threefry)
-    m = -(-n // per)
-    words = jax.vmap(lambda i: jax.random.key_data(jax.random.fold_in(key, i)))(
-        jnp.arange(m, dtype=jnp.uint32))
-    return words.reshape(-1)[:n].reshape(shape)
+    a, b = _hash(key, 0, _index((-(-n // 2),)))
+    return _interleave(a, b, n, shape)
 
 
 def uniform(key: jax.Array, shape=(), dtype=None) -> jax.Array:
     """Uniform variates on the open interval (0, 1): never 0, never 1.
 
-    float32 uses 23 random bits, float64 uses 52 (two words), each rounded to the
-    midpoint of its cell so that the law is symmetric about 1/2.
+    float32 takes the top 23 bits of each word of :func:`bits`; float64 takes 52
+    bits of the two words of hash ``i`` for variate ``i``. Each is the midpoint of its
+    cell, so the law is symmetric about 1/2.
 
     Example:
         >>> import jax
@@ -68,19 +242,46 @@ def uniform(key: jax.Array, shape=(), dtype=None) -> jax.Array:
         >>> bool((u > 0).all() and (u < 1).all())
         True
     """
-    dtype = jnp.dtype(dtype or jnp.result_type(float))
+    dtype = _float_dtype(dtype)
     shape = tuple(shape)
     if dtype == jnp.float64:
-        w = bits(key, (2,) + shape).astype(jnp.uint64)
-        m = (w[0] << 20) | (w[1] >> 12)  # 52 bits
-        return ((m.astype(jnp.float64) + 0.5) * 2.0**-52).astype(dtype)
-    w = bits(key, shape)
-    return ((w >> 9).astype(jnp.float32) + 0.5) * jnp.float32(2.0**-23)
+        return _unit64(*_hash(key, 0, _index(shape)))
+    return _unit32(bits(key, shape))
+
+
+def complex_normal(key: jax.Array, shape=(), dtype=None) -> jax.Array:
+    """Pairs of independent standard normals as complex numbers ``z1 + i z2``
+    (Box-Muller from the pair of uniforms of one hash; float64: of two hashes).
+
+    ``dtype`` is the real dtype (float32 gives complex64). Computing both normals of
+    a pair in one complex array costs one hash per pair.
+
+    Example:
+        >>> import jax
+        >>> z = complex_normal(jax.random.key(0), (20000,), "float32")
+        >>> z.dtype.name
+        'complex64'
+        >>> bool(abs(float(z.real.std()) - 1) < 0.05 and abs(float(z.imag.std()) - 1) < 0.05)
+        True
+    """
+    dtype = _float_dtype(dtype)
+    shape = tuple(shape)
+    if dtype == jnp.float64:
+        a, b = _hash(key, 0, 2 * _index(shape))
+        c, d = _hash(key, 0, 2 * _index(shape) + 1)
+        u1, u2 = _unit64(a, b), _unit64(c, d)
+        angle = 2.0 * math.pi * u2
+        cos, sin = jnp.cos(angle), jnp.sin(angle)
+    else:
+        a, b = _hash(key, 0, _index(shape))
+        u1, u2 = _unit32(a), _unit32(b)
+        cos, sin = _cis_2pi32(u2)
+    r = jnp.sqrt(-2.0 * jnp.log(u1))
+    return lax.complex(r * cos, r * sin)
 
 
 def normal(key: jax.Array, shape=(), dtype=None) -> jax.Array:
-    """Standard normal variates by inversion of :func:`uniform` (as
-    ``jax.random.normal`` does), from the cheaper counter-mode words.
+    """Standard normal variates: the parts of :func:`complex_normal` in turn.
 
     Example:
         >>> import jax
@@ -88,51 +289,148 @@ def normal(key: jax.Array, shape=(), dtype=None) -> jax.Array:
         >>> bool(abs(float(z.mean())) < 0.05 and abs(float(z.std()) - 1) < 0.05)
         True
     """
-    u = uniform(key, shape, dtype)
-    return jnp.sqrt(jnp.asarray(2.0, u.dtype)) * lax.erf_inv(2.0 * u - 1.0)
+    shape = tuple(shape)
+    n = math.prod(shape)
+    z = complex_normal(key, (-(-n // 2),), dtype)
+    return _interleave(jnp.real(z), jnp.imag(z), n, shape)
 
 
-def _candidates(key, d, c, n, extra=0):
-    """``n`` Marsaglia-Tsang candidates per element from ONE draw of uniforms (the
-    normals by inversion, as ``jax.random.normal`` does): key derivations cost as
-    much as the variates themselves, so one draw per round keeps the sampler cheap.
-    ``extra`` further uniforms per element are returned for the caller."""
-    u = uniform(key, (2 * n + extra,) + d.shape, d.dtype)
-    x = jnp.sqrt(jnp.asarray(2.0, d.dtype)) * lax.erf_inv(2.0 * u[:n] - 1.0)
+def from_complex_pairs(z: jax.Array, shape) -> jax.Array:
+    """Unpacks :func:`complex_normal` pairs (last axis) into real normals of ``shape``
+    (after any leading axes), as :func:`normal` lists them.
+
+    Example:
+        >>> import jax
+        >>> key = jax.random.key(0)
+        >>> z = from_complex_pairs(complex_normal(key, (3,)), (5,))
+        >>> bool((z == normal(key, (5,))).all())
+        True
+    """
+    shape = tuple(shape)
+    return _interleave(jnp.real(z), jnp.imag(z), math.prod(shape), shape)
+
+
+def _mt_candidate(k0, k1, rnd, index, d, c):
+    """Candidate ``rnd`` (0, 1, ...) of Marsaglia-Tsang for Gamma(d + 1/3) per element:
+    the value where accepted, -1 where rejected (one output array, so XLA hashes
+    once). It uses stream rnd + 1 (float64: 2 rnd + 1 and 2 rnd + 2) at ``index``."""
+    rnd = rnd.astype(jnp.uint32)
+    if d.dtype == jnp.float64:
+        a, b = _threefry2x32(k0, k1, 2 * rnd + 1, index)
+        x = _ndtri64(_unit64(a, b))
+        a, b = _threefry2x32(k0, k1, 2 * rnd + 2, index)
+        u = _unit64(a, b)
+    else:
+        a, b = _threefry2x32(k0, k1, rnd + 1, index)
+        x, u = _ndtri32(_unit32(a)), _unit32(b)
     v = (1.0 + c * x) ** 3
     vpos = jnp.where(v > 0, v, 1.0)
-    accept = (v > 0) & (jnp.log(u[n:2 * n]) < 0.5 * x * x + d - d * vpos + d * jnp.log(vpos))
-    first = jnp.argmax(accept, axis=0)
-    value = d * jnp.take_along_axis(vpos, first[None], axis=0)[0]
-    return value, jnp.any(accept, axis=0), u[2 * n:]
+    accept = (v > 0) & (jnp.log(u) < 0.5 * x * x + d - d * vpos + d * jnp.log(vpos))
+    return jnp.where(accept, d * vpos, -1.0).astype(d.dtype)
 
 
-def _gamma_ge1(key, a, extra=0):
-    """Gamma(a) for a >= 1 (elementwise), exact; plus ``extra`` uniforms per element."""
-    d = a - 1.0 / 3.0
-    c = 1.0 / jnp.sqrt(9.0 * d)
-    value, done, u_extra = _candidates(key, d, c, _N_CANDIDATES, extra)
+def _gamma_ge1(k0, k1, index, a, inputs):
+    """Gamma(a) for flat ``a`` >= 1 (n,), with key words and counter indices (n,).
 
-    def cond(state):
-        return ~jnp.all(state[1])
+    Candidate 0 for every element at once. While some are rejected, a pass gathers
+    up to ``_FALLBACK_BLOCKS`` segments of ``_SEGMENT`` elements that hold pending
+    ones and, in a small loop, draws the next candidate of the first pending element
+    of each segment (keyed by that element's own round count) until those segments
+    are done; a rare overflow of segments waits for the next pass. ``inputs(pos)``
+    gives (k0, k1, index, a) at flat positions ``pos``, gathered from arrays the
+    caller already holds, so the fallback materialises nothing of size n.
+    """
+    n = a.shape[0]
 
-    def body(state):
-        value, done, i = state
-        v, ok, _ = _candidates(jax.random.fold_in(key, i), d, c, _N_CANDIDATES)
-        value = jnp.where(done, value, v)
-        return value, done | ok, i + 1
+    def candidate(k0, k1, rnd, index, a):
+        d = a - 1.0 / 3.0
+        return _mt_candidate(k0, k1, rnd, index, d, lax.rsqrt(9.0 * d))
 
-    value, _, _ = lax.while_loop(cond, body, (value, done, jnp.int32(1)))
-    return value, u_extra
+    value = candidate(k0, k1, jnp.zeros((n,), jnp.uint32), index, a)
+    seg = min(_SEGMENT, n)
+    n_seg = -(-n // seg)
+    n_pick = min(n_seg, max(_FALLBACK_BLOCKS, n_seg // 8))
+    pad = n_seg * seg - n
+    if pad:  # padded slots hold an accepted dummy value
+        value = jnp.concatenate([value, jnp.ones((pad,), value.dtype)])
+    value = value.reshape(n_seg, seg)
+
+    def next_candidates(state):
+        sub, rows, last, rnd = state
+        pending = sub < 0
+        j = jnp.argmax(pending, axis=1).astype(jnp.int32)
+        rnd = jnp.where(j == last, rnd + 1, 1)
+        picked = [jnp.take_along_axis(x, j[:, None], axis=1)[:, 0] for x in rows]
+        cand = candidate(picked[0], picked[1], rnd, *picked[2:])
+        hit = (lax.iota(jnp.int32, seg)[None, :] == j[:, None]) & pending
+        return jnp.where(hit, cand[:, None], sub), rows, j, rnd
+
+    def fallback_pass(value):
+        pending = jnp.any(value < 0, axis=1)
+        # fill with the first segment: a repeat redoes the same draws, so it is harmless
+        pick = jnp.nonzero(pending, size=n_pick, fill_value=0)[0].astype(jnp.int32)
+        pos = jnp.minimum(pick[:, None] * seg + lax.iota(jnp.int32, seg)[None, :], n - 1)
+        state = (value[pick], list(inputs(pos)), jnp.full((n_pick,), -1, jnp.int32),
+                 jnp.zeros((n_pick,), jnp.int32))
+        state = lax.while_loop(lambda s: jnp.any(s[0] < 0), next_candidates, state)
+        return value.at[pick].set(state[0])
+
+    value = lax.while_loop(lambda v: jnp.any(v < 0), fallback_pass, value)
+    return value.reshape(-1)[:n]
+
+
+@functools.partial(jax.jit, static_argnames=("shape", "log"))
+def _gamma_flat(key, a, shape, log):
+    """Gamma(a) (or its log) for ``a`` broadcast to ``key.shape + shape``."""
+    kshape = key.shape
+    out_shape = kshape + shape
+    per = math.prod(shape)
+    k0, k1 = _key_words(key)
+    extra = (None,) * len(shape)
+    k0 = jnp.broadcast_to(k0[(..., *extra)], out_shape).reshape(-1)
+    k1 = jnp.broadcast_to(k1[(..., *extra)], out_shape).reshape(-1)
+    index = jnp.broadcast_to(_index(shape), out_shape).reshape(-1)
+    a = jnp.broadcast_to(a, out_shape).reshape(-1)
+    boost = a < 1.0
+    a_ge1 = jnp.where(boost, a + 1.0, jnp.maximum(a, 1.0))
+    w0, w1 = (w.reshape(-1) for w in _key_words(key))
+
+    def inputs(pos):
+        kpos = pos // per
+        return w0[kpos], w1[kpos], (pos % per).astype(jnp.uint32), a_ge1[pos]
+
+    g = _gamma_ge1(k0, k1, index, a_ge1, inputs)
+
+    def plain():
+        return jnp.log(g) if log else g
+
+    def with_boost():
+        w0, w1 = _threefry2x32(k0, k1, jnp.full(index.shape, _BOOST), index)
+        u = _unit64(w0, w1) if a.dtype == jnp.float64 else _unit32(w0)
+        # Gamma(a) = Gamma(a + 1) * U^(1/a) for a < 1 (in logs: U^(1/a) underflows)
+        boosted = jnp.log(g) + jnp.log(u) / jnp.where(a > 0, a, 1.0)
+        boosted = jnp.where(a > 0, boosted, -jnp.inf)
+        # elements with a >= 1 keep exactly the plain value, whichever branch runs
+        return jnp.where(boost, boosted if log else jnp.exp(boosted), plain())
+
+    # the boost is drawn only when some element needs it (a batch-wide test: under
+    # vmap over batched shapes it is always drawn)
+    return lax.cond(jnp.any(boost), with_boost, plain).reshape(out_shape)
+
+
+def _per_key_shape(key, a, shape):
+    if shape is None:
+        return a.shape[key.ndim:] if a.ndim >= key.ndim else a.shape
+    return tuple(shape)
 
 
 def log_gamma_variate(key: jax.Array, a: jax.Array, shape=None) -> jax.Array:
     """log of a Gamma(a, 1) variate, exact; stays finite for tiny ``a``.
 
     Args:
-        key: a JAX PRNG key.
-        a: shape parameter(s) > 0 (float array); broadcast to ``shape``.
-        shape: output shape (default ``a.shape``).
+        key: a JAX PRNG key, or an array of keys (their shape leads the result).
+        a: shape parameter(s) >= 0 (float array), broadcast to ``key.shape + shape``.
+        shape: the shape per key (default: ``a.shape`` after the key's axes).
 
     Returns:
         ``log G`` with ``G ~ Gamma(a, 1)``; ``-inf`` where ``a == 0``.
@@ -144,22 +442,16 @@ def log_gamma_variate(key: jax.Array, a: jax.Array, shape=None) -> jax.Array:
         (4,)
     """
     a = _as_float(a)
-    shape = a.shape if shape is None else tuple(shape)
-    a = jnp.broadcast_to(a, shape)
-    boost = a < 1.0
-    g, u = _gamma_ge1(key, jnp.where(boost, a + 1.0, jnp.maximum(a, 1.0)), extra=1)
-    # Gamma(a) = Gamma(a + 1) * U^(1/a) for a < 1 (done in logs: U^(1/a) underflows)
-    logg = jnp.log(g) + jnp.where(boost, jnp.log(u[0]) / jnp.where(a > 0, a, 1.0), 0.0)
-    return jnp.where(a > 0, logg, -jnp.inf)
+    return _gamma_flat(key, a, _per_key_shape(key, a, shape), log=True)
 
 
 def gamma(key: jax.Array, a: jax.Array, shape=None) -> jax.Array:
     """Gamma(a, 1) variates, exact, fast under ``vmap`` (Marsaglia-Tsang).
 
     Args:
-        key: a JAX PRNG key.
+        key: a JAX PRNG key, or an array of keys (their shape leads the result).
         a: shape parameter(s) >= 0; ``a == 0`` gives 0.
-        shape: output shape (default ``a.shape``).
+        shape: the shape per key (default: ``a.shape`` after the key's axes).
 
     Example:
         >>> import jax
@@ -170,7 +462,8 @@ def gamma(key: jax.Array, a: jax.Array, shape=None) -> jax.Array:
     References:
         Marsaglia, Tsang, ACM TOMS 26(3), 2000.
     """
-    return jnp.exp(log_gamma_variate(key, a, shape))
+    a = _as_float(a)
+    return _gamma_flat(key, a, _per_key_shape(key, a, shape), log=False)
 
 
 def chisquare(key: jax.Array, df: jax.Array, shape=None) -> jax.Array:

@@ -8,7 +8,9 @@ training set built by the regime from draws of generation t - 1.
 Randomness: chain i uses ``fold_in(key, i)``, which it splits once into a
 generation key and a human-data key; generation t uses ``fold_in(gen_key, t)``.
 A chain's trajectory therefore does not depend on how many chains run, how they
-are chunked over generations or sharded over devices.
+are chunked over generations or sharded over devices. Families with noise hooks
+(families/base.py) have the noise of blocks of generations drawn for all chains at
+once, from the same keys, so the scan over generations only does arithmetic.
 
 References:
     Shumailov et al., Nature 631 (2024); Gerstgrasser et al., arXiv 2404.01413;
@@ -29,15 +31,21 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxcollapse import random as jcr
 from jaxcollapse import regimes as rg
 from jaxcollapse import store as st
 from jaxcollapse._mesh import CHAIN_AXIS, resolve_mesh
 from jaxcollapse._progress import Progress
-from jaxcollapse.families.base import call_metric, uses_exact_path
+from jaxcollapse.families.base import call_metric, noise_hooks, uses_exact_path
 
 PyTree = Any
 
 _POOL_LIMIT_BYTES = 4 * 2**30
+# the noise of a block of generations for all chains (noise hooks) stays below this:
+# sample noise is read back soon enough to be in cache; the exact path's noise is
+# small and each block pays a fixed cost (the gamma fallback), so its blocks are long
+_NOISE_BLOCK_BYTES = {False: 8 * 2**20, True: 32 * 2**20}
+_NOISE_BLOCK_MIN = 4  # generations: shorter blocks cost more in loop overhead
 
 
 class SimulationResult(NamedTuple):
@@ -157,8 +165,11 @@ def _chain_init(cfg: _Config, chain_key, params0, human):
 
 
 def _chain_step(cfg: _Config, params0, human, carry, xs):
+    """One generation of one chain. ``xs`` is (t, m_t, alpha[, valid[, noise]]):
+    ``valid`` False leaves the state untouched (padding); ``noise`` is this
+    generation's draw of the family's noise hook, used instead of sampling here."""
     fam = cfg.family
-    t, m_t, alpha, valid = xs if len(xs) == 4 else (*xs, None)
+    t, m_t, alpha, valid, noise = (*xs, None, None)[:5]
     params = carry["params"]
     dt = _float_dtype(params)
     # one fold_in per derived key (not a split): keys a path does not use are
@@ -171,7 +182,8 @@ def _chain_step(cfg: _Config, params0, human, carry, xs):
     m_syn = m_t - k_h
 
     if cfg.exact:
-        syn = fam.sample_stats(k_syn, params, m_syn)
+        syn = fam.sample_stats(k_syn, params, m_syn) if noise is None else \
+            fam.stats_from_noise(params, noise, m_syn)
         if cfg.regime == "replace":
             st = syn
         elif cfg.regime == "mix":
@@ -183,7 +195,8 @@ def _chain_step(cfg: _Config, params0, human, carry, xs):
             new_carry["pool"] = st
         new_params = fam.fit_stats(st)
     else:
-        x = fam.sample(k_syn, params, cfg.n_max)
+        x = fam.sample(k_syn, params, cfg.n_max) if noise is None else \
+            fam.sample_from_noise(params, noise, cfg.n_max)
         w = (ar < m_syn).astype(dt)
         if cfg.regime == "replace":
             data, weights = x, w
@@ -216,6 +229,69 @@ def _chain_step(cfg: _Config, params0, human, carry, xs):
     return new_carry, out
 
 
+def _noise_block(cfg: _Config, dtype, n_chains: int, n_steps: int) -> int:
+    """Generations whose noise is drawn at once: as many as keep the block for all
+    chains under ``_NOISE_BLOCK_BYTES`` (measured from one noise draw's size)."""
+    draw = noise_hooks(cfg.family, cfg.exact)[0]
+    key = jax.random.key(0)
+    n = jnp.int32(cfg.n_max) if cfg.exact else cfg.n_max
+    shapes = jax.eval_shape(lambda k: draw(k, n, dtype), key)
+    per = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes)) * max(n_chains, 1)
+    return int(min(max(_NOISE_BLOCK_BYTES[cfg.exact] // max(per, 1), _NOISE_BLOCK_MIN),
+                   n_steps))
+
+
+def _scan_chains(cfg: _Config, params0, human, carry, xs):
+    """Runs the generations ``xs`` = (ts, ms, alphas[, valid]) for all chains (the
+    leading axis of ``carry``): ``vmap`` over chains of a ``lax.scan`` of
+    :func:`_chain_step`. Returns the final carry and outputs with leading axes
+    (chain, generation).
+
+    With a family's noise hooks (families/base.py), the generations run in blocks:
+    each block first draws the noise of all its generations and chains in one
+    vectorised call, keyed by ``fold_in(gen_key, t)`` exactly as
+    :func:`_chain_step` keys its own draw, then scans the cheap steps over it. A
+    chain's numbers therefore do not depend on the block size, on chunking or on
+    the other chains.
+    """
+    step = functools.partial(_chain_step, cfg, params0, human)
+    hooks = noise_hooks(cfg.family, cfg.exact)
+    if hooks is None:
+        return jax.vmap(lambda c: lax.scan(step, c, xs))(carry)
+    ts, ms, alphas = xs[:3]
+    valid = xs[3] if len(xs) > 3 else None
+    n_steps = ts.shape[0]
+    dtype = _float_dtype(params0)
+    block = _noise_block(cfg, dtype, carry["gen_key"].shape[0], n_steps)
+    n_blocks = -(-n_steps // block)
+    pad = n_blocks * block - n_steps
+    if pad:  # padded generations repeat the last one and leave the state untouched
+        valid = jnp.ones((n_steps,), bool) if valid is None else valid
+        ts, ms, alphas = (jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)])
+                          for x in (ts, ms, alphas))
+        valid = jnp.concatenate([valid, jnp.zeros((pad,), bool)])
+    # the keys of every (generation, chain), hashed once for the whole run (the
+    # barrier keeps XLA from re-hashing them inside every consumer)
+    keys = jcr.fold_in(carry["gen_key"][None, :], ts[:, None])
+    keys = jax.random.wrap_key_data(lax.optimization_barrier(jax.random.key_data(keys)))
+    blocked = jax.tree.map(lambda x: x.reshape((n_blocks, block) + x.shape[1:]),
+                           (ts, ms, alphas, valid, keys))
+
+    def run_block(carry, xb):
+        tb, mb, ab, vb, kb = xb  # kb: (generation, chain) keys
+        n = mb - rg.n_human(ab, mb) if cfg.regime == "mix" else mb
+        n = jnp.broadcast_to(n[:, None], kb.shape) if cfg.exact else cfg.n_max
+        noise = hooks[0](kb, n, dtype)
+        return jax.vmap(lambda c, z: lax.scan(step, c, (tb, mb, ab, vb, z)),
+                        in_axes=(0, 1), out_axes=(0, 1))(carry, noise)
+
+    carry, outs = lax.scan(run_block, carry, blocked)
+    outs = jax.tree.map(
+        lambda y: jnp.moveaxis(y.reshape((n_blocks * block,) + y.shape[2:])[:n_steps], 0, 1),
+        outs)
+    return carry, outs
+
+
 def _keep_if(valid):
     def pick(new, old):
         if jax.dtypes.issubdtype(new.dtype, jax.dtypes.prng_key):
@@ -230,13 +306,10 @@ def _run_chains(cfg, key, chain_ids, params0, alpha, sched, human):
     ts = jnp.arange(1, cfg.n_generations + 1, dtype=jnp.int32)
     alphas = jnp.broadcast_to(alpha, ts.shape)
 
-    def one_chain(cid):
-        carry, out0 = _chain_init(cfg, jax.random.fold_in(key, cid), params0, human)
-        step = functools.partial(_chain_step, cfg, params0, human)
-        _, outs = lax.scan(step, carry, (ts, sched, alphas))
-        return jax.tree.map(lambda a, b: jnp.concatenate([a[None], b], axis=0), out0, outs)
-
-    return jax.vmap(one_chain)(chain_ids)
+    carry, out0 = jax.vmap(
+        lambda cid: _chain_init(cfg, jax.random.fold_in(key, cid), params0, human))(chain_ids)
+    _, outs = _scan_chains(cfg, params0, human, carry, (ts, sched, alphas))
+    return jax.tree.map(lambda a, b: jnp.concatenate([a[:, None], b], axis=1), out0, outs)
 
 
 def _on_mesh(fn, mesh, n_sharded, n_args):
@@ -279,8 +352,7 @@ def _init_jit(cfg, mesh, key, chain_ids, params0, human):
 @functools.partial(jax.jit, static_argnames=("cfg", "mesh"), donate_argnames=("carry",))
 def _chunk_jit(cfg, mesh, carry, params0, ts, ms, alphas, valid, human):
     def body(carry, params0, ts, ms, alphas, valid, human):
-        step = functools.partial(_chain_step, cfg, params0, human)
-        return jax.vmap(lambda c: lax.scan(step, c, (ts, ms, alphas, valid)))(carry)
+        return _scan_chains(cfg, params0, human, carry, (ts, ms, alphas, valid))
 
     return _on_mesh(body, mesh, 1, 7)(carry, params0, ts, ms, alphas, valid, human)
 

@@ -115,3 +115,38 @@ def test_family_is_hashable_registered_and_validates():
     with pytest.raises(TypeError, match="GaussianParams"):
         fam.check_params("not params")
     assert fam.min_samples() == 3 and jc.Gaussian(dim=2, ddof=0).min_samples() == 2
+
+
+@pytest.mark.parametrize("d", [1, 3])
+def test_noise_hooks_compose_to_the_draws_and_batch_over_keys(d):
+    fam = jc.Gaussian(dim=d)
+    p = fam.params(mean=np.ones(d), cov=_spd(d, 6))
+    keys = jax.random.split(jax.random.key(3), 6)
+    n = jnp.array([0, 1, 2, 5, 9, 40])
+    noise = jax.jit(fam.stats_noise, static_argnums=2)
+    batched = noise(keys, n, p.mean.dtype)
+    one = jax.vmap(lambda k, m: noise(k, m, p.mean.dtype))(keys, n)
+    for u, v in zip(batched, one, strict=True):
+        np.testing.assert_array_equal(u, v)
+    via_noise = jax.vmap(lambda z, m: fam.stats_from_noise(p, z, m))(batched, n)
+    direct = jax.vmap(lambda k, m: fam.sample_stats(k, p, m))(keys, n)
+    for u, v in zip(via_noise, direct, strict=True):
+        np.testing.assert_array_equal(u, v)
+    z = fam.sample_noise(keys, 7, p.mean.dtype)
+    np.testing.assert_array_equal(jax.vmap(lambda z: fam.sample_from_noise(p, z, 7))(z),
+                                  jax.vmap(lambda k: fam.sample(k, p, 7))(keys))
+
+
+def test_float32_exact_statistics_have_the_law_of_sampled_ones():
+    # the suite runs in float64; the float32 samplers (the default precision) too
+    fam = jc.Gaussian(dim=1)
+    p = fam.params(dtype=jnp.float32)
+    keys = jax.random.split(jax.random.key(9), 20_000)
+    ex = jax.jit(jax.vmap(lambda k: fam.sample_stats(k, p, jnp.int32(20))))(keys)
+    sa = jax.jit(jax.vmap(lambda k: fam.stats(fam.sample(k, p, 20), jnp.ones(20, p.mean.dtype))))(
+        jax.random.split(jax.random.key(10), 20_000))
+    assert ex.scatter.dtype == jnp.float32 and sa.scatter.dtype == jnp.float32
+    # KS against the chi-square law (scatter ~ chi2(19)) and the normal law of the mean
+    for st in (ex, sa):
+        assert stats.kstest(np.asarray(st.scatter[:, 0, 0]), stats.chi2(19).cdf).pvalue > 1e-3
+        assert stats.kstest(np.asarray(st.mean[:, 0]) * np.sqrt(20), "norm").pvalue > 1e-3

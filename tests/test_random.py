@@ -1,4 +1,6 @@
-"""Exactness of the fast gamma / chi-square samplers (KS tests against scipy)."""
+"""Exactness of the samplers in jaxcollapse.random (KS tests against scipy with fixed
+keys, p > 0.001 each) and the properties the simulator relies on: the hash equals
+JAX's, and arrays of keys give element for element what vmap over the keys gives."""
 
 import jax
 import jax.numpy as jnp
@@ -13,20 +15,78 @@ N = 20_000
 # one compiled sampler for every shape parameter: a traced `a` does not recompile
 _gamma = jax.jit(jcr.gamma, static_argnums=2)
 _chisquare = jax.jit(jcr.chisquare, static_argnums=2)
+_normal = jax.jit(jcr.normal, static_argnums=(1, 2))
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 @pytest.mark.parametrize("a", [0.05, 0.5, 1.0, 1.5, 4.5, 49.5, 5000.0])
-def test_gamma_ks(a):
-    x = np.asarray(_gamma(jax.random.key(11), jnp.asarray(a), (N,)))
+def test_gamma_ks(a, dtype):
+    x = np.asarray(_gamma(jax.random.key(11), jnp.asarray(a, dtype), (N,)))
+    assert x.dtype == dtype
     assert np.all(np.isfinite(x)) and np.all(x >= 0)
-    # fixed key: a false failure at p < 0.001 has probability 0.001 per shape
-    assert stats.kstest(x, stats.gamma(a).cdf).pvalue > 1e-3
+    # values below the smallest normal number are flushed to 0 (1.3% of Gamma(0.05)
+    # in float32): the law to test against puts that mass at 0
+    tiny = np.finfo(dtype).tiny
+    law = stats.gamma(a)
+    # fixed key: a false failure at p < 0.001 has probability 0.001 per case
+    assert stats.kstest(x, lambda t: law.cdf(np.maximum(t, tiny))).pvalue > 1e-3
+    lx = np.asarray(jax.jit(jcr.log_gamma_variate, static_argnums=2)(
+        jax.random.key(12), jnp.asarray(a, dtype), (N,)), np.float64)
+    assert stats.kstest(lx, lambda t: law.cdf(np.exp(t))).pvalue > 1e-3
 
 
 @pytest.mark.parametrize("df", [1.0, 2.0, 9.0, 99.0])
 def test_chisquare_ks(df):
     x = np.asarray(_chisquare(jax.random.key(3), jnp.asarray(df), (N,)))
     assert stats.kstest(x, stats.chi2(df).cdf).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_normal_and_uniform_ks(dtype):
+    z = np.asarray(_normal(jax.random.key(4), (2 * N,), dtype))
+    assert z.dtype == dtype
+    assert stats.kstest(z[0::2], "norm").pvalue > 1e-3  # real parts of the pairs
+    assert stats.kstest(z[1::2], "norm").pvalue > 1e-3  # imaginary parts
+    # the two normals of a pair are independent: |z1| vs |z2| rank correlation ~ 0
+    # (se 1/sqrt(N); 4.5 se)
+    assert abs(stats.spearmanr(np.abs(z[0::2]), np.abs(z[1::2]))[0]) < 4.5 / np.sqrt(N)
+    u = np.asarray(jax.jit(jcr.uniform, static_argnums=(1, 2))(jax.random.key(4), (N,), dtype))
+    assert np.all((u > 0) & (u < 1)) and stats.kstest(u, "uniform").pvalue > 1e-3
+
+
+def test_normal_tails_match_the_normal_law():
+    # 2e6 draws: the tail counts beyond 3 and 4 sd against their binomial sd (5 sd)
+    z = np.asarray(_normal(jax.random.key(6), (2_000_000,), jnp.float32))
+    for c in (3.0, 4.0):
+        p = 2 * stats.norm.sf(c)
+        assert abs((np.abs(z) > c).mean() - p) < 5 * np.sqrt(p / z.size)
+
+
+def test_hash_and_fold_in_equal_jax():
+    keys = jax.random.split(jax.random.key(0), 1000)
+    data = jnp.arange(1000) * 7919
+    ours = jax.random.key_data(jax.jit(jcr.fold_in)(keys, data))
+    ref = jax.vmap(lambda k, d: jax.random.key_data(jax.random.fold_in(k, d)))(keys, data)
+    np.testing.assert_array_equal(ours, ref)
+    w = jcr.bits(jax.random.key(1), (7,))
+    ref = jnp.concatenate([jax.random.key_data(jax.random.fold_in(jax.random.key(1), i))
+                           for i in range(4)])[:7]
+    np.testing.assert_array_equal(w, ref)
+
+
+def test_arrays_of_keys_equal_vmap_and_do_not_depend_on_batching():
+    # shape 1: ~5% of first candidates are rejected, so the fallback runs
+    keys = jax.random.split(jax.random.key(2), 3000)
+    a = jnp.linspace(0.3, 3.0, 3000)
+    batched = jax.jit(jcr.gamma)(keys, a)
+    one_by_one = jax.jit(jax.vmap(jcr.gamma))(keys, a)
+    np.testing.assert_array_equal(batched, one_by_one)
+    np.testing.assert_array_equal(batched[:77], jax.jit(jcr.gamma)(keys[:77], a[:77]))
+    z = jax.jit(jcr.normal, static_argnums=1)(keys[:5], (3,))
+    np.testing.assert_array_equal(z, jax.vmap(lambda k: jcr.normal(k, (3,)))(keys[:5]))
+    # normals (stream 0) and gamma candidates (streams 1, 2, ...) of one key differ
+    g = jcr.gamma(keys[:5], 1.0)
+    assert not np.any(np.asarray(jcr.normal(keys[:5])) == np.asarray(g))
 
 
 def test_gamma_vmapped_shapes_and_zero_shape():
@@ -47,6 +107,13 @@ def test_log_gamma_tiny_shape_is_finite():
 
 def test_fallback_rounds_are_exact():
     # With shape 1 the acceptance rate is lowest (~0.95); over 2e5 draws the
-    # while-loop fallback runs for some elements; the law must still be exact.
-    x = np.asarray(_gamma(jax.random.key(5), jnp.asarray(1.0), (200_000,)))
+    # fallback runs many passes; the law must still be exact.
+    x = np.asarray(_gamma(jax.random.key(5), jnp.asarray(1.0, jnp.float32), (200_000,)))
     assert stats.kstest(x, stats.expon().cdf).pvalue > 1e-3
+
+
+def test_bad_dtype_and_key():
+    with pytest.raises(ValueError, match="dtype must be float32 or float64"):
+        jcr.normal(jax.random.key(0), (3,), jnp.int32)
+    with pytest.raises(TypeError, match="key must be a JAX PRNG key"):
+        jcr.normal(np.zeros(2, np.uint32), (3,))

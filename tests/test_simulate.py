@@ -2,6 +2,7 @@
 bad input. Monte Carlo comparisons use Z = 5 standard errors (false-failure rate
 ~6e-7 each) and KS tests at p > 0.001 with fixed keys."""
 
+import dataclasses
 import importlib
 
 import jax
@@ -120,6 +121,36 @@ def test_grid_over_sample_sizes_matches_theory():
 
 
 # -------------------------------------------------------------------- determinism
+
+
+@dataclasses.dataclass(frozen=True)
+class _WithoutNoiseHooks:
+    """A family without the noise hooks: simulate draws inside each step instead."""
+
+    family: object
+
+    def __getattr__(self, name):
+        if name in ("sample_noise", "sample_from_noise", "stats_noise", "stats_from_noise"):
+            raise AttributeError(name)
+        return getattr(self.family, name)
+
+
+@pytest.mark.parametrize("family, regime", [(EXACT, "replace"), (EXACT, jc.mix(0.3)),
+                                            (SAMPLES, "replace"), (SAMPLES, "accumulate")],
+                         ids=["exact-replace", "exact-mix", "samples-replace",
+                              "samples-accumulate"])
+def test_noise_blocks_give_the_numbers_of_per_step_draws(family, regime):
+    # noise drawn for blocks of generations and all chains at once (noise hooks)
+    # equals the draws each step would make; chunks of 7 cut across the blocks
+    kw = dict(n_generations=11, n_samples=9, n_chains=5, regime=regime, human_data=HUMAN,
+              metrics=["w2sq"])
+    hooks = jc.simulate(jax.random.key(12), family, P0, **kw)
+    plain = jc.simulate(jax.random.key(12), _WithoutNoiseHooks(family), P0, **kw)
+    chunked = jc.simulate(jax.random.key(12), family, P0, chunk_size=7, **kw)
+    for other in (plain, chunked):
+        np.testing.assert_allclose(hooks.params.cov, other.params.cov, rtol=1e-13)
+        np.testing.assert_allclose(hooks.params.mean, other.params.mean, rtol=1e-13,
+                                   atol=1e-15)
 
 
 def test_chain_results_do_not_depend_on_n_chains():

@@ -24,6 +24,21 @@ combines sufficient statistics instead of materialising samples (replace = the n
 statistics; accumulate = old + new; mix = human + synthetic), which costs O(1) in
 the number of samples per generation.
 
+Optional *noise hooks* let ``simulate`` draw the randomness of many generations
+and all chains in one vectorised call, leaving only cheap arithmetic to the scan
+over generations. They split a draw into its noise, whose law does not depend on
+the parameters, and a deterministic map:
+
+* ``sample_noise(key, n, dtype)`` and ``sample_from_noise(params, noise, n)`` with
+  ``sample(key, params, n) == sample_from_noise(params, sample_noise(key, n, dtype), n)``;
+* ``stats_noise(key, n, dtype)`` and ``stats_from_noise(params, noise, n)`` with the
+  same identity for ``sample_stats`` (exact path; the noise may depend on ``n``).
+
+A noise function must accept an array of keys (and, for ``stats_noise``, ``n`` of
+the same shape) and give, in front of every output, the keys' axes: element for
+element what ``vmap`` over the keys gives (``jaxcollapse.random`` samplers do this).
+Families without the hooks are simulated through ``sample`` / ``sample_stats``.
+
 Metrics are pure functions ``metric(params, params0) -> scalar``. Wrap one with
 :func:`with_key` if it needs randomness (it is then called as
 ``metric(key, params, params0)``) or with :func:`successive` if it compares each
@@ -115,6 +130,21 @@ def check_points(data: Any, dim: int, name: str = "data") -> jax.Array:
     if not np.all(np.isfinite(np.asarray(x))):
         raise ValueError(f"{name} must be finite; got NaN or inf")
     return x
+
+
+def noise_hooks(family: Any, exact: bool) -> tuple[Callable, Callable] | None:
+    """The (draw noise, apply noise) pair of ``family`` for the samples or exact path,
+    or ``None`` if it does not offer one (see the module docstring).
+
+    Example:
+        >>> import jaxcollapse as jc
+        >>> noise_hooks(jc.Gaussian(), exact=True)[1].__name__
+        'stats_from_noise'
+    """
+    names = ("stats_noise", "stats_from_noise") if exact else \
+        ("sample_noise", "sample_from_noise")
+    hooks = tuple(getattr(family, name, None) for name in names)
+    return hooks if all(callable(h) for h in hooks) else None
 
 
 def uses_exact_path(family: Any) -> bool:

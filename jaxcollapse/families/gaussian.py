@@ -265,12 +265,53 @@ class Gaussian:
     # -- the family contract -------------------------------------------------------------
 
     def sample(self, key, params: GaussianParams, n: int) -> jax.Array:
-        """``n`` draws, shape ``(n, d)``."""
+        """``n`` draws, shape ``(n, d)``: ``sample_from_noise`` of ``sample_noise``."""
+        return self.sample_from_noise(params, self.sample_noise(key, n, params.mean.dtype), n)
+
+    # -- noise hooks (base.py): a draw's randomness, apart from the parameters -------------
+
+    def sample_noise(self, key, n: int, dtype) -> jax.Array:
+        """The standard normals of ``n`` draws as complex pairs
+        (:func:`jaxcollapse.random.complex_normal`), shape ``key.shape + (ceil(n d / 2),)``.
+
+        Example:
+            >>> import jax
+            >>> Gaussian(dim=3).sample_noise(jax.random.key(0), 5, "float32").shape
+            (8,)
+        """
+        return jcr.complex_normal(key, (-(-n * self.dim // 2),), dtype)
+
+    def sample_from_noise(self, params: GaussianParams, noise, n: int) -> jax.Array:
+        """``n`` draws ``mean + A z`` (A A^T = cov) from :meth:`sample_noise` output."""
         if self.dim == 1:
-            z = jcr.normal(key, (n,), params.mean.dtype)
+            z = jcr.from_complex_pairs(noise, (n,))
             return (params.mean[0] + z * jnp.sqrt(jnp.clip(params.cov[0, 0], 0.0)))[:, None]
-        z = jcr.normal(key, (n, self.dim), params.mean.dtype)
+        z = jcr.from_complex_pairs(noise, (n, self.dim))
         return params.mean + _matvec(cov_sqrt(params.cov), z)
+
+    def stats_noise(self, key, n, dtype) -> tuple:
+        """The variates behind :meth:`sample_stats`, whose laws depend on ``n`` only:
+        normals ``z`` (d,), chi-squares with ``n - 1 - j`` degrees of freedom (d,) and,
+        for d > 1, normals (d, d) below the Bartlett diagonal. ``key`` may be an array
+        of keys with ``n`` of the same shape (both lead every output).
+
+        Example:
+            >>> import jax, jax.numpy as jnp
+            >>> keys = jax.random.split(jax.random.key(0), 4)
+            >>> z, chi2 = Gaussian(dim=1).stats_noise(keys, jnp.full(4, 10), "float32")
+            >>> z.shape, chi2.shape
+            ((4,), (4,))
+        """
+        d = self.dim
+        nf = jnp.asarray(n, dtype)
+        # normals on stream 0 and chi-squares on streams 1, 2, ... of the same key
+        if d == 1:
+            return (jcr.normal(key, (), dtype),
+                    jcr.chisquare(key, jnp.maximum(nf - 1.0, 0.0)))
+        df = nf[..., None] - 1.0 - jnp.arange(d, dtype=dtype)
+        chi2 = jcr.chisquare(key, jnp.maximum(df, 0.0))
+        z = jcr.normal(key, (d + d * d,), dtype)
+        return z[..., :d], chi2, z[..., d:].reshape(z.shape[:-1] + (d, d))
 
     def log_prob(self, params: GaussianParams, x) -> jax.Array:
         """Log density at ``x`` of shape ``(..., d)``.
@@ -322,7 +363,12 @@ class Gaussian:
         return self.fit_stats(self.stats(data, weights))
 
     def sample_stats(self, key, params: GaussianParams, n) -> GaussianStats:
-        """Exact law of the statistics of ``n`` draws (``n`` traced, may be 0 or 1).
+        """Exact law of the statistics of ``n`` draws (``n`` traced, may be 0 or 1):
+        ``stats_from_noise`` of ``stats_noise``."""
+        return self.stats_from_noise(params, self.stats_noise(key, n, params.mean.dtype), n)
+
+    def stats_from_noise(self, params: GaussianParams, noise, n) -> GaussianStats:
+        """The statistics of ``n`` draws from :meth:`stats_noise` output.
 
         mean ~ N(mu, S/n); scatter = A B B^T A^T with A A^T = S and B the Bartlett
         factor of Wishart(I, n - 1); for n - 1 < d the scatter is the (singular) sum
@@ -330,23 +376,20 @@ class Gaussian:
         """
         d = self.dim
         dtype = params.mean.dtype
-        kc, kz, kb = key, jax.random.fold_in(key, 1), jax.random.fold_in(key, 2)
         nf = jnp.asarray(n, dtype)
         if d == 1:  # scalars: normal + chi-square
+            z, chi2 = noise
             var = jnp.clip(params.cov[0, 0], 0.0)
-            z = jcr.normal(kz, (), dtype)
             mean = params.mean[0] + jnp.sqrt(var / jnp.maximum(nf, 1.0)) * z
-            sc = var * jcr.chisquare(kc, jnp.maximum(nf - 1.0, 0.0))
+            sc = var * chi2
             return GaussianStats(nf, jnp.where(nf > 0, mean, params.mean[0])[None],
                                  jnp.where(nf > 1, sc, 0.0)[None, None])
+        z, chi2, nrm = noise
         a = cov_sqrt(params.cov)
-        z = jcr.normal(kz, (d,), dtype)
         mean = params.mean + _matvec(a, z) / jnp.sqrt(jnp.maximum(nf, 1.0))
         df = nf - 1.0
         j = jnp.arange(d, dtype=dtype)
-        chi = jnp.sqrt(jcr.chisquare(kc, jnp.maximum(df - j, 0.0)))
-        nrm = jcr.normal(kb, (d, d), dtype)
-        bart = jnp.tril(nrm, -1) + jnp.diag(chi)
+        bart = jnp.tril(nrm, -1) + jnp.diag(jnp.sqrt(chi2))
         # singular case df < d (only one of the two branches is kept): the sum of
         # df outer products of standard normals, the rows of g
         g = nrm * (j < df)[:, None]
