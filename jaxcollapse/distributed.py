@@ -55,7 +55,12 @@ JAX_ENV_COORDINATOR = "JAX_COORDINATOR_ADDRESS"
 
 
 class ProcessInfo(NamedTuple):
-    """Where this process stands in a run: ``process_id`` of ``num_processes``."""
+    """Where this process stands in a run: ``process_id`` of ``num_processes``.
+
+    Example:
+        >>> ProcessInfo(process_id=0, num_processes=1, coordinator=None).num_processes
+        1
+    """
 
     process_id: int
     num_processes: int
@@ -262,7 +267,12 @@ def chain_block(n_chains: int, process_id: int, num_processes: int) -> tuple[int
 
 
 def shard_dir(out: str | os.PathLike, process_id: int, num_processes: int) -> Path:
-    """Where process ``process_id`` writes its shard of a run stored at ``out``."""
+    """Where process ``process_id`` writes its shard of a run stored at ``out``.
+
+    Example:
+        >>> shard_dir("runs/sweep", 1, 4).as_posix()
+        'runs/sweep/shards/process_00001_of_00004'
+    """
     return Path(out) / "shards" / f"process_{process_id:05d}_of_{num_processes:05d}"
 
 

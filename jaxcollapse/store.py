@@ -37,6 +37,10 @@ import numpy as np
 from jaxcollapse.io import load_json, save_json, save_npz
 
 FORMAT = "jaxcollapse.simulate-store/1"
+# public: the stored result and its loader; the rest is the machinery of simulate
+# (chunk writing, fingerprints, carries) and of distributed (merging shards)
+__all__ = ["StoredResult", "load_run"]
+
 MANIFEST = "manifest.json"
 
 
