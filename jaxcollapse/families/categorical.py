@@ -678,7 +678,7 @@ def _node_uniforms(kw, ids, r, dtype):
     return _word_uniform(w0, w1, dtype), _word_uniform(w1, w0, dtype)
 
 
-def _finish_nodes(kw, ids, n, q, small):
+def _finish_nodes(kw, ids, n, q, small, inversion=True, btrs=True):
     # Binomial(n, q), q <= 1/2, from the node's own counter words: inversion where
     # ``small``, else BTRS with tries from counters (0, id), (1, id), ... Every
     # element's draw is a function of its own (key, id, n, q) only. The first steps
@@ -697,9 +697,14 @@ def _finish_nodes(kw, ids, n, q, small):
         nxt = pmf * (ns - k) / (k + 1) * r
         return jnp.where(go, k + 1, k), jnp.where(go, nxt, pmf), jnp.where(go, cdf + nxt, cdf)
 
-    for _ in range(_FINISH_UNROLL):
-        state = step(state)
-    k_inv = lax.while_loop(lambda c: jnp.any((u > c[2]) & (c[0] < ns)), step, state)[0]
+    if inversion:
+        for _ in range(_FINISH_UNROLL):
+            state = step(state)
+        k_inv = lax.while_loop(lambda c: jnp.any((u > c[2]) & (c[0] < ns)), step, state)[0]
+    else:
+        k_inv = jnp.zeros_like(n)
+    if not btrs:
+        return k_inv
 
     consts = _btrs_constants(jnp.where(small, 100.0, n), jnp.where(small, 0.5, q))
     k, acc = _btrs_try(u, v, *consts)
@@ -750,15 +755,21 @@ def _level_first_pass(kw, s, n, tot, left_and_right):
         go = (u > cdf) & (k < ns)
         pmf = pmf * (ns - k) / (k + 1) * r
         k, cdf = jnp.where(go, k + 1, k), jnp.where(go, cdf + pmf, cdf)
-    need = ~small | ((u > cdf) & (k < ns))
-    pos, cnt = _row_exclusive_prefix(need.astype(jnp.int32))
-    offset = jnp.cumsum(cnt) - cnt
     size = c * w
-    dest = jnp.where(need, pos + offset[:, None], size).reshape(-1)
-    order = jnp.full((size + _CHUNKS[-1],), size, jnp.int32).at[dest].set(
-        jnp.arange(size, dtype=jnp.int32), mode="drop")
+
+    def listed(need):
+        # Flat indices of the needy nodes, in order, then padding (index ``size``).
+        pos, cnt = _row_exclusive_prefix(need.astype(jnp.int32))
+        dest = jnp.where(need, pos + (jnp.cumsum(cnt) - cnt)[:, None], size).reshape(-1)
+        order = jnp.full((size + _CHUNKS[-1],), size, jnp.int32).at[dest].set(
+            jnp.arange(size, dtype=jnp.int32), mode="drop")
+        return order, jnp.sum(cnt)
+
+    # Two lists: BTRS nodes and unfinished inversions (each finisher runs one
+    # method only).
+    lists = (listed(~small), listed((u > cdf) & (k < ns)))
     inputs = tuple(jnp.broadcast_to(x, (c, w)).reshape(-1) for x in (kw[0], kw[1], ids, n, qq))
-    return k.reshape(-1), jnp.broadcast_to(flip, (c, w)), order, jnp.sum(cnt), inputs
+    return k.reshape(-1), jnp.broadcast_to(flip, (c, w)), lists, inputs
 
 
 @functools.partial(jax.jit, static_argnames=("chunk",))
@@ -767,11 +778,12 @@ def _gather_chunk(inputs, order, start, *, chunk):
     return idx, tuple(x.at[idx].get(mode="fill", fill_value=0) for x in inputs)
 
 
-@jax.jit
-def _finish_chunk(k0, k1, ids, n, qq):
-    # One compilation a chunk size and dtype; a node's draw is a function of its own
-    # inputs, so the chunk it lands in does not matter (padding: n = 0).
-    return _finish_nodes((k0, k1), ids, n, qq, n * qq < _SMALL_MEAN)
+@functools.partial(jax.jit, static_argnames=("large",))
+def _finish_chunk(k0, k1, ids, n, qq, *, large):
+    # One compilation a chunk size, kind and dtype; a node's draw is a function of
+    # its own inputs, so the chunk it lands in does not matter (padding: n = 0).
+    return _finish_nodes((k0, k1), ids, n, qq, n * qq < _SMALL_MEAN, inversion=not large,
+                         btrs=large)
 
 
 @jax.jit
@@ -788,8 +800,14 @@ def _level_children(k, flip, n):
 
 
 def _level_binomials(kw, s, n, tot, left_and_right):
-    k, flip, order, total, inputs = _level_first_pass(kw, s, n, tot, left_and_right)
-    total, start = int(total), 0
+    k, flip, lists, inputs = _level_first_pass(kw, s, n, tot, left_and_right)
+    for large, (order, total) in zip((True, False), lists, strict=True):
+        k = _finish_listed(k, inputs, order, int(total), large)
+    return _level_children(k, flip, n)
+
+
+def _finish_listed(k, inputs, order, total, large):
+    start = 0
     while start < total:
         # The smallest chunk that holds the rest if at most 4x too big, else the
         # largest that the rest fills.
@@ -800,9 +818,9 @@ def _level_binomials(kw, s, n, tot, left_and_right):
         else:
             chunk = max(c for c in _CHUNKS if c <= rest)
         idx, args = _gather_chunk(inputs, order, start, chunk=chunk)
-        k = _scatter_chunk(k, idx, _finish_chunk(*args))
+        k = _scatter_chunk(k, idx, _finish_chunk(*args, large=large))
         start += chunk
-    return _level_children(k, flip, n)
+    return k
 
 
 def _pair_sums(x):
