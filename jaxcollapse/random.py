@@ -477,3 +477,52 @@ def chisquare(key: jax.Array, df: jax.Array, shape=None) -> jax.Array:
     """
     df = _as_float(df)
     return 2.0 * gamma(key, 0.5 * df, shape)
+
+
+# Threefry-2x32 rotation constants (Salmon et al. 2011; as in jax.random).
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+
+
+def threefry_words(key_words: tuple, x0: jax.Array, x1: jax.Array) -> tuple:
+    """Threefry-2x32 (20 rounds) of the counter pair ``(x0, x1)`` under a raw key.
+
+    Elementwise with broadcasting, so one call hashes a different counter (and, if
+    wanted, a different key) for every element; written out in ``jnp`` integer
+    ops it fuses into one vectorised loop, several times cheaper on CPU than
+    ``vmap``-ing ``jax.random.fold_in`` over the same counters. With ``x0 = 0`` it
+    equals ``jax.random.key_data(jax.random.fold_in(key, x1))``, so counters
+    ``(r, i)`` give independent words for every pair.
+
+    Args:
+        key_words: ``(k0, k1)``, the two uint32 words of a Threefry key
+            (``jax.random.key_data(key)``), arrays broadcastable with the counters.
+        x0, x1: uint32 counter words.
+
+    Returns:
+        The two uint32 output words, each of the broadcast shape.
+
+    References:
+        Salmon et al. Parallel random numbers: as easy as 1, 2, 3 (SC 2011).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> key = jax.random.key(0)
+        >>> k0, k1 = jax.random.key_data(key)
+        >>> w = threefry_words((k0, k1), jnp.uint32(0), jnp.arange(3, dtype=jnp.uint32))
+        >>> ref = jax.vmap(lambda i: jax.random.key_data(jax.random.fold_in(key, i)))(
+        ...     jnp.arange(3))
+        >>> bool((w[0] == ref[:, 0]).all() and (w[1] == ref[:, 1]).all())
+        True
+    """
+    k0, k1 = (jnp.asarray(k, jnp.uint32) for k in key_words)
+    x0, x1 = jnp.asarray(x0, jnp.uint32), jnp.asarray(x1, jnp.uint32)
+    ks = (k0, k1, k0 ^ k1 ^ jnp.uint32(0x1BD11BDA))
+    x0, x1 = x0 + k0, x1 + k1
+    for i in range(5):
+        for r in _ROTATIONS[i % 2]:
+            x0 = x0 + x1
+            x1 = (x1 << jnp.uint32(r)) | (x1 >> jnp.uint32(32 - r))
+            x1 = x0 ^ x1
+        x0 = x0 + ks[(i + 1) % 3]
+        x1 = x1 + ks[(i + 2) % 3] + jnp.uint32(i + 1)
+    return x0, x1

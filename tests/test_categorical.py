@@ -310,7 +310,7 @@ def test_wright_fisher_chain_independent_of_shrinking_support():
     p0 = cat.zipf(2000, 1.1)
     kw = dict(n_generations=12, n_samples=30)
     a = cat.wright_fisher(jax.random.key(5), p0, n_chains=2, **kw)
-    b = cat.wright_fisher(jax.random.key(5), p0, n_chains=7, **kw)
+    b = cat.wright_fisher(jax.random.key(5), p0, n_chains=20, **kw)
     surv = np.asarray(b.metrics["survivors"])
     assert len(np.unique(surv[:, -1])) > 1
     assert np.any(a.capacity != b.capacity)
@@ -328,3 +328,26 @@ def test_simulate_chain_does_not_depend_on_n_chains(method, regime):
     np.testing.assert_array_equal(np.asarray(a.params.probs), np.asarray(b.params.probs[:2]))
     _assert_first_chains_equal(a.metrics, b.metrics, 2)
     assert len(np.unique(np.asarray(b.metrics["survivors"])[:, -1])) > 1
+
+
+def test_wright_fisher_tree_counts_match_multinomial():
+    # The tree sampler of wright_fisher on its own: every category's count against
+    # Binomial(M, p_i) (chi-square), a covariance against -M p_i p_j, and integer
+    # pools (later generations) against their frequencies. Means span inversion
+    # (< 10) and BTRS, and chains pass through the chunked finishing path.
+    chains, m = 4096, 300
+    p = np.array([0.42, 0.25, 0.0, 0.13, 0.1, 0.06, 0.03, 0.01])
+    kw = cat._generation_words(jax.random.key_data(
+        jax.vmap(jax.random.fold_in, (None, 0))(jax.random.key(41), jnp.arange(chains))),
+        jnp.uint32(1))
+    pools = [jnp.asarray(p, jnp.float32)[None],
+             jnp.broadcast_to(jnp.asarray(np.round(p * 1000), jnp.float32), (chains, 8))]
+    for pool in pools:
+        c = np.asarray(cat._tree_counts(kw, m, cat._pair_sums(pool)))
+        probs = np.asarray(pool[0]) / np.asarray(pool[0]).sum()
+        assert np.all(c.sum(1) == m) and np.all(c[:, 2] == 0)
+        for j in (0, 1, 3, 4, 5, 6, 7):
+            obs = np.bincount(c[:, j].astype(int), minlength=m + 1)
+            assert _chisq_p(obs, st.binom.pmf(np.arange(m + 1), m, probs[j])) > 1e-3, j
+        prod = (c[:, 0] - m * probs[0]) * (c[:, 3] - m * probs[3])
+        assert abs(prod.mean() + m * probs[0] * probs[3]) <= Z * prod.std() / np.sqrt(chains)

@@ -38,6 +38,7 @@ import numpy as np
 from jax import lax
 
 from jaxcollapse._progress import Progress
+from jaxcollapse.random import threefry_words
 
 __all__ = [
     "Categorical",
@@ -657,41 +658,227 @@ class WrightFisherResult(NamedTuple):
     capacity: np.ndarray
 
 
-def _slot_sums(terms, n_live):
-    # Sums over the last (slot) axis of ``terms`` (n_terms, n_chains, capacity),
-    # added one slot at a time, in slot order, up to the live count. The live
-    # slots are packed at the front (in a chain-specific order) and the rest hold
-    # exact zeros, so a chain's sums do not depend on the capacity, which all
-    # chains set together. A pairwise tree would not do: fused into its adds, a
-    # product becomes an FMA whose partner, and so rounding, depends on the
-    # capacity; the loop boundary materialises the terms first.
-    x = jnp.moveaxis(terms, -1, 0)
+# Unrolled inversion steps of the first pass over a tree level: they finish almost
+# every node of small mean; the rest (and the BTRS nodes) are gathered and finished
+# in chunks whose sizes come from _CHUNKS (one compilation each, whatever the
+# number of chains, categories or the level).
+_UNROLL = 6
+_FINISH_UNROLL = 20
+_CHUNKS = (2**10, 2**13, 2**16)
+
+
+def _word_uniform(w0, w1, dtype):
+    # Uniforms on (0, 1) as in jaxcollapse.random.uniform: 23 bits of w0 in float32,
+    # 52 bits of (w0, w1) in float64.
+    if dtype == jnp.float64:
+        m = (w0.astype(jnp.uint64) << 20) | (w1.astype(jnp.uint64) >> 12)
+        return (m.astype(jnp.float64) + 0.5) * 2.0**-52
+    return ((w0 >> 9).astype(jnp.float32) + 0.5) * jnp.float32(2.0**-23)
+
+
+def _node_uniforms(kw, ids, r, dtype):
+    # The (u, v) pair of try r of the nodes ``ids`` under the chain keys ``kw``:
+    # counter (r, id) in float32, (2r, id) and (2r + 1, id) in float64.
+    if dtype == jnp.float64:
+        a = threefry_words(kw, 2 * r, ids)
+        b = threefry_words(kw, 2 * r + 1, ids)
+        return _word_uniform(*a, dtype), _word_uniform(*b, dtype)
+    w0, w1 = threefry_words(kw, r, ids)
+    return _word_uniform(w0, w1, dtype), _word_uniform(w1, w0, dtype)
+
+
+def _finish_nodes(kw, ids, n, q, small, inversion=True, btrs=True):
+    # Binomial(n, q), q <= 1/2, from the node's own counter words: inversion where
+    # ``small``, else BTRS with tries from counters (0, id), (1, id), ... Every
+    # element's draw is a function of its own (key, id, n, q) only. The first steps
+    # and tries are unrolled: a loop iteration costs far more than the arithmetic
+    # on these small batches, so the loops almost never run.
+    dtype = n.dtype
+    u, v = _node_uniforms(kw, ids, jnp.uint32(0), dtype)
+    ns, qs = jnp.where(small, n, 0.0), jnp.where(small, q, 0.0)
+    r = qs / (1 - qs)
+    pmf = jnp.exp(ns * jnp.log1p(-qs))
+    state = (jnp.zeros_like(n), pmf, pmf)
+
+    def step(c):
+        k, pmf, cdf = c
+        go = (u > cdf) & (k < ns)
+        nxt = pmf * (ns - k) / (k + 1) * r
+        return jnp.where(go, k + 1, k), jnp.where(go, nxt, pmf), jnp.where(go, cdf + nxt, cdf)
+
+    if inversion:
+        for _ in range(_FINISH_UNROLL):
+            state = step(state)
+        k_inv = lax.while_loop(lambda c: jnp.any((u > c[2]) & (c[0] < ns)), step, state)[0]
+    else:
+        k_inv = jnp.zeros_like(n)
+    if not btrs:
+        return k_inv
+
+    consts = _btrs_constants(jnp.where(small, 100.0, n), jnp.where(small, 0.5, q))
+    k, acc = _btrs_try(u, v, *consts)
+    acc = acc | small
 
     def body(c):
-        j, acc = c
-        return j + 1, acc + x[j]
+        k, acc, r = c
+        un, vn = _node_uniforms(kw, ids, r, dtype)
+        kn, an = _btrs_try(un, vn, *consts)
+        return jnp.where(acc, k, kn), acc | an, r + 1
 
-    return lax.while_loop(lambda c: c[0] < n_live, body,
-                          (jnp.int32(0), jnp.zeros(x.shape[1:], x.dtype)))[1]
+    k = lax.while_loop(lambda c: jnp.any(~c[1]), body, body((k, acc, jnp.uint32(1))))[0]
+    return jnp.where(small, k_inv, k)
 
 
-def _compact_metrics(p, p0c, p0_sorted):
-    # Metrics from the live slots only (packed, p0c zero elsewhere): mass of p0
+def _row_exclusive_prefix(x):
+    # Exclusive prefix sums along the last axis (a power of two) by a tree of
+    # pairwise sums, then a top-down pass: cheaper than jnp.cumsum on CPU.
+    levels = [x]
+    while levels[-1].shape[-1] > 1:
+        lv = levels[-1]
+        levels.append(lv[..., 0::2] + lv[..., 1::2])
+    p = jnp.zeros_like(levels[-1])
+    for lv in levels[-2::-1]:
+        p = jnp.stack([p, p + lv[..., 0::2]], -1).reshape(lv.shape)
+    return p, levels[-1][..., 0]
+
+
+@jax.jit
+def _level_first_pass(kw, s, n, tot, left_and_right):
+    # Tree level s: node a (counter id 32 a + s, the same node whatever the width)
+    # sends Binomial(n, left mass / its mass) draws to its left child. A few
+    # inversion steps from each node's try-0 uniform finish most nodes; the rest
+    # are listed (flat indices, in order) for _finish_chunk.
+    c, w = n.shape
+    ids = jnp.arange(w, dtype=jnp.uint32)[None] * jnp.uint32(32) + s
+    left = left_and_right[:, 0::2]
+    q = jnp.clip(jnp.where(tot > 0, left / jnp.where(tot > 0, tot, 1.0), 0.0), 0.0, 1.0)
+    flip = q > 0.5
+    qq = jnp.broadcast_to(jnp.clip(jnp.where(flip, 1.0 - q, q), 0.0, 0.5), (c, w))
+    small = n * qq < _SMALL_MEAN
+    u = _node_uniforms(kw, ids, jnp.uint32(0), n.dtype)[0]
+    ns, qs = jnp.where(small, n, 0.0), jnp.where(small, qq, 0.0)
+    r = qs / (1 - qs)
+    pmf = jnp.exp(ns * jnp.log1p(-qs))
+    k, cdf = jnp.zeros_like(n), pmf
+    for _ in range(_UNROLL):
+        go = (u > cdf) & (k < ns)
+        pmf = pmf * (ns - k) / (k + 1) * r
+        k, cdf = jnp.where(go, k + 1, k), jnp.where(go, cdf + pmf, cdf)
+    size = c * w
+
+    def listed(need):
+        # Flat indices of the needy nodes, in order, then padding (index ``size``).
+        pos, cnt = _row_exclusive_prefix(need.astype(jnp.int32))
+        dest = jnp.where(need, pos + (jnp.cumsum(cnt) - cnt)[:, None], size).reshape(-1)
+        order = jnp.full((size + _CHUNKS[-1],), size, jnp.int32).at[dest].set(
+            jnp.arange(size, dtype=jnp.int32), mode="drop")
+        return order, jnp.sum(cnt)
+
+    # Two lists: BTRS nodes and unfinished inversions (each finisher runs one
+    # method only).
+    lists = (listed(~small), listed((u > cdf) & (k < ns)))
+    inputs = tuple(jnp.broadcast_to(x, (c, w)).reshape(-1) for x in (kw[0], kw[1], ids, n, qq))
+    return k.reshape(-1), jnp.broadcast_to(flip, (c, w)), lists, inputs
+
+
+@functools.partial(jax.jit, static_argnames=("chunk",))
+def _gather_chunk(inputs, order, start, *, chunk):
+    idx = lax.dynamic_slice(order, (start,), (chunk,))
+    return idx, tuple(x.at[idx].get(mode="fill", fill_value=0) for x in inputs)
+
+
+@functools.partial(jax.jit, static_argnames=("large",))
+def _finish_chunk(k0, k1, ids, n, qq, *, large):
+    # One compilation a chunk size, kind and dtype; a node's draw is a function of
+    # its own inputs, so the chunk it lands in does not matter (padding: n = 0).
+    return _finish_nodes((k0, k1), ids, n, qq, n * qq < _SMALL_MEAN, inversion=not large,
+                         btrs=large)
+
+
+@jax.jit
+def _scatter_chunk(k, idx, vals):
+    return k.at[idx].set(vals, mode="drop")
+
+
+@jax.jit
+def _level_children(k, flip, n):
+    # (left, right) = (b, n - b), interleaved.
+    c, w = n.shape
+    b = jnp.where(flip, n - k.reshape(c, w), k.reshape(c, w))
+    return jnp.stack([b, n - b], -1).reshape(c, 2 * w)
+
+
+def _level_binomials(kw, s, n, tot, left_and_right):
+    k, flip, lists, inputs = _level_first_pass(kw, s, n, tot, left_and_right)
+    for large, (order, total) in zip((True, False), lists, strict=True):
+        k = _finish_listed(k, inputs, order, int(total), large)
+    return _level_children(k, flip, n)
+
+
+def _finish_listed(k, inputs, order, total, large):
+    start = 0
+    while start < total:
+        # The smallest chunk that holds the rest if at most 4x too big, else the
+        # largest that the rest fills.
+        rest = total - start
+        fits = [c for c in _CHUNKS if c >= rest]
+        if fits and (fits[0] <= 4 * rest or fits[0] == _CHUNKS[0]):
+            chunk = fits[0]
+        else:
+            chunk = max(c for c in _CHUNKS if c <= rest)
+        idx, args = _gather_chunk(inputs, order, start, chunk=chunk)
+        k = _scatter_chunk(k, idx, _finish_chunk(*args, large=large))
+        start += chunk
+    return k
+
+
+def _pair_sums(x):
+    # Sums of adjacent pairs, level by level, down to one value: levels[s] has the
+    # masses of the blocks of 2^s slots.
+    levels = [x]
+    while levels[-1].shape[-1] > 1:
+        lv = levels[-1]
+        levels.append(lv[..., 0::2] + lv[..., 1::2])
+    return levels
+
+
+def _tree_counts(kw, n_draws, levels):
+    # Multinomial counts over the slots by conditional binomials down a binary
+    # tree: a node with n draws sends Binomial(n, left mass / its mass) of them to
+    # its left child. The tree pairs adjacent slots bottom-up, so a block of slots
+    # is the same node whatever the width: a chain whose live slots are packed at
+    # the front sees only deterministic splits (all to the left) above them.
+    h = len(levels) - 1
+    c = kw[0].shape[0]
+    n = jnp.full((c, 1), n_draws, levels[0].dtype)
+    for s in range(h, 0, -1):
+        n = _level_binomials(kw, jnp.uint32(s), n, levels[s], levels[s - 1])
+    return n
+
+
+def _tree_sum(x):
+    # Sum over the last axis by adjacent pairs: the same additions for a chain's
+    # packed slots whatever the width (the padding adds exact zeros). The barrier
+    # keeps products out of the adds (an FMA would round differently).
+    return _pair_sums(lax.optimization_barrier(x))[-1][..., 0]
+
+
+def _wf_metrics(pool, p0c, p0_sorted):
+    # Metrics from the slots (p0c: p0 of the live slots, zero elsewhere): mass of p0
     # outside them is lost mass.
+    p = pool / _tree_sum(pool)[:, None]
     alive = p > 0
-    survivors = jnp.sum(alive, -1)
-    n_live = jnp.max(survivors).astype(jnp.int32)
     safe = jnp.where(alive, p, 1.0)
-    inside, neg_ent, sq, dist = _slot_sums(jnp.stack([
-        p0c, jnp.where(alive, p * jnp.log(safe), 0.0), p * p, jnp.abs(p - p0c)]), n_live)
+    inside, neg_ent, sq, dist = _tree_sum(jnp.stack([
+        p0c, jnp.where(alive, p * jnp.log(safe), 0.0), p * p, jnp.abs(p - p0c)]))
     z = jnp.where(inside > 0, inside, 1.0)[..., None]
     p0s = p0c / z
-    kl = _slot_sums(jnp.where(p0s > 0, p0s * jnp.log(jnp.where(p0s > 0, p0s, 1.0) / safe),
-                              0.0)[None], n_live)[0]
+    kl = _tree_sum(jnp.where(p0s > 0, p0s * jnp.log(jnp.where(p0s > 0, p0s, 1.0) / safe),
+                             0.0))
     t = jnp.min(jnp.where(alive, p0c, jnp.inf), -1)
     rank = p0_sorted.shape[0] - jnp.searchsorted(p0_sorted, t, side="left")
     return {
-        "survivors": survivors.astype(p.dtype),
+        "survivors": jnp.sum(alive, -1).astype(p.dtype),
         "lost_mass": jnp.maximum(1.0 - inside, 0.0),
         "entropy": -neg_ent,
         "heterozygosity": 1.0 - sq,
@@ -701,72 +888,49 @@ def _compact_metrics(p, p0c, p0_sorted):
     }
 
 
-def _first_counts(keys, p0, m):
-    # Generation 1 when K is much larger than M: M inverse-CDF draws a chain are
-    # cheaper than K - 1 binomials; all chains share p0, each draws from its own key.
-    cdf = jnp.cumsum(p0)
-    last = p0.shape[0] - 1 - jnp.argmax((p0 > 0)[::-1])
-
-    def one(key):
-        u = jax.random.uniform(key, (m,), p0.dtype) * cdf[-1]
-        idx = jnp.minimum(jnp.searchsorted(cdf, u, side="right"), last)
-        # Integer-valued sums: exact in any order.
-        return jnp.zeros(p0.shape, p0.dtype).at[idx].add(1.0)
-
-    return jax.vmap(one)(keys)
+@jax.jit
+def _generation_words(chain_kw, t):
+    # Chain i's generation-t key words: those of fold_in(fold_in(key, i), t).
+    w0, w1 = threefry_words((chain_kw[:, 0], chain_kw[:, 1]), jnp.uint32(0), t)
+    return w0[:, None], w1[:, None]
 
 
-def _keyed_counts(k_u, k_bt, cat_id, n, w, rest):
-    # Multinomial counts in slot order whose random numbers for a category come
-    # from its chain's key folded with the category's original index: a chain's
-    # draws depend on its own key and its live categories, not on their slots or
-    # on the other chains. ``w``, ``rest``, ``cat_id``: (n_chains, capacity).
-    per_slot = jax.vmap(jax.vmap(lambda k, c: jax.random.fold_in(k, c), (None, 0)), (0, 0))
-    u = jax.vmap(lambda k: jax.random.uniform(k, (), w.dtype))(
-        per_slot(k_u, cat_id).reshape(-1)).reshape(w.shape)
-    ids = cat_id.T
-
-    def step_key(j):
-        # BTRS keys, derived only when some element needs that branch.
-        return lambda: jax.vmap(jax.random.fold_in)(k_bt, ids[j])
-
-    counts = _conditional_binomials(jnp.full(w.shape[:1], n, w.dtype), w.T, rest.T, u.T,
-                                    step_key)
-    return counts.T
+_level_masses = jax.jit(_pair_sums)
 
 
-@functools.partial(jax.jit, static_argnames=("n_samples", "accumulate", "first", "from_p0"))
-def _wf_step(keys, pool, cat_id, p0c, p0, p0_sorted, *, n_samples, accumulate, first,
-             from_p0):
-    # ``keys``: (n_chains,) generation keys, fold_in(fold_in(key, i), t).
-    fold = jax.vmap(jax.random.fold_in, (0, None))
-    k_u, k_bt = fold(keys, 0), fold(keys, 1)
-    if first:
-        counts = _first_counts(k_u, p0, n_samples)
-    else:
-        if from_p0:
-            # All chains share p0: its suffix sums are computed once, unbatched.
-            w = jnp.broadcast_to(p0, pool.shape)
-            rest = jnp.broadcast_to(jnp.cumsum(p0[::-1])[::-1], pool.shape)
-        else:
-            # Integer-valued counts: the suffix sums are exact in any order, so each
-            # chain's ratios do not depend on the capacity.
-            w = pool
-            rest = jnp.cumsum(pool[..., ::-1], -1)[..., ::-1]
-        counts = _keyed_counts(k_u, k_bt, cat_id, n_samples, w, rest)
+@functools.partial(jax.jit, static_argnames=("accumulate", "pack"))
+def _wf_update(pool, counts, cat_id, p0_pad, p0_sorted, *, accumulate, pack):
     pool = pool + counts if accumulate else counts
-    # Pack each chain's live categories to the front in their original order (a
-    # stable sort): slot order, and hence every reduction, is then a function of the
-    # chain's own live set.
-    # Cheaper than a sort: live slot j goes to slot (live slots before it); the rest
-    # are zero padding (a padding slot's category id only keys a zero count).
     alive = pool > 0
-    dest = jnp.where(alive, jnp.cumsum(alive, -1) - 1, pool.shape[-1])
-    rows = jnp.arange(pool.shape[0])[:, None]
-    pack = lambda x: jnp.zeros_like(x).at[rows, dest].set(x, mode="drop")
-    pool, cat_id, p0c = pack(pool), pack(cat_id), pack(p0c)
-    probs = pool / jnp.sum(pool, -1, keepdims=True)
-    return pool, cat_id, p0c, _compact_metrics(probs, p0c, p0_sorted)
+    if pack:
+        # Live slots to the front, in slot order: slot j goes to slot (live slots
+        # before it); the layout is then a function of the chain's own live set.
+        pos, _ = _row_exclusive_prefix(alive.astype(jnp.int32))
+        dest = jnp.where(alive, pos, pool.shape[-1])
+        rows = jnp.arange(pool.shape[0])[:, None]
+        put = lambda x: jnp.zeros_like(x).at[rows, dest].set(x, mode="drop")
+        pool, cat_id = put(pool), put(cat_id)
+        alive = pool > 0
+    p0c = jnp.where(alive, p0_pad[cat_id], 0.0)
+    return pool, cat_id, _wf_metrics(pool, p0c, p0_sorted)
+
+
+def _wf_step(chain_kw, t, pool, cat_id, p0_pad, p0_sorted, *, n_samples, accumulate,
+             from_p0, pack):
+    kw = _generation_words(chain_kw, jnp.uint32(t))
+    levels = _level_masses(p0_pad[None] if from_p0 else pool)
+    counts = _tree_counts(kw, n_samples, levels)
+    return _wf_update(pool, counts, cat_id, p0_pad, p0_sorted, accumulate=accumulate,
+                      pack=pack)
+
+
+def _packs_at(t: int) -> bool:
+    # Repacking costs about as much as a generation's draws, so it runs on a fixed
+    # schedule (a chain's slot layout must not depend on the other chains): every
+    # generation up to 8, then whenever t passes a power of 2^(1/4).
+    if t <= 8:
+        return True
+    return math.floor(4 * math.log2(t)) > math.floor(4 * math.log2(t - 1))
 
 
 def wright_fisher(key: jax.Array, probs0: Any, *, n_generations: int, n_samples: int,
@@ -775,21 +939,29 @@ def wright_fisher(key: jax.Array, probs0: Any, *, n_generations: int, n_samples:
     """Many Wright–Fisher chains of the categorical recursion, on a shrinking support.
 
     The same recursion as ``simulate(key, Categorical(K), ...)`` (exact multinomial
-    counts each generation), organised for large K: lost categories never return,
-    so after each generation the live categories of every chain are packed into
-    the first slots and the arrays shrink to the next power of two above the
-    largest live count. After generation 1 at most M categories are alive, so the
-    cost a generation falls from O(K) to O(live support). Generation 1 with
-    ``K >= 2M`` draws M inverse-CDF samples a chain instead (cheaper than K - 1
-    binomials).
+    counts each generation), organised for large K. Lost categories never return,
+    so each chain's live categories are packed into the first slots (in their
+    original order) and the arrays shrink to the next power of two above the
+    largest live count: after generation 1 at most M categories are alive and the
+    cost a generation falls from O(K) to O(live support). Packing runs every
+    generation up to 8 and then on a fixed geometric schedule (see ``capacity``).
 
-    Chain i uses ``fold_in(key, i)`` and generation t ``fold_in(chain_key, t)``;
-    the random numbers of a category come from that key folded with the
-    category's original index, each chain's live categories are packed in their
-    original order and lost ones contribute exact zeros, so a chain's path is
-    the same (bitwise) whatever ``n_chains`` and whatever capacity the other
-    chains force. (Counts are exact integers in the floating dtype: this needs the
-    pool size, ``M`` or ``M t`` when accumulating, below 2^24 in float32.)
+    The counts are drawn by conditional binomials down a binary tree over the
+    slots (a node with n draws sends Binomial(n, left mass / its mass) of them to
+    its left half): log2(width) vectorised levels instead of one sequential step
+    a category. Each binomial is exact (inversion for means below 10, BTRS
+    above) and takes its uniforms from counter-mode Threefry words keyed by
+    (chain, generation, tree node); a few unrolled inversion steps finish most
+    nodes, the rest are gathered and finished in chunks.
+
+    Chain i uses ``fold_in(key, i)`` and generation t ``fold_in(chain_key, t)``.
+    A chain's slot layout and tree are functions of its own live set, a tree
+    node is the same block of slots whatever the width the other chains force
+    (the levels above a chain's packed slots split deterministically), and the
+    metrics are sums over adjacent pairs of slots, so a chain's path is the same
+    (bitwise) whatever ``n_chains``. (Counts are exact integers in the floating
+    dtype: this needs the pool size, ``M`` or ``M t`` when accumulating, below
+    2^24 in float32.)
 
     Args:
         key: a PRNG key.
@@ -830,30 +1002,37 @@ def wright_fisher(key: jax.Array, probs0: Any, *, n_generations: int, n_samples:
         raise ValueError(f"regime must be 'replace' or 'accumulate'; got {regime!r}")
     accumulate = regime == "accumulate"
     k = probs.shape[0]
-    p0 = probs / jnp.sum(probs)
+    dtype = jnp.float64 if probs.dtype == jnp.float64 else jnp.float32
+    p0 = (probs / jnp.sum(probs)).astype(dtype)
     p0_sorted = jnp.sort(p0)
-    chain_keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(n_chains))
-    p0c = jnp.broadcast_to(p0, (n_chains, k))
-    cat_id = jnp.broadcast_to(jnp.arange(k, dtype=jnp.int32), (n_chains, k))
-    pool = jnp.zeros_like(p0c)
-    ones = jnp.ones(n_chains, p0.dtype)  # keeps float32 metrics float32 under x64
+    width = 2 ** math.ceil(math.log2(k))
+    p0_pad = jnp.zeros(width, dtype).at[:k].set(p0)
+    # Chains padded to a power of two (at least 8): fewer shapes to compile; the
+    # extra chains are ordinary chains, dropped at the end.
+    n_run = max(8, 2 ** math.ceil(math.log2(n_chains)))
+    chain_kw = jax.random.key_data(
+        jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(n_run)))
+    cat_id = jnp.broadcast_to(jnp.arange(width, dtype=jnp.int32), (n_run, width))
+    pool = jnp.zeros((n_run, width), dtype)
+    ones = jnp.ones(n_chains, dtype)
     rows = {name: [fn(CategoricalParams(p0), CategoricalParams(p0)) * ones]
             for name, fn in _METRICS.items()}
     caps = [k]
     with Progress(n_generations, "wright-fisher", enabled=progress) as bar:
         for t in range(1, n_generations + 1):
-            keys = jax.vmap(jax.random.fold_in, (0, None))(chain_keys, t)
-            pool, cat_id, p0c, m = _wf_step(
-                keys, pool, cat_id, p0c, p0, p0_sorted, n_samples=n_samples,
-                accumulate=accumulate, first=t == 1 and k >= 2 * n_samples, from_p0=t == 1)
+            pack = _packs_at(t)
+            pool, cat_id, m = _wf_step(chain_kw, t, pool, cat_id, p0_pad,
+                                       p0_sorted, n_samples=n_samples,
+                                       accumulate=accumulate, from_p0=t == 1, pack=pack)
             for name in rows:
-                rows[name].append(m[name])
-            live = int(jnp.max(m["survivors"]))
-            # Capacities are powers of two (each new one compiles a new step); the
-            # live slots are packed at the front, so shrinking drops only empty ones.
-            cap = 2 ** max(1, math.ceil(math.log2(max(live, 2))))
-            if cap < pool.shape[-1]:
-                pool, cat_id, p0c = pool[:, :cap], cat_id[:, :cap], p0c[:, :cap]
+                rows[name].append(m[name][:n_chains])
+            if pack:
+                live = int(jnp.max(m["survivors"]))
+                # Powers of two (each new width compiles a new step); the live slots
+                # are packed at the front, so shrinking drops only empty ones.
+                cap = 2 ** max(1, math.ceil(math.log2(max(live, 2))))
+                if cap < pool.shape[-1]:
+                    pool, cat_id = pool[:, :cap], cat_id[:, :cap]
             caps.append(pool.shape[-1])
             bar.update(t)
     metrics = {name: jnp.stack(v, axis=1) for name, v in rows.items()}
