@@ -5,6 +5,7 @@ scipy / scikit-learn / closed forms can use rtol 1e-6; tests of float32 behaviou
 pass float32 inputs explicitly.
 """
 
+import gc
 import os
 from pathlib import Path
 
@@ -36,3 +37,17 @@ def shared_data() -> Path:
     if d is None:
         pytest.skip("real data not found: set JAXCOLLAPSE_DATA or place it at ../shared/data")
     return d
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Frees every compiled program after each test module.
+
+    A single pytest process compiles thousands of XLA programs; keeping them all
+    alive exhausts the process's memory mappings and XLA:CPU then crashes while
+    compiling (a segfault two thirds into the suite). Programs shared within a
+    module stay cached; later modules recompile what they need.
+    """
+    yield
+    jax.clear_caches()
+    gc.collect()
