@@ -34,6 +34,7 @@ from jax import lax
 from jaxcollapse import random as jcr
 from jaxcollapse import regimes as rg
 from jaxcollapse import store as st
+from jaxcollapse._fusion import apart, runtime_true
 from jaxcollapse._mesh import CHAIN_AXIS, resolve_mesh
 from jaxcollapse._progress import Progress
 from jaxcollapse.families.base import call_metric, noise_hooks, uses_exact_path
@@ -46,6 +47,9 @@ _POOL_LIMIT_BYTES = 4 * 2**30
 # small and each block pays a fixed cost (the gamma fallback), so its blocks are long
 _NOISE_BLOCK_BYTES = {False: 8 * 2**20, True: 32 * 2**20}
 _NOISE_BLOCK_MIN = 4  # generations: shorter blocks cost more in loop overhead
+# fold_in(gen_key, _NOISE_KEY) keys a chain's counter-mode noise (stats_noise_at);
+# generation keys fold_in(gen_key, t) use t = 0 .. n_generations
+_NOISE_KEY = np.uint32(0xFFFFFFFF)
 
 
 class SimulationResult(NamedTuple):
@@ -164,6 +168,25 @@ def _chain_init(cfg: _Config, chain_key, params0, human):
     return carry, out0
 
 
+def _counter_noise(family) -> bool:
+    """Whether the exact path draws generation t as draw t under a chain's noise key
+    (``stats_noise_at``, families/base.py)."""
+    return callable(getattr(family, "stats_noise_at", None)) and \
+        callable(getattr(family, "stats_from_noise", None))
+
+
+def _noise_stats(cfg: _Config) -> bool:
+    """Whether the samples path fits through the sums of the drawn normals
+    (``sample_noise_stats`` and ``stats_from_noise_stats``, families/base.py): where
+    the fit sees only the newest samples (and human rows), and the family pools
+    statistics."""
+    fam = cfg.family
+    return (not cfg.exact and cfg.regime in ("replace", "mix")
+            and all(callable(getattr(fam, name, None)) for name in (
+                "sample_noise_stats", "stats_from_noise_stats", "stats", "add_stats",
+                "fit_stats")))
+
+
 def _chain_step(cfg: _Config, params0, human, carry, xs):
     """One generation of one chain. ``xs`` is (t, m_t, alpha[, valid[, noise]]):
     ``valid`` False leaves the state untouched (padding); ``noise`` is this
@@ -182,6 +205,10 @@ def _chain_step(cfg: _Config, params0, human, carry, xs):
     m_syn = m_t - k_h
 
     if cfg.exact:
+        if noise is None and _counter_noise(fam):
+            # the draw the noise hooks would make for this generation
+            noise = fam.stats_noise_at(jcr.fold_in(carry["gen_key"], _NOISE_KEY),
+                                       jnp.asarray(t, jnp.uint32), m_syn, dt)
         syn = fam.sample_stats(k_syn, params, m_syn) if noise is None else \
             fam.stats_from_noise(params, noise, m_syn)
         if cfg.regime == "replace":
@@ -193,6 +220,14 @@ def _chain_step(cfg: _Config, params0, human, carry, xs):
         else:  # accumulate
             st = fam.add_stats(carry["pool"], syn)
             new_carry["pool"] = st
+        new_params = fam.fit_stats(st)
+    elif noise is not None and _noise_stats(cfg):
+        # fit to the drawn samples through their normals' sums (sample_noise_stats)
+        st = fam.stats_from_noise_stats(params, fam.sample_noise_stats(noise, m_syn), m_syn)
+        if cfg.regime == "mix":
+            rows = _human_rows(cfg, carry, t, human)
+            w_h = (jnp.arange(cfg.human_slots) < k_h).astype(dt)
+            st = fam.add_stats(fam.stats(rows, w_h), st)
         new_params = fam.fit_stats(st)
     else:
         x = fam.sample(k_syn, params, cfg.n_max) if noise is None else \
@@ -222,7 +257,12 @@ def _chain_step(cfg: _Config, params0, human, carry, xs):
         new_params = fam.fit(k_fit, data, weights)
 
     new_carry["params"] = new_params
-    out = _outputs(cfg, k_met, new_params, params0, params)
+    # with the parameters saved, metrics and flags are evaluated after the scan, for
+    # all generations at once (_outputs_after), and the step's one output is the
+    # parameters it started from (a plain copy of the carry; the caller appends the
+    # final carry)
+    out = {"params": params} if cfg.save_params else \
+        _outputs(cfg, k_met, new_params, params0, params)
     if valid is not None:
         # padded generations of a last, short chunk leave the state untouched
         new_carry = jax.tree.map(_keep_if(valid), new_carry, carry)
@@ -245,19 +285,20 @@ def _scan_chains(cfg: _Config, params0, human, carry, xs):
     """Runs the generations ``xs`` = (ts, ms, alphas[, valid]) for all chains (the
     leading axis of ``carry``): ``vmap`` over chains of a ``lax.scan`` of
     :func:`_chain_step`. Returns the final carry and outputs with leading axes
-    (chain, generation).
+    (generation, chain).
 
     With a family's noise hooks (families/base.py), the generations run in blocks:
     each block first draws the noise of all its generations and chains in one
     vectorised call, keyed by ``fold_in(gen_key, t)`` exactly as
-    :func:`_chain_step` keys its own draw, then scans the cheap steps over it. A
-    chain's numbers therefore do not depend on the block size, on chunking or on
-    the other chains.
+    :func:`_chain_step` keys its own draw (or, for a family with
+    ``stats_noise_at``, as draw ``t`` under the chain's noise key), then scans the
+    cheap steps over it. A chain's numbers therefore do not depend on the block
+    size, on chunking or on the other chains.
     """
     step = functools.partial(_chain_step, cfg, params0, human)
     hooks = noise_hooks(cfg.family, cfg.exact)
     if hooks is None:
-        return jax.vmap(lambda c: lax.scan(step, c, xs))(carry)
+        return jax.vmap(lambda c: lax.scan(step, c, xs), out_axes=(0, 1))(carry)
     ts, ms, alphas = xs[:3]
     valid = xs[3] if len(xs) > 3 else None
     n_steps = ts.shape[0]
@@ -270,26 +311,59 @@ def _scan_chains(cfg: _Config, params0, human, carry, xs):
         ts, ms, alphas = (jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)])
                           for x in (ts, ms, alphas))
         valid = jnp.concatenate([valid, jnp.zeros((pad,), bool)])
-    # the keys of every (generation, chain), hashed once for the whole run (the
-    # barrier keeps XLA from re-hashing them inside every consumer)
-    keys = jcr.fold_in(carry["gen_key"][None, :], ts[:, None])
-    keys = jax.random.wrap_key_data(lax.optimization_barrier(jax.random.key_data(keys)))
+    at = cfg.family.stats_noise_at if cfg.exact and _counter_noise(cfg.family) else None
+    if at is not None:
+        # counter-mode noise: generation t of a chain is draw t under the chain's
+        # noise key (a stream of its generation key that no fold_in(gen_key, t) uses)
+        noise_keys = jcr.fold_in(carry["gen_key"], _NOISE_KEY)[None, :]
+        keys = jnp.zeros((n_blocks * block,), jnp.uint32)  # unused placeholder
+    else:
+        # the keys of every (generation, chain), hashed once for the whole run (the
+        # barrier keeps XLA from re-hashing them inside every consumer)
+        keys = jcr.fold_in(carry["gen_key"][None, :], ts[:, None])
+        keys = jax.random.wrap_key_data(lax.optimization_barrier(jax.random.key_data(keys)))
     blocked = jax.tree.map(lambda x: x.reshape((n_blocks, block) + x.shape[1:]),
                            (ts, ms, alphas, valid, keys))
 
     def run_block(carry, xb):
         tb, mb, ab, vb, kb = xb  # kb: (generation, chain) keys
         n = mb - rg.n_human(ab, mb) if cfg.regime == "mix" else mb
-        n = jnp.broadcast_to(n[:, None], kb.shape) if cfg.exact else cfg.n_max
-        noise = hooks[0](kb, n, dtype)
+        if at is not None:
+            noise = at(noise_keys, tb.astype(jnp.uint32)[:, None], n[:, None], dtype)
+        elif cfg.exact:
+            noise = hooks[0](kb, jnp.broadcast_to(n[:, None], kb.shape), dtype)
+        else:
+            noise = hooks[0](kb, cfg.n_max, dtype)
         return jax.vmap(lambda c, z: lax.scan(step, c, (tb, mb, ab, vb, z)),
                         in_axes=(0, 1), out_axes=(0, 1))(carry, noise)
 
     carry, outs = lax.scan(run_block, carry, blocked)
-    outs = jax.tree.map(
-        lambda y: jnp.moveaxis(y.reshape((n_blocks * block,) + y.shape[2:])[:n_steps], 0, 1),
-        outs)
+    outs = jax.tree.map(lambda y: y.reshape((n_blocks * block,) + y.shape[2:])[:n_steps], outs)
     return carry, outs
+
+
+def _outputs_after(cfg: _Config, params0, gen_keys, ts, params, prev):
+    """:func:`_outputs` of every chain and generation from the saved parameters, in
+    one vectorised pass: ``params`` and ``prev`` (the generation before each) have
+    leading axes (chain, generation), ``ts`` (generation,) holds the generations.
+    Each gets the key its step would have used (``fold_in(fold_in(gen_key, t), 3)``,
+    and ``fold_in(gen_key, 0)`` at generation 0), so the numbers equal those of an
+    evaluation inside the scan."""
+    k_syn = jcr.fold_in(gen_keys[:, None], ts[None, :].astype(jnp.uint32))
+    k_met = jcr.fold_in(k_syn, 3)
+    words = jnp.where((ts == 0)[None, :, None], jax.random.key_data(k_syn),
+                      jax.random.key_data(k_met))
+    keys = jax.random.wrap_key_data(words)
+    return jax.vmap(jax.vmap(lambda k, p, q: _outputs(cfg, k, p, params0, q)))(
+        keys, params, prev)
+
+
+def _chain_major(outs, key):
+    """Outputs ``(generation, chain, ...)`` -> ``(chain, generation, ...)``, each
+    transposed apart from the concatenation or scan that produces it (fused with
+    them, XLA:CPU's transpose walks memory with a stride; see _fusion)."""
+    flag = runtime_true(key)
+    return jax.tree.map(lambda y: apart(flag, lambda y: jnp.swapaxes(y, 0, 1), y), outs)
 
 
 def _keep_if(valid):
@@ -308,8 +382,19 @@ def _run_chains(cfg, key, chain_ids, params0, alpha, sched, human):
 
     carry, out0 = jax.vmap(
         lambda cid: _chain_init(cfg, jax.random.fold_in(key, cid), params0, human))(chain_ids)
-    _, outs = _scan_chains(cfg, params0, human, carry, (ts, sched, alphas))
-    return jax.tree.map(lambda a, b: jnp.concatenate([a[:, None], b], axis=1), out0, outs)
+    gen_keys = carry["gen_key"]
+    last, outs = _scan_chains(cfg, params0, human, carry, (ts, sched, alphas))
+    if not cfg.save_params:
+        outs = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b], axis=0), out0, outs)
+        return _chain_major(outs, key)
+    # the steps output generations 0 .. G-1; the final carry holds generation G
+    params = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]], axis=0),
+                          outs["params"], last["params"])
+    params = _chain_major(params, key)
+    # generation 0 is compared with itself
+    prev = jax.tree.map(lambda p: jnp.concatenate([p[:, :1], p[:, :-1]], axis=1), params)
+    return _outputs_after(cfg, params0, gen_keys, jnp.arange(cfg.n_generations + 1),
+                          params, prev)
 
 
 def _on_mesh(fn, mesh, n_sharded, n_args):
@@ -352,7 +437,15 @@ def _init_jit(cfg, mesh, key, chain_ids, params0, human):
 @functools.partial(jax.jit, static_argnames=("cfg", "mesh"), donate_argnames=("carry",))
 def _chunk_jit(cfg, mesh, carry, params0, ts, ms, alphas, valid, human):
     def body(carry, params0, ts, ms, alphas, valid, human):
-        return _scan_chains(cfg, params0, human, carry, (ts, ms, alphas, valid))
+        carry, outs = _scan_chains(cfg, params0, human, carry, (ts, ms, alphas, valid))
+        if not cfg.save_params:
+            return carry, _chain_major(outs, carry["gen_key"])
+        # the steps output the generations before ts (padded steps keep the carry)
+        prev = outs["params"]
+        params = jax.tree.map(lambda a, b: jnp.concatenate([a[1:], b[None]], axis=0),
+                              prev, carry["params"])
+        params, prev = _chain_major((params, prev), carry["gen_key"])
+        return carry, _outputs_after(cfg, params0, carry["gen_key"], ts, params, prev)
 
     return _on_mesh(body, mesh, 1, 7)(carry, params0, ts, ms, alphas, valid, human)
 

@@ -112,6 +112,41 @@ def test_fallback_rounds_are_exact():
     assert stats.kstest(x, stats.expon().cdf).pvalue > 1e-3
 
 
+_normal_gamma = jax.jit(jcr.normal_gamma)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+@pytest.mark.parametrize("a", [0.3, 1.0, 4.5, 49.5])
+def test_normal_gamma_laws_and_independence(a, dtype):
+    # one key, counters 0..N-1 (as simulate draws generations): both marginals exact
+    # (shape 1 rejects ~5% of first candidates, so the fallback runs), and the pair
+    # independent although the normal and the first candidate share a Box-Muller pair
+    z, g = _normal_gamma(jax.random.key(21), jnp.asarray(a, dtype),
+                         jnp.arange(N, dtype=jnp.uint32))
+    z, g = np.asarray(z), np.asarray(g)
+    assert z.dtype == dtype and g.dtype == dtype
+    assert stats.kstest(z, "norm").pvalue > 1e-3
+    tiny = np.finfo(dtype).tiny
+    assert stats.kstest(g, lambda t: stats.gamma(a).cdf(np.maximum(t, tiny))).pvalue > 1e-3
+    # rank correlations of g with z and with |z| ~ 0 (se 1/sqrt(N); 4.5 se)
+    for x in (z, np.abs(z)):
+        assert abs(stats.spearmanr(x, g)[0]) < 4.5 / np.sqrt(N)
+
+
+def test_normal_gamma_batches_like_single_draws():
+    # counters and keys broadcast; an element is the same whatever else is drawn
+    keys = jax.random.split(jax.random.key(3), 7)
+    t = jnp.arange(1, 6, dtype=jnp.uint32)[:, None]
+    a = jnp.full((5, 1), 1.0, jnp.float32)
+    z, g = _normal_gamma(keys[None, :], a, t)
+    assert z.shape == g.shape == (5, 7)
+    z1, g1 = _normal_gamma(keys[4], jnp.float32(1.0), jnp.uint32(3))
+    assert z[2, 4] == z1 and g[2, 4] == g1
+    # different counters under one key differ; a = 0 gives 0
+    assert len(np.unique(np.asarray(z[:, 0]))) == 5
+    assert float(_normal_gamma(keys[0], jnp.float32(0.0), jnp.uint32(1))[1]) == 0.0
+
+
 def test_bad_dtype_and_key():
     with pytest.raises(ValueError, match="dtype must be float32 or float64"):
         jcr.normal(jax.random.key(0), (3,), jnp.int32)

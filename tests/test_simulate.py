@@ -125,12 +125,13 @@ def test_grid_over_sample_sizes_matches_theory():
 
 @dataclasses.dataclass(frozen=True)
 class _WithoutNoiseHooks:
-    """A family without the noise hooks: simulate draws inside each step instead."""
+    """A family without the noise hooks: simulate draws inside each step instead
+    (the exact path through ``stats_noise_at`` of the generation's counter)."""
 
     family: object
 
     def __getattr__(self, name):
-        if name in ("sample_noise", "sample_from_noise", "stats_noise", "stats_from_noise"):
+        if name in ("sample_noise", "sample_from_noise", "stats_noise"):
             raise AttributeError(name)
         return getattr(self.family, name)
 

@@ -32,7 +32,17 @@ the parameters, and a deterministic map:
 * ``sample_noise(key, n, dtype)`` and ``sample_from_noise(params, noise, n)`` with
   ``sample(key, params, n) == sample_from_noise(params, sample_noise(key, n, dtype), n)``;
 * ``stats_noise(key, n, dtype)`` and ``stats_from_noise(params, noise, n)`` with the
-  same identity for ``sample_stats`` (exact path; the noise may depend on ``n``).
+  same identity for ``sample_stats`` (exact path; the noise may depend on ``n``);
+* optionally ``stats_noise_at(key, counter, n, dtype)``: the noise of draw number
+  ``counter`` (uint32, broadcast with the keys) under each key, independent for
+  different counters, with the law of ``stats_noise``. ``simulate`` then draws
+  generation ``t`` of a chain as draw ``t`` under one noise key of the chain,
+  instead of deriving a key for every chain and generation (a hash each);
+* optionally ``sample_noise_stats(noise, m)`` and ``stats_from_noise_stats(params,
+  sums, m)``: the sums of the first ``m`` standard draws in ``noise`` and the
+  sufficient statistics of the samples built from them, with ``stats``,
+  ``add_stats`` and ``fit_stats``. Under replace and mix, the samples path then
+  fits the drawn samples through these sums instead of the samples themselves.
 
 A noise function must accept an array of keys (and, for ``stats_noise``, ``n`` of
 the same shape) and give, in front of every output, the keys' axes: element for
