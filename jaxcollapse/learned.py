@@ -380,6 +380,28 @@ def _check_meta(path: Path, want: dict,
                              "use another --out or drop --resume")
 
 
+def _output_folders(arms: list[Arm], out, resume: bool) -> tuple[Path | None, Path | None]:
+    """``(out, out / "checkpoints")`` as paths (``None`` without ``out``), after the
+    checks of the arguments :func:`run_lm` and :func:`run_vae` share."""
+    if not arms:
+        raise ValueError("arms must not be empty")
+    out = None if out is None else Path(out)
+    if resume and out is None:
+        raise ValueError("resume=True needs an output folder (out)")
+    return out, None if out is None else out / "checkpoints"
+
+
+def _resume_from(path: Path | None, resume: bool, meta: dict, template,
+                 keys: tuple[str, ...] = ("protocol", "corpus", "n_train", "key")):
+    """``(tree, metadata)`` of the checkpoint at ``path`` when resuming from it (it
+    exists and its metadata match ``meta`` on ``keys``), else ``None``; ``template()``
+    gives the structure of the tree."""
+    if not (resume and path is not None and path.is_file()):
+        return None
+    _check_meta(path, meta, keys)
+    return load_checkpoint(path, template())
+
+
 def run_lm(key: jax.Array, corpus: TextCorpus, protocol: LMProtocol, arms: list[Arm], *,
            out: str | Path | None = None, resume: bool = False, base_params=None,
            progress: bool = False, devices: int | Sequence[jax.Device] | None = None,
@@ -438,18 +460,13 @@ def run_lm(key: jax.Array, corpus: TextCorpus, protocol: LMProtocol, arms: list[
     if n_blocks < 2 or len(corpus.train) < protocol.seq_len + 1:
         raise ValueError(f"the training text has {len(corpus.train)} tokens: too short for "
                          f"prompt_len={protocol.prompt_len}, seq_len={protocol.seq_len}")
-    if not arms:
-        raise ValueError("arms must not be empty")
-    out = None if out is None else Path(out)
-    if resume and out is None:
-        raise ValueError("resume=True needs an output folder (out)")
+    out, ckpt = _output_folders(arms, out, resume)
     meta = _meta(protocol, corpus, key)
     k_init, k_gen0, k_arms = (jax.random.fold_in(key, i) for i in range(3))
     p_init = init_params(k_init, cfg) if base_params is None else base_params
     human = np.asarray(corpus.train)
     blocks = human[: n_blocks * protocol.prompt_len].reshape(n_blocks, protocol.prompt_len)
     human_counts = np.bincount(human, minlength=cfg.vocab_size)
-    ckpt = None if out is None else out / "checkpoints"
     tx, step = _compiled(cfg, protocol.learning_rate, protocol.steps, protocol.warmup_steps,
                          protocol.weight_decay,
                          _training_mesh(devices, mesh, protocol.batch_size))
@@ -460,10 +477,9 @@ def run_lm(key: jax.Array, corpus: TextCorpus, protocol: LMProtocol, arms: list[
 
     # Generation 0: shared by every arm.
     g0 = None if ckpt is None else ckpt / "gen0.npz"
-    if resume and g0 is not None and g0.is_file():
-        _check_meta(g0, meta)
-        tmpl = init_state(k_gen0, cfg, tx, params=p_init)
-        state0, m = load_checkpoint(g0, tmpl)
+    loaded = _resume_from(g0, resume, meta, lambda: init_state(k_gen0, cfg, tx, params=p_init))
+    if loaded is not None:
+        state0, m = loaded
         rec0 = m["records"][0]
     else:
         t0 = time.perf_counter()
@@ -488,10 +504,10 @@ def run_lm(key: jax.Array, corpus: TextCorpus, protocol: LMProtocol, arms: list[
         recs, ppls, synths = [rec0], [], []
         params, start = params0, 1
         latest = None if ckpt is None else ckpt / arm.name / "latest.npz"
-        if resume and latest is not None and latest.is_file():
-            _check_meta(latest, meta)
-            tmpl = init_state(k_arm, cfg, tx, params=p_init)
-            st, m = load_checkpoint(latest, (tmpl, k_arm))
+        loaded = _resume_from(latest, resume, meta,
+                              lambda k=k_arm: (init_state(k, cfg, tx, params=p_init), k))
+        if loaded is not None:
+            st, m = loaded
             params, start = st[0].params, m["generation"] + 1
             recs = m["records"]
             for n in range(1, start):
@@ -762,12 +778,7 @@ def run_vae(key: jax.Array, data: ImageData, protocol: VAEProtocol, arms: list[A
     if tuple(data.train_x.shape[1:]) != tuple(cfg.image_shape):
         raise ValueError(f"images have shape {data.train_x.shape[1:]}, the model expects "
                          f"{cfg.image_shape}")
-    if not arms:
-        raise ValueError("arms must not be empty")
-    out = None if out is None else Path(out)
-    if resume and out is None:
-        raise ValueError("resume=True needs an output folder (out)")
-    ckpt = None if out is None else out / "checkpoints"
+    out, ckpt = _output_folders(arms, out, resume)
     n = len(data.train_x)
     meta = dict(protocol={**dataclasses.asdict(protocol), "n_generations": None},
                 data=data.name, n_train=n, key=np.asarray(jax.random.key_data(key)).tolist())
@@ -819,10 +830,11 @@ def run_vae(key: jax.Array, data: ImageData, protocol: VAEProtocol, arms: list[A
                    synthetic_pixel_mean=None if synth is None else float(synth.mean()))
         return probe[:64].astype(np.float32), rec
 
+    meta_keys = ("protocol", "data", "n_train", "key")
     g0 = None if ckpt is None else ckpt / "gen0.npz"
-    if resume and g0 is not None and g0.is_file():
-        _check_meta(g0, meta, ("protocol", "data", "n_train", "key"))
-        params0, m = load_checkpoint(g0, p_init)
+    loaded = _resume_from(g0, resume, meta, lambda: p_init, meta_keys)
+    if loaded is not None:
+        params0, m = loaded
         rec0 = m["records"][0]
         with np.load(ckpt / "samples_gen0.npz") as z:
             grid0 = z["images"]
@@ -841,9 +853,9 @@ def run_vae(key: jax.Array, data: ImageData, protocol: VAEProtocol, arms: list[A
         k_arm = jax.random.fold_in(k_arms, arm.key_id)
         recs, grids, pool, params, start = [rec0], [grid0], [human], params0, 1
         latest = None if ckpt is None else ckpt / arm.name / "latest.npz"
-        if resume and latest is not None and latest.is_file():
-            _check_meta(latest, meta, ("protocol", "data", "n_train", "key"))
-            params, m = load_checkpoint(latest, p_init)
+        loaded = _resume_from(latest, resume, meta, lambda: p_init, meta_keys)
+        if loaded is not None:
+            params, m = loaded
             start, recs = m["generation"] + 1, m["records"]
             for g in range(1, start):
                 with np.load(ckpt / arm.name / f"samples_gen{g}.npz") as z:

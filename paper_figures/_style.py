@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import matplotlib
@@ -42,6 +43,39 @@ def parser(doc: str) -> argparse.ArgumentParser:
                    help="output directory (default: paper_figures/out)")
     p.add_argument("--seed", type=int, default=0)
     return p
+
+
+def add_run_arguments(p: argparse.ArgumentParser, name: str, generations: str,
+                      plural: bool = False) -> None:
+    """``--generations``, ``--runs`` and ``--resume``: the flags of a figure that trains
+    learned generators and checkpoints them (``plural``: one run per seed)."""
+    run, whose = ("runs", "their") if plural else ("run", "its")
+    p.add_argument("--generations", type=int, default=None,
+                   help=f"generations after generation 0 (default: {generations})")
+    p.add_argument("--runs", default=None,
+                   help=f"checkpoints of the {run} (default: OUT/{name}_runs)")
+    p.add_argument("--resume", action="store_true",
+                   help=f"continue the {run} in --runs from {whose} checkpoints")
+
+
+def run_settings(p: argparse.ArgumentParser, args, name: str,
+                 protocol: dict) -> tuple[dict, Path]:
+    """The protocol settings with ``--generations`` applied (a parser error unless >= 1)
+    and the checkpoint folder (``--runs``, default ``OUT/NAME_runs``)."""
+    protocol = dict(protocol)
+    if args.generations is not None:
+        if args.generations < 1:
+            p.error(f"--generations must be >= 1; got {args.generations}")
+        protocol["n_generations"] = args.generations
+    return protocol, Path(args.runs) if args.runs else Path(args.out) / f"{name}_runs"
+
+
+def stopwatch():
+    """Starts a wall and a CPU clock; the function returned gives the time since then
+    as ``dict(seconds=..., cpu_seconds=...)`` (0.1 s) for a figure's JSON sidecar."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    return lambda: dict(seconds=round(time.perf_counter() - t0, 1),
+                        cpu_seconds=round(time.process_time() - c0, 1))
 
 
 def save(fig, name: str, out: str | Path, data: dict, meta: dict) -> list[Path]:

@@ -14,9 +14,6 @@ interrupted default run.
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 import _data
 import _style as st
 import jax
@@ -58,12 +55,7 @@ def _parser():
     p.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="seeds (default: SEED, SEED + 1, SEED + 2 with SEED from --seed; "
                         "quick: SEED, SEED + 1)")
-    p.add_argument("--generations", type=int, default=None,
-                   help="generations after generation 0 (default: 5; quick: 3)")
-    p.add_argument("--runs", default=None,
-                   help="checkpoints of the runs (default: OUT/fig09_lm_runs)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the runs in --runs from their checkpoints")
+    st.add_run_arguments(p, NAME, "5; quick: 3", plural=True)
     return p
 
 
@@ -79,15 +71,10 @@ def main(argv=None):
     cfg = dict(QUICK if args.quick else DEFAULT)
     seeds = tuple(args.seeds) if args.seeds else tuple(args.seed + i
                                                         for i in range(cfg["n_seeds"]))
-    proto_kw = dict(cfg["protocol"])
-    if args.generations is not None:
-        if args.generations < 1:
-            p.error(f"--generations must be >= 1; got {args.generations}")
-        proto_kw["n_generations"] = args.generations
+    proto_kw, runs = st.run_settings(p, args, NAME, cfg["protocol"])
     data_dir = _data.find(p, args.data, "wikitext-2", MARKERS)
-    runs = Path(args.runs) if args.runs else Path(args.out) / f"{NAME}_runs"
 
-    t0, c0 = time.perf_counter(), time.process_time()
+    elapsed = st.stopwatch()
     corpus = load_wikitext2(data_dir, max_vocab=cfg["max_vocab"],
                             max_train_tokens=cfg["max_train_tokens"])
     model = preset(cfg["model"], len(corpus.vocab), **cfg["model_overrides"])
@@ -152,7 +139,7 @@ def main(argv=None):
         sample_ppl_median={a: np.median(sample_ppl[a], axis=(0, 2)).round(3).tolist()
                            for a in names},
         human_ppl_median=float(np.median(human_ppl)),
-        seconds=round(time.perf_counter() - t0, 1), cpu_seconds=round(time.process_time() - c0, 1),
+        **elapsed(),
         arrays="test_ppl/test_acc[arm]: (seeds, generations); sample_ppl[arm]: (seeds, "
                "generations 1..G written by models 0..G-1, n_score); human_ppl: (seeds, m); "
                "hist[arm]: (G, bins) densities of log10 perplexity over hist_edges (log10)",

@@ -13,8 +13,6 @@ is :func:`jaxcollapse.learned.run_vae`; its checkpoints go to ``--runs``.
 from __future__ import annotations
 
 import dataclasses
-import time
-from pathlib import Path
 
 import _data
 import _style as st
@@ -47,12 +45,7 @@ N_SHOW = 36  # images per grid (6 x 6)
 def _parser():
     p = st.parser(__doc__)
     _data.add_data_argument(p, "mnist")
-    p.add_argument("--generations", type=int, default=None,
-                   help="generations after generation 0 (default: 10; quick: 4)")
-    p.add_argument("--runs", default=None,
-                   help="checkpoints of the run (default: OUT/fig10_vae_runs)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --runs from its checkpoints")
+    st.add_run_arguments(p, NAME, "10; quick: 4")
     return p
 
 
@@ -71,15 +64,10 @@ def main(argv=None):
     p = _parser()
     args = p.parse_args(argv)
     cfg = QUICK if args.quick else DEFAULT
-    proto_kw = dict(cfg["protocol"])
-    if args.generations is not None:
-        if args.generations < 1:
-            p.error(f"--generations must be >= 1; got {args.generations}")
-        proto_kw["n_generations"] = args.generations
+    proto_kw, runs = st.run_settings(p, args, NAME, cfg["protocol"])
     data_dir = _data.find(p, args.data, "mnist", MARKERS)
-    runs = Path(args.runs) if args.runs else Path(args.out) / f"{NAME}_runs"
 
-    t0, c0 = time.perf_counter(), time.process_time()
+    elapsed = st.stopwatch()
     data = load_mnist(data_dir)
     protocol = VAEProtocol(cfg["model"], **proto_kw)
     arms = make_arms(ALPHAS, accumulate=False)
@@ -135,7 +123,7 @@ def main(argv=None):
         grids_arm=names[0],
         **{f"{k}[{a}]": m[k, a].round(4).tolist() for k in metrics for a in names},
         human_pixel_var=human_var,
-        seconds=round(time.perf_counter() - t0, 1), cpu_seconds=round(time.process_time() - c0, 1),
+        **elapsed(),
         arrays="grids: (generations, images, h, w) samples of the alpha=0 arm in [0, 1]; "
                "metric[arm]: (generations,); class_hist[arm]: (generations, 10) predicted "
                "digit classes of generated images",

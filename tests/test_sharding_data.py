@@ -8,32 +8,23 @@ steps to rtol 1e-10 on the losses and parameters of a float64 LM, 1e-5 for the V
 (whose parameters are float32).
 """
 
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
-
 import jax
 import numpy as np
 import pytest
+from _subproc import run_on_host_devices
 
 import jaxcollapse as jc
 from jaxcollapse import kernels as kn
 from jaxcollapse import metrics as mt
 from jaxcollapse.models import make_optimizer, make_train_step, preset
 
-REPO = Path(__file__).resolve().parents[1]
-
-SCRIPT = textwrap.dedent("""
-    import jax, jax.numpy as jnp, numpy as np
-    jax.config.update("jax_enable_x64", True)
+SCRIPT = """
+    import jax.numpy as jnp, numpy as np
     import jaxcollapse as jc
     from jaxcollapse import kernels as kn, metrics as mt
     from jaxcollapse.models import init_state, make_optimizer, make_train_step, preset
     from jaxcollapse.models.vae import (VAEConfig, VAEState, init_vae, make_vae_train_step,
                                         vae_optimizer)
-    assert len(jax.devices()) == 8, jax.devices()
     close = lambda a, b, rtol=1e-12: np.testing.assert_allclose(a, b, rtol=rtol, atol=0)
     rng = np.random.default_rng(0)
     # 37 and 23 points: neither a multiple of 8 nor of the tiles
@@ -103,21 +94,13 @@ SCRIPT = textwrap.dedent("""
     # parameters stay replicated on the mesh's devices
     leaf = jax.tree.leaves(s8.params)[0]
     assert len(leaf.sharding.device_set) == 4 and leaf.sharding.is_fully_replicated
-    try:
-        make_train_step(cfg, tx, devices=8)(init(), batches[0][:6])
-    except ValueError as e:
-        assert "multiple of 8" in str(e), e
-    else:
-        raise AssertionError("a batch of 6 over 8 devices did not raise")
+    raises(lambda: make_train_step(cfg, tx, devices=8)(init(), batches[0][:6]), "multiple of 8",
+           "a batch of 6 over 8 devices")
     from jaxcollapse.learned import _training_mesh  # run_lm / run_vae check it up front
     assert _training_mesh(None, None, 6) is None
     assert _training_mesh(4, None, 8).devices.size == 4
-    try:
-        _training_mesh(8, None, 6)
-    except ValueError as e:
-        assert "batch_size=6 must be a multiple of the 8 devices" in str(e), e
-    else:
-        raise AssertionError("batch_size=6 over 8 devices did not raise")
+    raises(lambda: _training_mesh(8, None, 6), "batch_size=6 must be a multiple of the 8 devices",
+           "batch_size=6 over 8 devices")
 
     # Data-parallel VAE: 2 steps; the noise drawn inside the step is the same
     vcfg = VAEConfig((8, 8), 3, 16, "mlp")
@@ -144,28 +127,13 @@ SCRIPT = textwrap.dedent("""
     for call in (lambda: mt.mmd2(x, y, mesh=jax.make_mesh((8,), ("chains",))),
                  lambda: kde.log_prob(p, q, mesh=jax.make_mesh((8,), ("chains",))),
                  lambda: make_train_step(cfg, tx, mesh=jax.make_mesh((8,), ("batch",)))):
-        try:
-            call()
-        except ValueError as e:
-            assert "axis named 'data'" in str(e), e
-        else:
-            raise AssertionError("a mesh without a 'data' axis did not raise")
-    try:
-        kn.gram(x, y, devices=9)
-    except ValueError as e:
-        assert "devices=9 requested but 8 exist" in str(e)
-    else:
-        raise AssertionError("devices=9 did not raise")
-    print("DATA-SHARDING-OK")
-""")
+        raises(call, "axis named 'data'", "a mesh without a 'data' axis")
+    raises(lambda: kn.gram(x, y, devices=9), "devices=9 requested but 8 exist", "devices=9")
+"""
 
 
 def test_data_sharded_equals_single_device_in_subprocess():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-               JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
-                          env=env, timeout=900)
-    assert proc.returncode == 0 and "DATA-SHARDING-OK" in proc.stdout, proc.stderr[-3000:]
+    run_on_host_devices(SCRIPT)
 
 
 def test_bad_device_arguments_on_one_device():

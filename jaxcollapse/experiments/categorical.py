@@ -8,6 +8,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from jaxcollapse.experiments._common import print_table, report_generations
 from jaxcollapse.families import categorical as cat
 from jaxcollapse.io import save_json, save_npz
 from jaxcollapse.theory import discrete as td
@@ -33,15 +34,6 @@ def add_arguments(p) -> None:
                    help="generations to tabulate (default: about 8, log-spaced)")
 
 
-def _report_generations(G, asked):
-    if asked:
-        bad = [g for g in asked if not 0 <= g <= G]
-        if bad:
-            raise ValueError(f"--report generations must lie in [0, {G}]; got {bad}")
-        return sorted(set(asked))
-    return [0] + np.unique(np.round(np.geomspace(1, G, 8)).astype(int)).tolist()
-
-
 def run(args) -> int:
     G, M, K = args.generations, args.samples, args.categories
     if args.chains < 1:
@@ -49,7 +41,7 @@ def run(args) -> int:
     if args.quick:
         G, args.chains, M, K = min(G, 30), min(args.chains, 100), min(M, 1000), min(K, 1000)
     p0 = cat.uniform(K) if args.uniform else cat.zipf(K, args.beta)
-    gens = _report_generations(G, args.report)
+    gens = report_generations(G, args.report)
     out = Path(args.out)
     t0 = time.perf_counter()
     res = cat.wright_fisher(jax.random.key(args.seed), p0, n_generations=G, n_samples=M,
@@ -79,20 +71,19 @@ def run(args) -> int:
     save_npz(out / "arrays.npz", {f"metric_{k}": v.astype(np.float32) for k, v in met.items()})
     save_json(out / "summary.json", dict(config=config, seconds=seconds, table=rows,
                                          theory_generation_1=one_step))
-    print(f"Categorical collapse: {config['law']}, K={K}, M={M}, {args.chains} chains x "
-          f"{G} generations, regime={args.regime}, {seconds:.2f}s")
     head = (f"{'gen':>5} {'survivors':>10} {'lost mass':>10} {'entropy':>8} "
             f"{'H mean':>9} {'+-se':>8} {'theory':>9} {'KL|S':>8} {'TV':>7} {'tail rank':>9}")
-    print(head)
-    print("-" * len(head))
-    for r in rows:
+
+    def line(r):
         th = r.get("theory_heterozygosity")
-        print(f"{r['generation']:>5} {r['survivors_mean']:10.1f} {r['lost_mass_mean']:10.4f} "
-              f"{r['entropy_mean']:8.3f} {r['heterozygosity_mean']:9.5f} "
-              f"{r['heterozygosity_se']:8.1e} {'-' if th is None else f'{th:.5f}':>9} "
-              f"{r['kl_mean']:8.4f} {r['tv_mean']:7.4f} {r['tail_rank_mean']:9.1f}")
-    print(f"generation 1 theory: survivors {one_step['survivors']:.1f}, lost mass "
-          f"{one_step['lost_mass']:.4f}; diffusion fixation time "
-          f"{one_step['fixation_time']:.0f} generations")
-    print(f"results: {out / 'summary.json'}, {out / 'arrays.npz'}")
+        return (f"{r['generation']:>5} {r['survivors_mean']:10.1f} {r['lost_mass_mean']:10.4f} "
+                f"{r['entropy_mean']:8.3f} {r['heterozygosity_mean']:9.5f} "
+                f"{r['heterozygosity_se']:8.1e} {'-' if th is None else f'{th:.5f}':>9} "
+                f"{r['kl_mean']:8.4f} {r['tv_mean']:7.4f} {r['tail_rank_mean']:9.1f}")
+
+    print_table(f"Categorical collapse: {config['law']}, K={K}, M={M}, {args.chains} chains x "
+                f"{G} generations, regime={args.regime}, {seconds:.2f}s", head, map(line, rows),
+                out, notes=[f"generation 1 theory: survivors {one_step['survivors']:.1f}, lost "
+                            f"mass {one_step['lost_mass']:.4f}; diffusion fixation time "
+                            f"{one_step['fixation_time']:.0f} generations"])
     return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from jaxcollapse.experiments._common import print_table, report_generations
 from jaxcollapse.io import save_json, save_npz
 from jaxcollapse.theory import gaussian as tg
 
@@ -52,7 +53,7 @@ def run(args) -> int:
     seconds = time.perf_counter() - t0
     theory = np.asarray(tg.w2sq_mean(np.arange(G + 1), args.samples, res.truth_var))
     best = float(dc.gaussian_l2sq(mix, res.truth_mean, res.truth_var))
-    gens = [0] + np.unique(np.round(np.geomspace(1, G, 8)).astype(int)).tolist()
+    gens = report_generations(G)
     rows = []
     for g in gens:
         row = dict(generation=g, theory_statistical=float(theory[g]),
@@ -69,16 +70,13 @@ def run(args) -> int:
     save_npz(out / "arrays.npz", {f"distance_{k}": v.astype(np.float32)
                                   for k, v in dist.items()})
     save_json(out / "summary.json", dict(config=config, seconds=seconds, table=rows))
-    print(f"Error decomposition: mixture 0.5 N(-{s}, 1) + 0.5 N({s}, 1), M={args.samples}, "
-          f"N_pop={args.population}, {args.chains} chains x {G} generations, {seconds:.2f}s")
     head = (f"{'gen':>5} | {'statistical W2^2':>16} {'theory':>9} | {'expressivity L2^2':>17} "
             f"{'theory':>9} | {'approx. W2^2':>12} | {'all L2^2':>9}")
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        print(f"{r['generation']:>5} | {r['statistical_mean']:16.5g} "
-              f"{r['theory_statistical']:9.5g} | {r['expressivity_mean']:17.5g} "
-              f"{r['theory_expressivity']:9.5g} | {r['approximation_mean']:12.5g} | "
-              f"{r['all_mean']:9.5g}")
-    print(f"results: {out / 'summary.json'}, {out / 'arrays.npz'}")
+    print_table(f"Error decomposition: mixture 0.5 N(-{s}, 1) + 0.5 N({s}, 1), "
+                f"M={args.samples}, N_pop={args.population}, {args.chains} chains x {G} "
+                f"generations, {seconds:.2f}s", head, (
+                    f"{r['generation']:>5} | {r['statistical_mean']:16.5g} "
+                    f"{r['theory_statistical']:9.5g} | {r['expressivity_mean']:17.5g} "
+                    f"{r['theory_expressivity']:9.5g} | {r['approximation_mean']:12.5g} | "
+                    f"{r['all_mean']:9.5g}" for r in rows), out)
     return 0

@@ -11,6 +11,7 @@ import numpy as np
 
 import jaxcollapse as jc
 from jaxcollapse import distributed
+from jaxcollapse.experiments._common import print_table, report_generations
 from jaxcollapse.io import save_json, save_npz
 from jaxcollapse.theory import gaussian as tg
 
@@ -49,16 +50,6 @@ def add_arguments(p) -> None:
     p.add_argument("--chunk-size", type=int, default=None, metavar="G",
                    help="generations per chunk written to --out/checkpoint as the run "
                         "goes (default: about 1/20 of the run)")
-
-
-def _report_generations(G, asked):
-    if asked:
-        bad = [g for g in asked if not 0 <= g <= G]
-        if bad:
-            raise ValueError(f"--report generations must lie in [0, {G}]; got {bad}")
-        return sorted(set(asked))
-    gs = np.unique(np.round(np.geomspace(1, G, 8)).astype(int))
-    return [0] + gs.tolist()
 
 
 def _theory_columns(args, sched, gens):
@@ -115,7 +106,7 @@ def run(args) -> int:
         n_h = args.human or 10 * int(sched.max())
         human = fam.sample(k_human, p0, n_h)
     out = Path(args.out)
-    gens = _report_generations(G, args.report)
+    gens = report_generations(G, args.report)
     config = dict(experiment="gaussian", seed=args.seed, chains=args.chains, generations=G,
                   samples=M, schedule=args.schedule, regime=args.regime,
                   alpha=args.alpha[0] if args.regime == "mix" else None, source=args.source,
@@ -206,20 +197,17 @@ def _fmt(x):
 def _print_table(config, rows, seconds, out):
     d = config["dim"]
     what = "var" if d == 1 else "tr(S)/tr(S0)"
-    print(f"Gaussian collapse: d={d}, M={config['samples']} ({config['schedule']}), "
-          f"{config['chains']} chains x {config['generations']} generations, "
-          f"regime={config['regime']}"
-          + (f" alpha={config['alpha']}" if config["alpha"] is not None else "")
-          + f", method={config['method']}, {seconds:.2f}s")
+    title = (f"Gaussian collapse: d={d}, M={config['samples']} ({config['schedule']}), "
+             f"{config['chains']} chains x {config['generations']} generations, "
+             f"regime={config['regime']}"
+             + (f" alpha={config['alpha']}" if config["alpha"] is not None else "")
+             + f", method={config['method']}, {seconds:.2f}s")
     head = (f"{'gen':>6} {'M':>6} | {what + ' q05':>12} {'median':>9} {'theory':>9} "
             f"{'q95':>9} | {'E W2^2':>9} {'+-se':>9} {'theory':>9} | {'E logdet':>9} "
             f"{'theory':>9} | {'degen':>6}")
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        print(f"{r['generation']:>6} {r['M']:>6} | {r['var_q05']:12.4g} {r['var_median']:9.4g} "
-              f"{_fmt(r.get('theory_var_median'))} {r['var_q95']:9.4g} | "
-              f"{r['w2sq_mean']:9.4g} {r['w2sq_se']:9.2g} {_fmt(r.get('theory_w2sq_mean'))} | "
-              f"{r['logdet_mean']:9.4g} {_fmt(r.get('theory_logdet_mean'))} | "
-              f"{r['degenerate']:6.3f}")
-    print(f"results: {out / 'summary.json'}, {out / 'arrays.npz'}")
+    print_table(title, head, (
+        f"{r['generation']:>6} {r['M']:>6} | {r['var_q05']:12.4g} {r['var_median']:9.4g} "
+        f"{_fmt(r.get('theory_var_median'))} {r['var_q95']:9.4g} | "
+        f"{r['w2sq_mean']:9.4g} {r['w2sq_se']:9.2g} {_fmt(r.get('theory_w2sq_mean'))} | "
+        f"{r['logdet_mean']:9.4g} {_fmt(r.get('theory_logdet_mean'))} | "
+        f"{r['degenerate']:6.3f}" for r in rows), out)

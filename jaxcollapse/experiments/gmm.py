@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 import jaxcollapse as jc
+from jaxcollapse.experiments._common import print_table
 from jaxcollapse.io import save_json, save_npz
 
 DESCRIPTION = "Recursive EM fits of a Gaussian mixture (Shumailov et al.'s GMM experiment)."
@@ -178,16 +179,12 @@ def run(args) -> int:
         rows.append(row)
     save_json(out / "summary.json", dict(config=config, seconds=seconds, table=rows,
                                          files=dict(arrays="arrays.npz")))
-    print(f"GMM collapse: K={args.components}, d={args.dim}, M={M}, {args.chains} chains x "
-          f"{G} generations, regime={args.regime}, {seconds:.2f}s")
     head = (f"{'gen':>6} | {'L2 median':>10} {'L2 mean':>10} | {'MMD^2 mean':>10} | "
             + " ".join(f"{k:>9}" for k in spread_names) + f" | {'degen':>6}")
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        print(f"{r['generation']:>6} | {r['l2_median']:10.4g} {r['l2_mean']:10.4g} | "
-              f"{r['mmd_mean']:10.4g} | "
-              + " ".join(f"{r[k + '_median']:9.4g}" for k in spread_names)
-              + f" | {r['degenerate']:6.3f}")
-    print(f"results: {out / 'summary.json'}, {out / 'arrays.npz'}")
+    print_table(f"GMM collapse: K={args.components}, d={args.dim}, M={M}, {args.chains} "
+                f"chains x {G} generations, regime={args.regime}, {seconds:.2f}s", head, (
+                    f"{r['generation']:>6} | {r['l2_median']:10.4g} {r['l2_mean']:10.4g} | "
+                    f"{r['mmd_mean']:10.4g} | "
+                    + " ".join(f"{r[k + '_median']:9.4g}" for k in spread_names)
+                    + f" | {r['degenerate']:6.3f}" for r in rows), out)
     return 0

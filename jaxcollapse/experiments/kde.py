@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 import jaxcollapse as jc
+from jaxcollapse.experiments._common import print_table, report_generations
 from jaxcollapse.io import save_json, save_npz
 from jaxcollapse.theory import kde as tk
 
@@ -160,7 +161,7 @@ def run(args) -> int:
     arrays["degenerate"] = np.asarray(res.degenerate)
     arrays["data0"] = np.asarray(x0)
     save_npz(out / "arrays.npz", arrays)
-    gens = [0] + np.unique(np.round(np.geomspace(1, G, 8)).astype(int)).tolist()
+    gens = report_generations(G)
     rows = []
     for g in gens:
         v = np.asarray(res.metrics["data_var"][:, g])
@@ -174,15 +175,16 @@ def run(args) -> int:
         rows.append(row)
     save_json(out / "summary.json", dict(config=config, seconds=seconds, table=rows,
                                          files=dict(arrays="arrays.npz")))
-    print(f"KDE recursion: d={args.dim}, M={M}, bandwidth={args.bandwidth}, {args.chains} "
-          f"chains x {G} generations, regime={args.regime}, {seconds:.2f}s")
     head = (f"{'gen':>6} | {'s^2/s0^2':>10} {'+-se':>9} {'theory':>10} | {'RKHS to 0':>10} "
             f"{'RKHS succ':>10} | {'degen':>6}")
-    print(head)
-    print("-" * len(head))
-    for r in rows:
+
+    def line(r):
         th = "         -" if r["theory_var"] is None else f"{r['theory_var']:10.4g}"
-        print(f"{r['generation']:>6} | {r['var_mean']:10.4g} {r['var_se']:9.2g} {th} | "
-              f"{r['rkhs_to_0']:10.4g} {r['rkhs_successive']:10.4g} | {r['degenerate']:6.3f}")
-    print(f"results: {out / 'summary.json'}, {out / 'arrays.npz'}")
+        return (f"{r['generation']:>6} | {r['var_mean']:10.4g} {r['var_se']:9.2g} {th} | "
+                f"{r['rkhs_to_0']:10.4g} {r['rkhs_successive']:10.4g} | "
+                f"{r['degenerate']:6.3f}")
+
+    print_table(f"KDE recursion: d={args.dim}, M={M}, bandwidth={args.bandwidth}, "
+                f"{args.chains} chains x {G} generations, regime={args.regime}, "
+                f"{seconds:.2f}s", head, map(line, rows), out)
     return 0

@@ -166,10 +166,8 @@ def _load_base(path, protocol, corpus):
 
 def run(args) -> int:
     """Runs every seed, prints the table, writes ``results.json``; returns 0."""
-    import jax
-
-    from jaxcollapse.io import save_json
-    from jaxcollapse.learned import NaNLossError, format_table, run_lm
+    from jaxcollapse.experiments._common import run_seeds
+    from jaxcollapse.learned import format_table, run_lm
 
     corpus, protocol, arms, seeds = build(args)
     out = Path(args.out)
@@ -180,17 +178,11 @@ def run(args) -> int:
           f"generations: {protocol.n_generations}")
     base = None if args.init_checkpoint is None else _load_base(args.init_checkpoint,
                                                                   protocol, corpus)
-    results = {}
-    for s in seeds:
-        try:
-            r = run_lm(jax.random.key(s), corpus, protocol, arms, out=out / f"seed{s}",
-                       resume=args.resume, base_params=base, progress=not args.no_progress)
-        except NaNLossError as e:  # one clear line from the CLI, exit code 2
-            raise ValueError(str(e)) from None
-        results[s] = r.records
-        save_json(out / "results.json", dict(
-            corpus=corpus.name, protocol=dataclasses.asdict(protocol),
-            arms=[a._asdict() for a in arms], seeds=list(results), records=results))
+    results = run_seeds(
+        lambda key, folder: run_lm(key, corpus, protocol, arms, out=folder, resume=args.resume,
+                                   base_params=base, progress=not args.no_progress),
+        seeds, out, dict(corpus=corpus.name, protocol=dataclasses.asdict(protocol),
+                         arms=[a._asdict() for a in arms]))
     print(f"test perplexity and next-token accuracy ({corpus.name}; mean over "
           f"{len(seeds)} seed(s)):")
     print(format_table(list(results.values())))

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxcollapse as jc
+from jaxcollapse.experiments._common import print_table, report_generations
 from jaxcollapse.families import regression as fr
 from jaxcollapse.io import save_json, save_npz
 from jaxcollapse.theory import regression as tr
@@ -72,7 +73,7 @@ def run(args) -> int:
         elif args.regime == "replace":
             theory["this_design"] = np.asarray(tr.excess_ridge_replace_fixed(
                 n, x, w0, args.noise, args.ridge))
-    gens = [0] + np.unique(np.round(np.geomspace(1, G, 8)).astype(int)).tolist()
+    gens = report_generations(G)
     rows = []
     for g in gens:
         row = dict(generation=g, excess_mean=float(risk[:, g].mean()),
@@ -86,17 +87,16 @@ def run(args) -> int:
                   regime=args.regime, x64=bool(jax.config.jax_enable_x64))
     save_npz(out / "arrays.npz", {"excess_risk": risk.astype(np.float32)})
     save_json(out / "summary.json", dict(config=config, seconds=seconds, table=rows))
-    print(f"Regression collapse: d={d}, T={T}, σ={args.noise}, λ={args.ridge}, "
-          f"{args.design} design, regime={args.regime}, {args.chains} chains x {G} "
-          f"generations, {seconds:.2f}s")
     head = f"{'gen':>5} {'E|w-w*|^2':>11} {'+-se':>9} {'theory(X)':>10} {'theory(E_X)':>11}"
-    print(head)
-    print("-" * len(head))
-    for r in rows:
+
+    def line(r):
         a, b = r.get("theory_this_design"), r.get("theory_averaged")
-        print(f"{r['generation']:>5} {r['excess_mean']:11.5g} {r['excess_se']:9.2g} "
-              f"{'-' if a is None else f'{a:.5g}':>10} {'-' if b is None else f'{b:.5g}':>11}")
-    if "averaged" not in theory:
-        print("no closed form for this configuration (Monte Carlo only)")
-    print(f"results: {out / 'summary.json'}, {out / 'arrays.npz'}")
+        return (f"{r['generation']:>5} {r['excess_mean']:11.5g} {r['excess_se']:9.2g} "
+                f"{'-' if a is None else f'{a:.5g}':>10} {'-' if b is None else f'{b:.5g}':>11}")
+
+    print_table(f"Regression collapse: d={d}, T={T}, σ={args.noise}, λ={args.ridge}, "
+                f"{args.design} design, regime={args.regime}, {args.chains} chains x {G} "
+                f"generations, {seconds:.2f}s", head, map(line, rows), out,
+                notes=[] if "averaged" in theory else
+                ["no closed form for this configuration (Monte Carlo only)"])
     return 0

@@ -111,27 +111,19 @@ def format_table(records: list[dict]) -> str:
 
 def run(args) -> int:
     """Runs every seed, prints the table, writes ``results.json`` and PNGs; returns 0."""
-    import jax
-
-    from jaxcollapse.io import save_json
-    from jaxcollapse.learned import NaNLossError, run_vae
+    from jaxcollapse.experiments._common import run_seeds
+    from jaxcollapse.learned import run_vae
 
     data, protocol, arms, seeds = build(args)
     out = Path(args.out)
     print(f"data: {data.name}: {len(data.train_x):,} train / {len(data.test_x):,} test images; "
           f"{protocol.model.kind} VAE, latent {protocol.model.latent_dim}; arms: "
           f"{', '.join(a.name for a in arms)}; seeds {list(seeds)}")
-    results = {}
-    for s in seeds:
-        try:
-            r = run_vae(jax.random.key(s), data, protocol, arms, out=out / f"seed{s}",
-                        resume=args.resume, progress=not args.no_progress)
-        except NaNLossError as e:  # one clear line from the CLI, exit code 2
-            raise ValueError(str(e)) from None
-        results[s] = r.records
-        save_json(out / "results.json", dict(
-            data=data.name, protocol=dataclasses.asdict(protocol),
-            arms=[a._asdict() for a in arms], seeds=list(results), records=results))
+    results = run_seeds(
+        lambda key, folder: run_vae(key, data, protocol, arms, out=folder, resume=args.resume,
+                                    progress=not args.no_progress),
+        seeds, out, dict(data=data.name, protocol=dataclasses.asdict(protocol),
+                         arms=[a._asdict() for a in arms]))
     print(f"test bounds in nats per image ({data.name}; mean over {len(seeds)} seed(s)):")
     print(format_table(list(results.values())))
     print(f"results: {out / 'results.json'}; sample grids under {out}/seed*/samples",

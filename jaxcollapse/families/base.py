@@ -213,3 +213,57 @@ def call_metric(fn: Metric, key: jax.Array, params: PyTree, params0: PyTree,
     if getattr(fn, "needs_key", False):
         return fn(key, params, ref)
     return fn(params, ref)
+
+
+def as_params(params: Any, cls: type, name: str = "params0") -> Any:
+    """``params`` as the NamedTuple ``cls``; a plain tuple of its length is converted.
+
+    Shared by the families' ``check_params`` (GMM, KDE).
+
+    Example:
+        >>> from typing import NamedTuple
+        >>> class P(NamedTuple):
+        ...     loc: float
+        ...     scale: float
+        >>> as_params((0.0, 1.0), P)
+        P(loc=0.0, scale=1.0)
+        >>> as_params([0.0], P)
+        Traceback (most recent call last):
+        ...
+        TypeError: params0 must be P(loc, scale); got <class 'list'>
+    """
+    if isinstance(params, cls):
+        return params
+    if isinstance(params, tuple) and len(params) == len(cls._fields):
+        return cls(*params)
+    raise TypeError(f"{name} must be {cls.__name__}({', '.join(cls._fields)}); got "
+                    f"{type(params)}")
+
+
+def check_weights(weights: Any, n: int, dtype: Any, name: str = "weights", *,
+                  nonzero: bool = False) -> jax.Array:
+    """Validates sample weights ``(n,)``: finite and >= 0 (and, with ``nonzero``, not
+    all 0); ``None`` gives ones.
+
+    Shared by the families that take optional weights on the host side (GMM, KDE).
+
+    Example:
+        >>> check_weights(None, 2, float).tolist()
+        [1.0, 1.0]
+        >>> check_weights([0.0, 0.0], 2, float, nonzero=True)
+        Traceback (most recent call last):
+        ...
+        ValueError: weights must be finite, >= 0 and not all 0
+    """
+    import numpy as np
+
+    if weights is None:
+        return jnp.ones((n,), dtype)
+    w = jnp.asarray(weights, dtype)
+    if w.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},); got {w.shape}")
+    wn = np.asarray(w)
+    if not np.all(np.isfinite(wn)) or np.any(wn < 0) or (nonzero and wn.sum() <= 0):
+        allowed = "finite, >= 0 and not all 0" if nonzero else "finite and >= 0"
+        raise ValueError(f"{name} must be {allowed}")
+    return w

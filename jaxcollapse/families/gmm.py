@@ -30,7 +30,7 @@ from jax import lax
 from jax.scipy.linalg import solve_triangular
 
 from jaxcollapse import metrics as mt
-from jaxcollapse.families.base import check_points
+from jaxcollapse.families.base import as_params, check_points, check_weights
 
 COVARIANCE_TYPES = ("full", "diag")
 
@@ -386,12 +386,7 @@ class GMM:
             >>> GMM(1, 1).check_params(p).means.shape
             (1, 1)
         """
-        if not isinstance(params, GMMParams):
-            if isinstance(params, tuple) and len(params) == 3:
-                params = GMMParams(*params)
-            else:
-                raise TypeError(f"params0 must be GMMParams(weights, means, covs); got "
-                                f"{type(params)}")
+        params = as_params(params, GMMParams)
         w = jnp.asarray(params.weights)
         if not jnp.issubdtype(w.dtype, jnp.floating):
             w = w.astype(jnp.result_type(float))
@@ -421,17 +416,6 @@ class GMM:
         return self.check_params(GMMParams(jnp.asarray(weights, dtype),
                                            jnp.asarray(means, dtype), jnp.asarray(covs, dtype)))
 
-    def _check_weights(self, weights, n, dtype):
-        if weights is None:
-            return jnp.ones((n,), dtype)
-        w = jnp.asarray(weights, dtype)
-        if w.shape != (n,):
-            raise ValueError(f"weights must have shape ({n},); got {w.shape}")
-        wn = np.asarray(w)
-        if not np.all(np.isfinite(wn)) or np.any(wn < 0):
-            raise ValueError("weights must be finite and >= 0")
-        return w
-
     # -- EM --------------------------------------------------------------------------
 
     def em(self, key, x, weights=None, init: GMMParams | None = None) -> EMResult:
@@ -454,7 +438,7 @@ class GMM:
             (5, (2, 2))
         """
         x = self.check_data(x, "x")
-        w = self._check_weights(weights, x.shape[0], x.dtype)
+        w = check_weights(weights, x.shape[0], x.dtype)
         n_pos = int(np.sum(np.asarray(w) > 0))
         if n_pos < self.n_components:
             raise ValueError(f"n_components={self.n_components} must be <= the number of "

@@ -42,7 +42,7 @@ from jax.sharding import PartitionSpec as P
 from jaxcollapse import kernels as kn
 from jaxcollapse import metrics as mt
 from jaxcollapse._mesh import DATA_AXIS, mesh_size, on_mesh, resolve_mesh
-from jaxcollapse.families.base import check_points
+from jaxcollapse.families.base import as_params, check_points, check_weights
 
 RULES = ("scott", "silverman", "cv")
 DEFAULT_CV_GRID = tuple(float(v) for v in np.geomspace(0.05, 2.0, 24))
@@ -358,17 +358,6 @@ class KDE:
         """
         return check_points(data, self.dim, name)
 
-    def _check_weights(self, weights, n, dtype, name="weights"):
-        if weights is None:
-            return jnp.ones((n,), dtype)
-        w = jnp.asarray(weights, dtype)
-        if w.shape != (n,):
-            raise ValueError(f"{name} must have shape ({n},); got {w.shape}")
-        wn = np.asarray(w)
-        if not np.all(np.isfinite(wn)) or np.any(wn < 0) or wn.sum() <= 0:
-            raise ValueError(f"{name} must be finite, >= 0 and not all 0")
-        return w
-
     def check_params(self, params) -> KDEParams:
         """Validates ``params`` (shapes, finite data, positive-definite bandwidth).
 
@@ -378,14 +367,10 @@ class KDE:
             >>> KDE(dim=1).check_params(p).bandwidth.shape
             (1, 1)
         """
-        if not isinstance(params, KDEParams):
-            if isinstance(params, tuple) and len(params) == 3:
-                params = KDEParams(*params)
-            else:
-                raise TypeError(f"params0 must be KDEParams(points, weights, bandwidth); "
-                                f"got {type(params)}")
+        params = as_params(params, KDEParams)
         x = self.check_data(params.points, "params0.points")
-        w = self._check_weights(params.weights, x.shape[0], x.dtype, "params0.weights")
+        w = check_weights(params.weights, x.shape[0], x.dtype, "params0.weights",
+                          nonzero=True)
         h = jnp.asarray(params.bandwidth, x.dtype)
         if h.shape != (self.dim, self.dim):
             raise ValueError(f"params0.bandwidth must have shape ({self.dim}, {self.dim}); "
@@ -410,7 +395,7 @@ class KDE:
             ((4, 1), [1.0, 1.0, 0.0, 0.0], [[0.25]])
         """
         x = self.check_data(data)
-        w = self._check_weights(weights, x.shape[0], x.dtype)
+        w = check_weights(weights, x.shape[0], x.dtype, nonzero=True)
         n = int(np.sum(np.asarray(w) > 0))
         if n < self.min_samples():
             raise ValueError(f"data must have at least {self.min_samples()} points with "

@@ -36,6 +36,7 @@ from jax import lax
 
 from jaxcollapse import random as jcr
 from jaxcollapse.families.base import successive
+from jaxcollapse.theory.regression import _check_positive
 
 __all__ = [
     "LinearRegression",
@@ -168,12 +169,8 @@ class LinearRegression:
         if isinstance(self.dim, bool) or not isinstance(self.dim, int | np.integer) \
                 or self.dim < 1:
             raise ValueError(f"dim must be an integer >= 1; got {self.dim!r}")
-        if not isinstance(self.ridge, int | float | np.number) or not np.isfinite(self.ridge) \
-                or self.ridge < 0:
-            raise ValueError(f"ridge must be a finite number >= 0; got {self.ridge!r}")
-        if not isinstance(self.noise, int | float | np.number) or not np.isfinite(self.noise) \
-                or self.noise <= 0:
-            raise ValueError(f"noise must be a finite number > 0; got {self.noise!r}")
+        _check_positive(self.ridge, "ridge", allow_zero=True)
+        _check_positive(self.noise, "noise")
         if self.n_design is not None and (
                 isinstance(self.n_design, bool) or not isinstance(self.n_design, int | np.integer)
                 or self.n_design < 1):
