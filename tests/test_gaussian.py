@@ -137,6 +137,28 @@ def test_noise_hooks_compose_to_the_draws_and_batch_over_keys(d):
                                   jax.vmap(lambda k: fam.sample(k, p, 7))(keys))
 
 
+@pytest.mark.parametrize("d", [1, 3])
+def test_noise_sums_give_the_statistics_of_the_drawn_samples(d):
+    # the samples path's shortcut: the fit to the first m samples, through the sums
+    # of their normals, equals the fit to the samples (to rounding), per key
+    fam = jc.Gaussian(dim=d)
+    p = fam.params(mean=np.arange(d) + 3.0, cov=_spd(d, 7))
+    keys = jax.random.split(jax.random.key(4), 5)
+    n, m = 12, jnp.array([d + 1, 5, 7, 11, 12])
+    noise = fam.sample_noise(keys, n, p.mean.dtype)
+
+    def via_sums(z, m):
+        return fam.stats_from_noise_stats(p, fam.sample_noise_stats(z, m), m)
+
+    def direct(z, m):
+        return fam.stats(fam.sample_from_noise(p, z, n), (jnp.arange(n) < m).astype(float))
+
+    a = jax.jit(jax.vmap(via_sums))(noise, m)
+    b = jax.vmap(direct)(noise, m)
+    for u, v in zip(a, b, strict=True):
+        np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-12)
+
+
 def test_float32_exact_statistics_have_the_law_of_sampled_ones():
     # the suite runs in float64; the float32 samplers (the default precision) too
     fam = jc.Gaussian(dim=1)
