@@ -297,3 +297,36 @@ def test_full_covariance_needs_more_samples_than_dimensions():
     with pytest.raises(ValueError, match="n_samples must be >= 4"):
         jc.simulate(jax.random.key(0), fam, fam.params(), n_generations=2, n_samples=3,
                     n_chains=2)
+
+
+def _noisy_var(key, p, p0):
+    # a keyed metric: its value shows which key each (chain, generation) got
+    return p.cov[0, 0] + jax.random.uniform(key)
+
+
+@pytest.mark.parametrize("family", [EXACT, SAMPLES], ids=["exact", "samples"])
+def test_metrics_after_the_scan_equal_metrics_inside_it(family):
+    # save_params=True evaluates metrics after the scan, False inside every step:
+    # successive and keyed metrics must see the same references and keys either way,
+    # whole or in chunks
+    def step_w2(p, prev):
+        return jc.families.gaussian.w2sq(p, prev)
+
+    metrics = {"w2sq": jc.families.gaussian.w2sq, "step": jc.successive(step_w2),
+               "noisy": jc.with_key(_noisy_var)}
+    kw = dict(n_generations=9, n_samples=12, n_chains=4, metrics=metrics)
+    ref = jc.simulate(jax.random.key(5), family, P0, save_params=True, **kw)
+    for other in (jc.simulate(jax.random.key(5), family, P0, save_params=False, **kw),
+                  jc.simulate(jax.random.key(5), family, P0, chunk_size=4, **kw),
+                  jc.simulate(jax.random.key(5), family, P0, chunk_size=4, save_params=False,
+                              **kw)):
+        for name in metrics:
+            np.testing.assert_allclose(other.metrics[name], ref.metrics[name], rtol=1e-12,
+                                       atol=1e-15, err_msg=name)
+        np.testing.assert_array_equal(other.degenerate, ref.degenerate)
+    # the successive metric compares each generation with the one before
+    p = ref.params
+    prev = jax.tree.map(lambda x: jnp.concatenate([x[:, :1], x[:, :-1]], axis=1), p)
+    want = jax.vmap(jax.vmap(step_w2))(p, prev)
+    np.testing.assert_allclose(ref.metrics["step"], want, rtol=1e-12, atol=1e-15)
+    assert np.all(np.asarray(ref.metrics["step"][:, 0]) == 0.0)
