@@ -144,9 +144,20 @@ def _human_rows(cfg: _Config, carry, t, human):
     return _take(human, idx)
 
 
+def _split2(key):
+    """``jax.random.split(key)``; with partitionable Threefry (JAX's default) its keys
+    are ``fold_in(key, 0)`` and ``fold_in(key, 1)``, hashed in fusible operations
+    instead of JAX's rolled loop."""
+    if jax.config.jax_threefry_partitionable and \
+            str(jax.random.key_impl(key)) == "threefry2x32":
+        keys = jcr.fold_in(key, jnp.arange(2, dtype=jnp.uint32))
+        return keys[0], keys[1]
+    return tuple(jax.random.split(key))
+
+
 def _chain_init(cfg: _Config, chain_key, params0, human):
     fam = cfg.family
-    gen_key, human_key = jax.random.split(chain_key)
+    gen_key, human_key = _split2(chain_key)
     carry = {"params": params0, "gen_key": gen_key}
     if cfg.regime == "mix":
         if cfg.source == "fixed":
@@ -381,7 +392,7 @@ def _run_chains(cfg, key, chain_ids, params0, alpha, sched, human):
     alphas = jnp.broadcast_to(alpha, ts.shape)
 
     carry, out0 = jax.vmap(
-        lambda cid: _chain_init(cfg, jax.random.fold_in(key, cid), params0, human))(chain_ids)
+        lambda cid: _chain_init(cfg, jcr.fold_in(key, cid), params0, human))(chain_ids)
     gen_keys = carry["gen_key"]
     last, outs = _scan_chains(cfg, params0, human, carry, (ts, sched, alphas))
     if not cfg.save_params:
@@ -428,7 +439,7 @@ def _run_grid_jit(cfg, key, chain_ids, params0, alpha, sched, human, grid_alpha,
 @functools.partial(jax.jit, static_argnames=("cfg", "mesh"))
 def _init_jit(cfg, mesh, key, chain_ids, params0, human):
     def body(ids, key, params0, human):
-        return jax.vmap(lambda cid: _chain_init(cfg, jax.random.fold_in(key, cid), params0,
+        return jax.vmap(lambda cid: _chain_init(cfg, jcr.fold_in(key, cid), params0,
                                                 human))(ids)
 
     return _on_mesh(body, mesh, 1, 4)(chain_ids, key, params0, human)

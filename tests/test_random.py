@@ -152,3 +152,11 @@ def test_bad_dtype_and_key():
         jcr.normal(jax.random.key(0), (3,), jnp.int32)
     with pytest.raises(TypeError, match="key must be a JAX PRNG key"):
         jcr.normal(np.zeros(2, np.uint32), (3,))
+
+
+def test_split_in_fusible_operations_equals_jax_split():
+    from jaxcollapse.simulate import _split2
+    keys = jax.random.split(jax.random.key(8), 50)
+    ours = jax.vmap(lambda k: jnp.stack([jax.random.key_data(x) for x in _split2(k)]))(keys)
+    ref = jax.vmap(lambda k: jax.random.key_data(jax.random.split(k)))(keys)
+    np.testing.assert_array_equal(ours, ref)
