@@ -337,14 +337,14 @@ def test_wright_fisher_tree_counts_match_multinomial():
     # (< 10) and BTRS, and chains pass through the chunked finishing path.
     chains, m = 4096, 300
     p = np.array([0.42, 0.25, 0.0, 0.13, 0.1, 0.06, 0.03, 0.01])
-    kw = cat._generation_words(jax.random.key_data(
-        jax.vmap(jax.random.fold_in, (None, 0))(jax.random.key(41), jnp.arange(chains))),
-        jnp.uint32(1))
-    pools = [jnp.asarray(p, jnp.float32)[None],
-             jnp.broadcast_to(jnp.asarray(np.round(p * 1000), jnp.float32), (chains, 8))]
+    chain_kw = jax.random.key_data(
+        jax.vmap(jax.random.fold_in, (None, 0))(jax.random.key(41), jnp.arange(chains)))
+    pools = [jnp.broadcast_to(jnp.asarray(p, jnp.float32)[:, None], (8, chains)),
+             jnp.broadcast_to(jnp.asarray(np.round(p * 1000), jnp.float32)[:, None],
+                              (8, chains))]
     for pool in pools:
-        c = np.asarray(cat._tree_counts(kw, m, cat._pair_sums(pool)))
-        probs = np.asarray(pool[0]) / np.asarray(pool[0]).sum()
+        c = np.asarray(cat._tree_counts(chain_kw, m, pool)).T
+        probs = np.asarray(pool[:, 0]) / np.asarray(pool[:, 0]).sum()
         assert np.all(c.sum(1) == m) and np.all(c[:, 2] == 0)
         for j in (0, 1, 3, 4, 5, 6, 7):
             obs = np.bincount(c[:, j].astype(int), minlength=m + 1)
