@@ -697,9 +697,9 @@ def _exact_binomial(kw, ids, n, qq):
     # Binomial(n, qq), qq <= 1/2, a node, from the node's own counter words: CDF
     # inversion from 0 where the mean is below 10 (restarting with the next try's
     # uniform past mean + 10 sd, which also guards against a rounded CDF that never
-    # reaches u), BTRS with tries from counters (0, id), (1, id), ... above. The
-    # first steps and tries are unrolled over the whole chunk; each method runs
-    # only if some node of the chunk needs it, and its loop only for stragglers.
+    # reaches u), BTRS with tries from counters (0, id), (1, id), ... above. Each
+    # method runs only if some node of the batch needs it, its loop as long as
+    # its slowest node.
     dtype = n.dtype
     small = n * qq < _SMALL_MEAN
     u, v = _node_uniforms(kw, ids, jnp.uint32(0), dtype)
@@ -1043,8 +1043,11 @@ def wright_fisher(key: jax.Array, probs0: Any, *, n_generations: int, n_samples:
     its left half): log2(width) vectorised levels instead of one sequential step
     a category. Each binomial is exact (inversion for means below 10, BTRS
     above) and takes its uniforms from counter-mode Threefry words keyed by
-    (chain, generation, tree node); a few unrolled inversion steps finish most
-    nodes, the rest are gathered and finished in chunks.
+    (chain, generation, tree node). One compiled program walks every level (and
+    serves every width) in chunks of rows over all chains, skipping the rows
+    that are empty in every chain; a fixed number of unrolled inversion steps
+    and BTRS proposals finishes almost every node, and the few left are gathered
+    and finished by the exact loops.
 
     Chain i uses ``fold_in(key, i)`` and generation t ``fold_in(chain_key, t)``.
     A chain's slot layout and tree are functions of its own live set, a tree
