@@ -10,8 +10,8 @@ program for every level and width) with its per-generation metrics; ``compile s`
 the first call's extra time (every program it compiles). Goal: >= 3x. Two more rows
 set it against the cost of merely drawing M uniforms per chain and generation, with
 ``jax.random.uniform`` and with the cheaper counter-mode ``jaxcollapse.random.uniform``
-(the floor of any method that materialises the samples). ``max err`` is the difference of the mean final
-heterozygosity from numpy's (a Monte Carlo difference).
+(the floor of any method that materialises the samples). ``max err`` is the difference
+of the mean final heterozygosity from numpy's (a Monte Carlo difference).
 
 Run: ``PYTHONPATH=. python benchmarks/categorical.py [--quick]`` (quick: 100 chains x
 20 generations).
