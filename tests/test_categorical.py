@@ -351,3 +351,26 @@ def test_wright_fisher_tree_counts_match_multinomial():
             assert _chisq_p(obs, st.binom.pmf(np.arange(m + 1), m, probs[j])) > 1e-3, j
         prod = (c[:, 0] - m * probs[0]) * (c[:, 3] - m * probs[3])
         assert abs(prod.mean() + m * probs[0] * probs[3]) <= Z * prod.std() / np.sqrt(chains)
+
+
+def test_wright_fisher_node_binomial_matches_scipy():
+    # The tree's binomial kernel on one chunk: 8192 chain keys x 8 (n, q) cases that
+    # take the fast inversion, inversion stragglers (mean just below 10), BTRS with
+    # its lowest acceptance (mean just above 10, many nodes finished by the exact
+    # loops, in several batches) and large means; each case against scipy.
+    cases = [(0, 0.3), (12, 0.5), (1000, 0.0099), (25, 0.45), (200, 0.5), (10000, 0.002),
+             (10000, 0.5), (40, 0.0)]
+    reps = 8192
+    kd = jax.random.key_data(jax.random.split(jax.random.key(51), reps))
+    kw = (kd[None, :, 0], kd[None, :, 1])
+    ids = jnp.arange(len(cases), dtype=jnp.uint32)[:, None] * 32 + 3
+    n = jnp.asarray(np.repeat([[c[0]] for c in cases], reps, 1), jnp.float32)
+    q = jnp.asarray(np.repeat([[c[1]] for c in cases], reps, 1), jnp.float32)
+    k = np.asarray(jax.jit(cat._node_binomial)(kw, ids, n, q))
+    for (ni, pi), ki in zip(cases, k, strict=True):
+        assert np.all(ki == np.round(ki)) and ki.min() >= 0 and ki.max() <= ni
+        if pi == 0.0 or ni == 0:
+            assert np.all(ki == 0)
+            continue
+        obs = np.bincount(ki.astype(int), minlength=ni + 1)
+        assert _chisq_p(obs, st.binom.pmf(np.arange(ni + 1), ni, pi)) > 1e-3, (ni, pi)
