@@ -666,8 +666,8 @@ class WrightFisherResult(NamedTuple):
 # live in any chain: a single copy of the binomial kernel serves every level and
 # every capacity. A node's draw depends only on its (chain key, node id, n, q), so
 # the chunking, the capacity and the other chains do not change it.
-_INV_STEPS = 20     # unrolled inversion steps of the fast path
-_BTRS_TRIES = 3     # unrolled BTRS proposals of the fast path (each accepts 0.72-0.9)
+_INV_STEPS = 16     # unrolled inversion steps of the fast path
+_BTRS_TRIES = 2     # unrolled BTRS proposals of the fast path (each accepts 0.72-0.9)
 _CHUNK = 4096       # nodes a chunk: rows x chains
 _BOUND_SDS = 10.0   # inversion restarts past mean + 10 sd (numpy's bound; rounding guard)
 _STRAGGLERS = 128   # nodes the exact loops finish together
