@@ -671,6 +671,7 @@ _BTRS_TRIES = 2     # unrolled BTRS proposals of the fast path (each accepts 0.7
 _CHUNK = 4096       # nodes a chunk: rows x chains
 _BOUND_SDS = 10.0   # inversion restarts past mean + 10 sd (numpy's bound; rounding guard)
 _STRAGGLERS = 128   # nodes the exact loops finish together
+_MIN_CAP = 64       # narrowest pool width
 
 
 def _word_uniform(w0, w1, dtype):
@@ -1125,11 +1126,11 @@ def wright_fisher(key: jax.Array, probs0: Any, *, n_generations: int, n_samples:
             pool, p0c, live_rows = _wf_counts(heap_n, pool, p0c, live_rows, jnp.bool_(pack),
                                               accumulate=accumulate)
             if pack:
-                # Powers of two (each new width compiles new update steps); the
-                # live slots are packed at the front, so shrinking drops only empty
-                # ones.
+                # Powers of two, at least _MIN_CAP (each new width compiles new
+                # update steps; the tree skips empty rows anyway); the live slots
+                # are packed at the front, so shrinking drops only empty ones.
                 live = int(live_rows)
-                new = 2 ** max(1, math.ceil(math.log2(max(live, 2))))
+                new = max(_MIN_CAP, 2 ** math.ceil(math.log2(max(live, 2))))
                 if new < pool.shape[0]:
                     pool, p0c = pool[:new], p0c[:new]
             heap_m, m = _wf_masses_metrics(heap_m, pool, p0c, p0_sorted, offsets=offsets)
