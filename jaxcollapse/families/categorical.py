@@ -1035,7 +1035,7 @@ def wright_fisher(key: jax.Array, probs0: Any, *, n_generations: int, n_samples:
     counts each generation), organised for large K. Lost categories never return,
     so each chain's live categories are packed into the first slots (in their
     original order) and the arrays shrink to the next power of two above the
-    largest live count: after generation 1 at most M categories are alive and the
+    largest live count (at least 64): after generation 1 at most M categories are alive and the
     cost a generation falls from O(K) to O(live support). Packing runs every
     generation up to 8 and then on a fixed geometric schedule (see ``capacity``).
 
