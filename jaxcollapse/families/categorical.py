@@ -937,24 +937,49 @@ def _tree_counts(kw_key, n_draws, masses):
     return jnp.where(jnp.arange(cap)[:, None] < live, heap_n[:cap], 0.0)
 
 
+def _row_min(x):
+    # Minimum over the slot axis (0) by adjacent pairs (XLA's reduction, fused with
+    # the elementwise work before it, runs scalar on CPU).
+    while x.shape[0] > 1:
+        if x.shape[0] % 2:
+            x = jnp.concatenate([x, jnp.full((1,) + x.shape[1:], jnp.inf, x.dtype)])
+        x = jnp.minimum(x[0::2], x[1::2])
+    return x[0]
+
+
 def _wf_metrics(pool, p0c, p0_sorted):
     # Metrics from the slots (pool, p0c: (slots, chains); p0c is p0 of the slot's
-    # category): mass of p0 outside the live slots is lost mass. The barrier keeps
-    # products out of the pairwise sums (an FMA would round differently).
+    # category): mass of p0 outside the live slots is lost mass. Every sum is over
+    # adjacent pairs of slots (the same additions whatever the width).
+    alive = pool > 0
     p = pool / _row_sum(pool)[None]
-    alive = p > 0
     safe = jnp.where(alive, p, 1.0)
     p0a = jnp.where(alive, p0c, 0.0)
-    inside, neg_ent, sq, dist = _row_sum(lax.optimization_barrier(jnp.stack(
-        [p0a, jnp.where(alive, p * jnp.log(safe), 0.0), p * p, jnp.abs(p - p0a)], 1)))
+    # Separate pairwise sums (those of a stacked array fuse badly on CPU, ~10x
+    # slower), each term written out on both slots of the first pair so that the
+    # products and the first add sit in one expression whatever the width (a
+    # product fused into an add in one program and not in another could round
+    # differently).
+    def pair_terms(rows):
+        return (p0a[rows], jnp.where(alive[rows], p[rows] * jnp.log(safe[rows]), 0.0),
+                p[rows] * p[rows], jnp.abs(p[rows] - p0a[rows]), alive[rows].astype(p.dtype))
+
+    if pool.shape[0] % 2:
+        raise ValueError("pool rows must be even")
+    ev, od = pair_terms(slice(0, None, 2)), pair_terms(slice(1, None, 2))
+    inside, neg_ent, sq, dist, count = (_row_sum(a + b) for a, b in zip(ev, od, strict=True))
     z = jnp.where(inside > 0, inside, 1.0)[None]
     p0s = p0a / z
-    kl = _row_sum(lax.optimization_barrier(
-        jnp.where(p0s > 0, p0s * jnp.log(jnp.where(p0s > 0, p0s, 1.0) / safe), 0.0)))
-    t = jnp.min(jnp.where(alive, p0c, jnp.inf), 0)
+
+    def kl_terms(rows):
+        ps = p0s[rows]
+        return jnp.where(ps > 0, ps * jnp.log(jnp.where(ps > 0, ps, 1.0) / safe[rows]), 0.0)
+
+    kl = _row_sum(kl_terms(slice(0, None, 2)) + kl_terms(slice(1, None, 2)))
+    t = _row_min(jnp.where(alive, p0c, jnp.inf))
     rank = p0_sorted.shape[0] - jnp.searchsorted(p0_sorted, t, side="left")
     return jnp.stack([
-        jnp.sum(alive, 0).astype(p.dtype),            # survivors
+        count,                                        # survivors
         jnp.maximum(1.0 - inside, 0.0),               # lost_mass
         -neg_ent,                                     # entropy
         1.0 - sq,                                     # heterozygosity
