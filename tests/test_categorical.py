@@ -336,7 +336,7 @@ def test_wright_fisher_tree_counts_match_multinomial():
     # The tree sampler of wright_fisher on its own: every category's count against
     # Binomial(M, p_i) (chi-square), a covariance against -M p_i p_j, and integer
     # pools (later generations) against their frequencies. Means span inversion
-    # (< 10) and BTRS, and chains pass through the chunked finishing path.
+    # (< 10) and BTRS, and some nodes go through the exact loops (stragglers).
     chains, m = 4096, 300
     p = np.array([0.42, 0.25, 0.0, 0.13, 0.1, 0.06, 0.03, 0.01])
     chain_kw = jax.random.key_data(
