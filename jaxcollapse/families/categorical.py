@@ -1044,10 +1044,10 @@ def _wf_init(p0, *, offsets, total, cap, n_chains):
 
 def _packs_at(t: int) -> bool:
     # Repacking costs about as much as a generation's draws, so it runs on a fixed
-    # schedule (a chain's slot layout must not depend on the other chains): every
-    # generation up to 8, then whenever t passes a power of 2^(1/4).
+    # schedule (a chain's slot layout must not depend on the other chains): at
+    # generations 1, 2, 4 and 8, then whenever t passes a power of 2^(1/4).
     if t <= 8:
-        return True
+        return t in (1, 2, 4, 8)
     return math.floor(4 * math.log2(t)) > math.floor(4 * math.log2(t - 1))
 
 
@@ -1061,8 +1061,9 @@ def wright_fisher(key: jax.Array, probs0: Any, *, n_generations: int, n_samples:
     so each chain's live categories are packed into the first slots (in their
     original order) and the arrays shrink to the next power of two above the
     largest live count (at least 64): after generation 1 at most M categories are alive and the
-    cost a generation falls from O(K) to O(live support). Packing runs every
-    generation up to 8 and then on a fixed geometric schedule (see ``capacity``).
+    cost a generation falls from O(K) to O(live support). Packing runs at
+    generations 1, 2, 4, 8 and then on a fixed geometric schedule (see
+    ``capacity``).
 
     The counts are drawn by conditional binomials down a binary tree over the
     slots (a node with n draws sends Binomial(n, left mass / its mass) of them to
