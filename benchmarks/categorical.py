@@ -5,12 +5,13 @@ generations (replace). Reference: numpy ``Generator.multinomial`` once per chain
 generation on the full K (what a user would write), timed on 50 chains and scaled
 linearly to all chains (its chains are independent calls of equal cost).
 jaxcollapse: ``categorical.wright_fisher`` (exact conditional binomials down a binary
-tree over the live support, which shrinks as categories are lost) with its
-per-generation metrics. Goal: >= 3x. Two more rows set it against the cost of merely
-drawing M uniforms per chain and generation, with ``jax.random.uniform`` and with the
-cheaper counter-mode ``jaxcollapse.random.uniform`` (the floor of any method that
-materialises the samples). ``max err`` is the difference of the mean final
-heterozygosity from numpy's (a Monte Carlo difference).
+tree over the live support, which shrinks as categories are lost; one compiled tree
+program for every level and width) with its per-generation metrics; ``compile s`` is
+the first call's extra time (every program it compiles). Goal: >= 3x. Two more rows
+set it against the cost of merely drawing M uniforms per chain and generation, with
+``jax.random.uniform`` and with the cheaper counter-mode ``jaxcollapse.random.uniform``
+(the floor of any method that materialises the samples). ``max err`` is the difference
+of the mean final heterozygosity from numpy's (a Monte Carlo difference).
 
 Run: ``PYTHONPATH=. python benchmarks/categorical.py [--quick]`` (quick: 100 chains x
 20 generations).
@@ -19,6 +20,7 @@ Run: ``PYTHONPATH=. python benchmarks/categorical.py [--quick]`` (quick: 100 cha
 from __future__ import annotations
 
 import itertools
+import os
 
 import _common as bc
 import jax
@@ -50,6 +52,7 @@ def run(quick: bool) -> list[dict]:
         return cat.wright_fisher(jax.random.key(next(seeds)), p0, n_generations=gens,
                                  n_samples=M, n_chains=chains).metrics["heterozygosity"]
 
+    load = os.getloadavg()[0]
     with bc.PeakMemory() as m:
         ours = bc.time_jax(ours_call)
     rng = np.random.default_rng(0)
@@ -71,12 +74,13 @@ def run(quick: bool) -> list[dict]:
                ref=ref, goal="≥ 3×", goal_value=3.0, peak_rss_mib=m.mib,
                max_err=abs(het - float(np.mean(ref.out))),
                note=f"numpy {per_call_us:.0f} µs a multinomial call; "
-                    f"final heterozygosity {het:.4f}"),
+                    f"final heterozygosity {het:.4f}; load average {load:.1f} before, "
+                    f"{os.getloadavg()[0]:.1f} after (2 cores, shared)"),
     ] + [
         bc.row("wright_fisher (exact)", size, ours,
                reference=f"{name}, M per chain-gen (floor)", ref=floor, peak_rss_mib=m.mib,
-               note=f"ratio < 1: the exact path costs {ours.steady_s / floor.steady_s:.2f}× "
-                    "drawing M uniforms")
+               note=f"the exact path costs {ours.steady_s / floor.steady_s:.2f}× "
+                    "drawing M uniforms (wall)")
         for name, floor in floors.items()
     ]
 

@@ -304,11 +304,13 @@ def test_wright_fisher_chain_does_not_depend_on_n_chains(dtype, regime):
 
 
 def test_wright_fisher_chain_independent_of_shrinking_support():
-    # Zipf over many categories, small M: the chains lose categories at different
-    # rates, so the packed capacity (set by the chain with most survivors) differs
-    # between the two runs, and chain 0's slots sit in different places.
+    # Zipf over many categories, M well below K: the chains lose categories at
+    # different rates, so the packed capacity (set by the chain with most survivors;
+    # 128 or 256 after generation 1 here) differs between the two runs (2 and 20
+    # chains: different padded chain counts too), and chain 0's slots sit in
+    # different places.
     p0 = cat.zipf(2000, 1.1)
-    kw = dict(n_generations=12, n_samples=30)
+    kw = dict(n_generations=12, n_samples=250)
     a = cat.wright_fisher(jax.random.key(5), p0, n_chains=2, **kw)
     b = cat.wright_fisher(jax.random.key(5), p0, n_chains=20, **kw)
     surv = np.asarray(b.metrics["survivors"])
@@ -334,20 +336,43 @@ def test_wright_fisher_tree_counts_match_multinomial():
     # The tree sampler of wright_fisher on its own: every category's count against
     # Binomial(M, p_i) (chi-square), a covariance against -M p_i p_j, and integer
     # pools (later generations) against their frequencies. Means span inversion
-    # (< 10) and BTRS, and chains pass through the chunked finishing path.
+    # (< 10) and BTRS, and some nodes go through the exact loops (stragglers).
     chains, m = 4096, 300
     p = np.array([0.42, 0.25, 0.0, 0.13, 0.1, 0.06, 0.03, 0.01])
-    kw = cat._generation_words(jax.random.key_data(
-        jax.vmap(jax.random.fold_in, (None, 0))(jax.random.key(41), jnp.arange(chains))),
-        jnp.uint32(1))
-    pools = [jnp.asarray(p, jnp.float32)[None],
-             jnp.broadcast_to(jnp.asarray(np.round(p * 1000), jnp.float32), (chains, 8))]
+    chain_kw = jax.random.key_data(
+        jax.vmap(jax.random.fold_in, (None, 0))(jax.random.key(41), jnp.arange(chains)))
+    pools = [jnp.broadcast_to(jnp.asarray(p, jnp.float32)[:, None], (8, chains)),
+             jnp.broadcast_to(jnp.asarray(np.round(p * 1000), jnp.float32)[:, None],
+                              (8, chains))]
     for pool in pools:
-        c = np.asarray(cat._tree_counts(kw, m, cat._pair_sums(pool)))
-        probs = np.asarray(pool[0]) / np.asarray(pool[0]).sum()
+        c = np.asarray(cat._tree_counts(chain_kw, m, pool)).T
+        probs = np.asarray(pool[:, 0]) / np.asarray(pool[:, 0]).sum()
         assert np.all(c.sum(1) == m) and np.all(c[:, 2] == 0)
         for j in (0, 1, 3, 4, 5, 6, 7):
             obs = np.bincount(c[:, j].astype(int), minlength=m + 1)
             assert _chisq_p(obs, st.binom.pmf(np.arange(m + 1), m, probs[j])) > 1e-3, j
         prod = (c[:, 0] - m * probs[0]) * (c[:, 3] - m * probs[3])
         assert abs(prod.mean() + m * probs[0] * probs[3]) <= Z * prod.std() / np.sqrt(chains)
+
+
+def test_wright_fisher_node_binomial_matches_scipy():
+    # The tree's binomial kernel on one chunk: 8192 chain keys x 8 (n, q) cases that
+    # take the fast inversion, inversion stragglers (mean just below 10), BTRS with
+    # its lowest acceptance (mean just above 10, many nodes finished by the exact
+    # loops, in several batches) and large means; each case against scipy.
+    cases = [(0, 0.3), (12, 0.5), (1000, 0.0099), (25, 0.45), (200, 0.5), (10000, 0.002),
+             (10000, 0.5), (40, 0.0)]
+    reps = 8192
+    kd = jax.random.key_data(jax.random.split(jax.random.key(51), reps))
+    kw = (kd[None, :, 0], kd[None, :, 1])
+    ids = jnp.arange(len(cases), dtype=jnp.uint32)[:, None] * 32 + 3
+    n = jnp.asarray(np.repeat([[c[0]] for c in cases], reps, 1), jnp.float32)
+    q = jnp.asarray(np.repeat([[c[1]] for c in cases], reps, 1), jnp.float32)
+    k = np.asarray(jax.jit(cat._node_binomial)(kw, ids, n, q))
+    for (ni, pi), ki in zip(cases, k, strict=True):
+        assert np.all(ki == np.round(ki)) and ki.min() >= 0 and ki.max() <= ni
+        if pi == 0.0 or ni == 0:
+            assert np.all(ki == 0)
+            continue
+        obs = np.bincount(ki.astype(int), minlength=ni + 1)
+        assert _chisq_p(obs, st.binom.pmf(np.arange(ni + 1), ni, pi)) > 1e-3, (ni, pi)

@@ -658,13 +658,20 @@ class WrightFisherResult(NamedTuple):
     capacity: np.ndarray
 
 
-# Unrolled inversion steps of the first pass over a tree level: they finish almost
-# every node of small mean; the rest (and the BTRS nodes) are gathered and finished
-# in chunks whose sizes come from _CHUNKS (one compilation each, whatever the
-# number of chains, categories or the level).
-_UNROLL = 6
-_FINISH_UNROLL = 20
-_CHUNKS = (2**10, 2**13, 2**16)
+# The tree sampler of wright_fisher. Chains lie along the minor axis: a pool is
+# (slots, chains), and the nodes of every tree level are rows of one "heap" array
+# (levels bottom-up, level s at row offset ``offsets[s]``, with slack rows). One
+# compiled program walks the levels top-down (lax.fori_loop) and each level in
+# chunks of ``rows`` rows (every chain at once), stopping at the last row that is
+# live in any chain: a single copy of the binomial kernel serves every level and
+# every capacity. A node's draw depends only on its (chain key, node id, n, q), so
+# the chunking, the capacity and the other chains do not change it.
+_INV_STEPS = 16     # unrolled inversion steps of the fast path
+_BTRS_TRIES = 2     # unrolled BTRS proposals of the fast path (each accepts 0.72-0.9)
+_CHUNK = 4096       # nodes a chunk: rows x chains
+_BOUND_SDS = 10.0   # inversion restarts past mean + 10 sd (numpy's bound; rounding guard)
+_STRAGGLERS = 128   # nodes the exact loops finish together
+_MIN_CAP = 64       # narrowest pool width
 
 
 def _word_uniform(w0, w1, dtype):
@@ -687,249 +694,360 @@ def _node_uniforms(kw, ids, r, dtype):
     return _word_uniform(w0, w1, dtype), _word_uniform(w1, w0, dtype)
 
 
-def _finish_nodes(kw, ids, n, q, small, inversion=True, btrs=True):
-    # Binomial(n, q), q <= 1/2, from the node's own counter words: inversion where
-    # ``small``, else BTRS with tries from counters (0, id), (1, id), ... Every
-    # element's draw is a function of its own (key, id, n, q) only. The first steps
-    # and tries are unrolled: a loop iteration costs far more than the arithmetic
-    # on these small batches, so the loops almost never run.
+def _exact_binomial(kw, ids, n, qq):
+    # Binomial(n, qq), qq <= 1/2, a node, from the node's own counter words: CDF
+    # inversion from 0 where the mean is below 10 (restarting with the next try's
+    # uniform past mean + 10 sd, which also guards against a rounded CDF that never
+    # reaches u), BTRS with tries from counters (0, id), (1, id), ... above. Each
+    # method runs only if some node of the batch needs it, its loop as long as
+    # its slowest node.
     dtype = n.dtype
-    u, v = _node_uniforms(kw, ids, jnp.uint32(0), dtype)
-    ns, qs = jnp.where(small, n, 0.0), jnp.where(small, q, 0.0)
-    r = qs / (1 - qs)
-    pmf = jnp.exp(ns * jnp.log1p(-qs))
-    state = (jnp.zeros_like(n), pmf, pmf)
-
-    def step(c):
-        k, pmf, cdf = c
-        go = (u > cdf) & (k < ns)
-        nxt = pmf * (ns - k) / (k + 1) * r
-        return jnp.where(go, k + 1, k), jnp.where(go, nxt, pmf), jnp.where(go, cdf + nxt, cdf)
-
-    if inversion:
-        for _ in range(_FINISH_UNROLL):
-            state = step(state)
-        k_inv = lax.while_loop(lambda c: jnp.any((u > c[2]) & (c[0] < ns)), step, state)[0]
-    else:
-        k_inv = jnp.zeros_like(n)
-    if not btrs:
-        return k_inv
-
-    consts = _btrs_constants(jnp.where(small, 100.0, n), jnp.where(small, 0.5, q))
-    k, acc = _btrs_try(u, v, *consts)
-    acc = acc | small
-
-    def body(c):
-        k, acc, r = c
-        un, vn = _node_uniforms(kw, ids, r, dtype)
-        kn, an = _btrs_try(un, vn, *consts)
-        return jnp.where(acc, k, kn), acc | an, r + 1
-
-    k = lax.while_loop(lambda c: jnp.any(~c[1]), body, body((k, acc, jnp.uint32(1))))[0]
-    return jnp.where(small, k_inv, k)
-
-
-def _row_exclusive_prefix(x):
-    # Exclusive prefix sums along the last axis (a power of two) by a tree of
-    # pairwise sums, then a top-down pass: cheaper than jnp.cumsum on CPU.
-    levels = [x]
-    while levels[-1].shape[-1] > 1:
-        lv = levels[-1]
-        levels.append(lv[..., 0::2] + lv[..., 1::2])
-    p = jnp.zeros_like(levels[-1])
-    for lv in levels[-2::-1]:
-        p = jnp.stack([p, p + lv[..., 0::2]], -1).reshape(lv.shape)
-    return p, levels[-1][..., 0]
-
-
-@jax.jit
-def _level_first_pass(kw, s, n, tot, left_and_right):
-    # Tree level s: node a (counter id 32 a + s, the same node whatever the width)
-    # sends Binomial(n, left mass / its mass) draws to its left child. A few
-    # inversion steps from each node's try-0 uniform finish most nodes; the rest
-    # are listed (flat indices, in order) for _finish_chunk.
-    c, w = n.shape
-    ids = jnp.arange(w, dtype=jnp.uint32)[None] * jnp.uint32(32) + s
-    left = left_and_right[:, 0::2]
-    q = jnp.clip(jnp.where(tot > 0, left / jnp.where(tot > 0, tot, 1.0), 0.0), 0.0, 1.0)
-    flip = q > 0.5
-    qq = jnp.broadcast_to(jnp.clip(jnp.where(flip, 1.0 - q, q), 0.0, 0.5), (c, w))
     small = n * qq < _SMALL_MEAN
-    u = _node_uniforms(kw, ids, jnp.uint32(0), n.dtype)[0]
-    ns, qs = jnp.where(small, n, 0.0), jnp.where(small, qq, 0.0)
-    r = qs / (1 - qs)
-    pmf = jnp.exp(ns * jnp.log1p(-qs))
-    k, cdf = jnp.zeros_like(n), pmf
-    for _ in range(_UNROLL):
-        go = (u > cdf) & (k < ns)
-        pmf = pmf * (ns - k) / (k + 1) * r
-        k, cdf = jnp.where(go, k + 1, k), jnp.where(go, cdf + pmf, cdf)
-    size = c * w
+    u, v = _node_uniforms(kw, ids, jnp.uint32(0), dtype)
+    zero = jnp.zeros_like(n)
 
-    def listed(need):
-        # Flat indices of the needy nodes, in order, then padding (index ``size``).
-        pos, cnt = _row_exclusive_prefix(need.astype(jnp.int32))
-        dest = jnp.where(need, pos + (jnp.cumsum(cnt) - cnt)[:, None], size).reshape(-1)
-        order = jnp.full((size + _CHUNKS[-1],), size, jnp.int32).at[dest].set(
-            jnp.arange(size, dtype=jnp.int32), mode="drop")
-        return order, jnp.sum(cnt)
+    def inversion():
+        ns, qs = jnp.where(small, n, 0.0), jnp.where(small, qq, 0.0)
+        rr = qs / (1 - qs)
+        pmf0 = jnp.exp(ns * jnp.log1p(-qs))
+        mu = ns * qs
+        bound = jnp.minimum(ns, jnp.floor(mu + _BOUND_SDS * jnp.sqrt(mu * (1 - qs) + 1)))
 
-    # Two lists: BTRS nodes and unfinished inversions (each finisher runs one
-    # method only).
-    lists = (listed(~small), listed((u > cdf) & (k < ns)))
-    inputs = tuple(jnp.broadcast_to(x, (c, w)).reshape(-1) for x in (kw[0], kw[1], ids, n, qq))
-    return k.reshape(-1), jnp.broadcast_to(flip, (c, w)), lists, inputs
+        def step(c):
+            k, pmf, cdf, u, j = c
+            go = (u > cdf) & (k < bound)
+            nxt = pmf * ((ns - k) / (k + 1)) * rr
+            return (jnp.where(go, k + 1, k), jnp.where(go, nxt, pmf),
+                    jnp.where(go, cdf + nxt, cdf), u, j)
 
+        def restart(c):
+            k, pmf, cdf, u, j = c
+            stuck = (u > cdf) & (k >= bound)
+            j = jnp.where(stuck, j + 1, j)
+            un = _node_uniforms(kw, ids, j, dtype)[0]
+            return (jnp.where(stuck, 0.0, k), jnp.where(stuck, pmf0, pmf),
+                    jnp.where(stuck, pmf0, cdf), jnp.where(stuck, un, u), j)
 
-@functools.partial(jax.jit, static_argnames=("chunk",))
-def _gather_chunk(inputs, order, start, *, chunk):
-    idx = lax.dynamic_slice(order, (start,), (chunk,))
-    return idx, tuple(x.at[idx].get(mode="fill", fill_value=0) for x in inputs)
+        c = (zero, pmf0, pmf0, u, jnp.zeros(n.shape, jnp.uint32))
+        for _ in range(_INV_STEPS):
+            c = step(c)
 
+        def body(c):
+            stuck = jnp.any((c[3] > c[2]) & (c[0] >= bound))
+            return step(lax.cond(stuck, restart, lambda c: c, c))
 
-@functools.partial(jax.jit, static_argnames=("large",))
-def _finish_chunk(k0, k1, ids, n, qq, *, large):
-    # One compilation a chunk size, kind and dtype; a node's draw is a function of
-    # its own inputs, so the chunk it lands in does not matter (padding: n = 0).
-    return _finish_nodes((k0, k1), ids, n, qq, n * qq < _SMALL_MEAN, inversion=not large,
-                         btrs=large)
+        return lax.while_loop(lambda c: jnp.any(c[3] > c[2]), body, c)[0]
 
+    def btrs():
+        consts = _btrs_constants(jnp.where(small, 100.0, n), jnp.where(small, 0.5, qq))
+        k, acc = _btrs_try(u, v, *consts)
+        acc = acc | small
+        for r in range(1, _BTRS_TRIES):
+            un, vn = _node_uniforms(kw, ids, jnp.uint32(r), dtype)
+            kn, an = _btrs_try(un, vn, *consts)
+            k, acc = jnp.where(acc, k, kn), acc | an
 
-@jax.jit
-def _scatter_chunk(k, idx, vals):
-    return k.at[idx].set(vals, mode="drop")
+        def body(c):
+            k, acc, r = c
+            un, vn = _node_uniforms(kw, ids, r, dtype)
+            kn, an = _btrs_try(un, vn, *consts)
+            return jnp.where(acc, k, kn), acc | an, r + 1
 
+        init = (k, acc, jnp.uint32(_BTRS_TRIES))
+        return lax.while_loop(lambda c: ~jnp.all(c[1]), body, init)[0]
 
-@jax.jit
-def _level_children(k, flip, n):
-    # (left, right) = (b, n - b), interleaved.
-    c, w = n.shape
-    b = jnp.where(flip, n - k.reshape(c, w), k.reshape(c, w))
-    return jnp.stack([b, n - b], -1).reshape(c, 2 * w)
-
-
-def _level_binomials(kw, s, n, tot, left_and_right):
-    k, flip, lists, inputs = _level_first_pass(kw, s, n, tot, left_and_right)
-    for large, (order, total) in zip((True, False), lists, strict=True):
-        k = _finish_listed(k, inputs, order, int(total), large)
-    return _level_children(k, flip, n)
+    k_inv = lax.cond(jnp.any(small & (n > 0) & (qq > 0)), inversion, lambda: zero)
+    k_big = lax.cond(jnp.any(~small), btrs, lambda: zero)
+    return jnp.where(small, k_inv, k_big)
 
 
-def _finish_listed(k, inputs, order, total, large):
-    start = 0
-    while start < total:
-        # The smallest chunk that holds the rest if at most 4x too big, else the
-        # largest that the rest fills.
-        rest = total - start
-        fits = [c for c in _CHUNKS if c >= rest]
-        if fits and (fits[0] <= 4 * rest or fits[0] == _CHUNKS[0]):
-            chunk = fits[0]
-        else:
-            chunk = max(c for c in _CHUNKS if c <= rest)
-        idx, args = _gather_chunk(inputs, order, start, chunk=chunk)
-        k = _scatter_chunk(k, idx, _finish_chunk(*args, large=large))
-        start += chunk
-    return k
+def _fast_binomial(kw, ids, n, qq):
+    # The common case of _exact_binomial in one pass a method, each a single
+    # output (XLA otherwise splits the unrolled steps into several fusions that
+    # recompute them): the draw, or -1 where the node needs more inversion steps,
+    # a restart or more BTRS tries.
+    dtype = n.dtype
+    small = n * qq < _SMALL_MEAN
+    zero = jnp.zeros_like(n)
+
+    def inversion():
+        u = _node_uniforms(kw, ids, jnp.uint32(0), dtype)[0]
+        ns, qs = jnp.where(small, n, 0.0), jnp.where(small, qq, 0.0)
+        rr = qs / (1 - qs)
+        pmf = jnp.exp(ns * jnp.log1p(-qs))
+        mu = ns * qs
+        bound = jnp.minimum(ns, jnp.floor(mu + _BOUND_SDS * jnp.sqrt(mu * (1 - qs) + 1)))
+        k, cdf = zero, pmf
+        for _ in range(_INV_STEPS):
+            go = (u > cdf) & (k < bound)
+            nxt = pmf * ((ns - k) / (k + 1)) * rr
+            k, pmf, cdf = jnp.where(go, k + 1, k), jnp.where(go, nxt, pmf), \
+                jnp.where(go, cdf + nxt, cdf)
+        return jnp.where(u > cdf, -1.0, k)
+
+    def btrs():
+        consts = _btrs_constants(jnp.where(small, 100.0, n), jnp.where(small, 0.5, qq))
+        k, acc = zero, small
+        for r in range(_BTRS_TRIES):
+            un, vn = _node_uniforms(kw, ids, jnp.uint32(r), dtype)
+            kn, an = _btrs_try(un, vn, *consts)
+            k, acc = jnp.where(acc, k, kn), acc | an
+        return jnp.where(acc, k, -1.0)
+
+    k_inv = lax.cond(jnp.any(small & (n > 0) & (qq > 0)), inversion, lambda: zero)
+    k_big = lax.cond(jnp.any(~small), btrs, lambda: zero)
+    return jnp.where(small, k_inv, k_big)
 
 
-def _pair_sums(x):
-    # Sums of adjacent pairs, level by level, down to one value: levels[s] has the
-    # masses of the blocks of 2^s slots.
-    levels = [x]
-    while levels[-1].shape[-1] > 1:
-        lv = levels[-1]
-        levels.append(lv[..., 0::2] + lv[..., 1::2])
-    return levels
+def _node_binomial(kw, ids, n, qq):
+    # _fast_binomial, then the nodes it left (-1) gathered, _STRAGGLERS at a time,
+    # and finished by _exact_binomial, which repeats the fast path's steps and
+    # tries from the same words before going on: a node's draw is the same
+    # whichever path finishes it.
+    k = _fast_binomial(kw, ids, n, qq)
+    shape = k.shape
+    kw0 = jnp.broadcast_to(kw[0], shape).reshape(-1)
+    kw1 = jnp.broadcast_to(kw[1], shape).reshape(-1)
+    flat = tuple(jnp.broadcast_to(x, shape).reshape(-1) for x in (ids, n, qq))
+
+    def finish(k):
+        k = k.reshape(-1)
+        pending = (k < 0).astype(jnp.int32)
+        cum = _row_exclusive_prefix(pending) + pending
+        total = cum[-1]
+        size = min(_STRAGGLERS, k.shape[0])
+        slots = jnp.arange(size, dtype=jnp.int32)
+
+        def batch(b, k):
+            want = b * size + slots + 1
+            idx = jnp.searchsorted(cum, want, side="left").astype(jnp.int32)
+            idx = jnp.where(want <= total, idx, k.shape[0])
+            take = lambda x: x.at[idx].get(mode="fill", fill_value=0)
+            vals = _exact_binomial((take(kw0), take(kw1)), take(flat[0]), take(flat[1]),
+                                   take(flat[2]))
+            return k.at[idx].set(vals, mode="drop")
+
+        k = lax.fori_loop(0, (total + size - 1) // size, batch, k)
+        return k.reshape(shape)
+
+    return lax.cond(jnp.any(k < 0), finish, lambda k: k, k)
 
 
-def _tree_counts(kw, n_draws, levels):
+def _heap_offsets(cap: int, rows: int) -> tuple:
+    # Row offset of each level's region (level 0 = the slots, level s = blocks of
+    # 2^s slots), and the total: a region holds the level's ceil(cap / 2^s) nodes,
+    # an even-padding row and slack for the chunks that run past the last node.
+    offs, off, s = [], 0, 0
+    while True:
+        offs.append(off)
+        size = -(-cap // 2**s)
+        off += size + 1 + 2 * rows
+        if size == 1:
+            return tuple(offs), off
+        s += 1
+
+
+def _pair_rows(x):
+    # Sums of adjacent rows (a zero row pads an odd count): the next level up.
+    if x.shape[0] % 2:
+        x = jnp.concatenate([x, jnp.zeros((1,) + x.shape[1:], x.dtype)])
+    return x[0::2] + x[1::2]
+
+
+def _row_sum(x):
+    # Sum over the slot axis (0) by adjacent pairs: the same additions for a chain's
+    # packed slots whatever the width (padding adds exact zeros).
+    while x.shape[0] > 1:
+        x = _pair_rows(x)
+    return x[0]
+
+
+def _write_masses(heap_m, masses, offsets):
+    # The masses of every level of the tree over ``masses`` (slots, chains) into
+    # their heap regions, each padded to an even number of rows.
+    lv, s = masses, 0
+    while True:
+        if lv.shape[0] > 1 and lv.shape[0] % 2:
+            lv = jnp.concatenate([lv, jnp.zeros((1,) + lv.shape[1:], lv.dtype)])
+        heap_m = lax.dynamic_update_slice(heap_m, lv, (jnp.int32(offsets[s]), jnp.int32(0)))
+        if lv.shape[0] == 1:
+            return heap_m
+        lv, s = lv[0::2] + lv[1::2], s + 1
+
+
+@functools.partial(jax.jit, static_argnames=("rows",), donate_argnums=(0,))
+def _tree_draw(heap_n, heap_m, chain_kw, t, n_draws, offsets, live_rows, *, rows):
     # Multinomial counts over the slots by conditional binomials down a binary
-    # tree: a node with n draws sends Binomial(n, left mass / its mass) of them to
-    # its left child. The tree pairs adjacent slots bottom-up, so a block of slots
-    # is the same node whatever the width: a chain whose live slots are packed at
-    # the front sees only deterministic splits (all to the left) above them.
-    h = len(levels) - 1
-    c = kw[0].shape[0]
-    n = jnp.full((c, 1), n_draws, levels[0].dtype)
-    for s in range(h, 0, -1):
-        n = _level_binomials(kw, jnp.uint32(s), n, levels[s], levels[s - 1])
-    return n
+    # tree: node (s, a) (counter id 32 a + s; the block of slots [a 2^s, (a+1) 2^s),
+    # whatever the width) sends Binomial(n, left mass / its mass) of its n draws to
+    # its left child. The root is the lowest level whose one block covers the live
+    # rows; above a chain's own packed slots the splits are deterministic. Counts
+    # land in rows [0, live_rows) of level 0 (rows beyond are stale).
+    c = heap_n.shape[1]
+    dtype = heap_n.dtype
+    w0, w1 = threefry_words((chain_kw[:, 0], chain_kw[:, 1]), jnp.uint32(0), t)
+    kw = (w0[None], w1[None])
+    z = jnp.int32(0)
+    live_rows = jnp.asarray(live_rows, jnp.int32)
+    h = jnp.maximum(1, 32 - lax.clz(jnp.maximum(live_rows, 2) - 1))
+    heap_n = lax.dynamic_update_slice(heap_n, jnp.full((1, c), n_draws, dtype),
+                                      (offsets[h], z))
+    row_ids = jnp.arange(rows, dtype=jnp.uint32)[:, None]
+
+    def level(i, heap_n):
+        s = h - i
+        nodes = (live_rows + (1 << s) - 1) >> s
+
+        def chunk(j, heap_n):
+            a0 = (j * rows).astype(jnp.int32)
+            top, below = offsets[s] + a0, offsets[s - 1] + 2 * a0
+            n = lax.dynamic_slice(heap_n, (top, z), (rows, c))
+            m = lax.dynamic_slice(heap_m, (top, z), (rows, c))
+            left = lax.dynamic_slice(heap_m, (below, z), (2 * rows, c))[0::2]
+            q = jnp.clip(jnp.where(m > 0, left / jnp.where(m > 0, m, 1.0), 0.0), 0.0, 1.0)
+            flip = q > 0.5
+            qq = jnp.where(flip, 1.0 - q, q)
+            n = jnp.where(m > 0, n, 0.0)
+            ids = (a0.astype(jnp.uint32) + row_ids) * jnp.uint32(32) + s.astype(jnp.uint32)
+            k = _node_binomial(kw, ids, n, qq)
+            b = jnp.where(flip, n - k, k)
+            kids = jnp.stack([b, n - b], 1).reshape(2 * rows, c)
+            return lax.dynamic_update_slice(heap_n, kids, (below, z))
+
+        return lax.fori_loop(0, (nodes + rows - 1) // rows, chunk, heap_n)
+
+    return lax.fori_loop(0, h, level, heap_n)
 
 
-def _tree_sum(x):
-    # Sum over the last axis by adjacent pairs: the same additions for a chain's
-    # packed slots whatever the width (the padding adds exact zeros). The barrier
-    # keeps products out of the adds (an FMA would round differently).
-    return _pair_sums(lax.optimization_barrier(x))[-1][..., 0]
+def _chunk_rows(n_chains: int) -> int:
+    return max(1, min(64, _CHUNK // n_chains))
+
+
+def _tree_counts(kw_key, n_draws, masses):
+    # The tree sampler on its own (tests): counts of ``n_draws`` draws over the
+    # slots of ``masses`` (slots, chains) for chain keys ``kw_key`` (chains, 2),
+    # generation 1.
+    cap, c = masses.shape
+    rows = _chunk_rows(c)
+    offsets, total = _heap_offsets(cap, rows)
+    heap_m = _write_masses(jnp.zeros((total, c), masses.dtype), masses, offsets)
+    live = jnp.int32(cap - int(np.argmax(np.asarray(jnp.any(masses > 0, 1))[::-1])))
+    heap_n = _tree_draw(jnp.zeros((total, c), masses.dtype), heap_m, kw_key, jnp.uint32(1),
+                        n_draws, jnp.asarray(offsets, jnp.int32), live, rows=rows)
+    return jnp.where(jnp.arange(cap)[:, None] < live, heap_n[:cap], 0.0)
+
+
+def _row_min(x):
+    # Minimum over the slot axis (0) by adjacent pairs (XLA's reduction, fused with
+    # the elementwise work before it, runs scalar on CPU).
+    while x.shape[0] > 1:
+        if x.shape[0] % 2:
+            x = jnp.concatenate([x, jnp.full((1,) + x.shape[1:], jnp.inf, x.dtype)])
+        x = jnp.minimum(x[0::2], x[1::2])
+    return x[0]
 
 
 def _wf_metrics(pool, p0c, p0_sorted):
-    # Metrics from the slots (p0c: p0 of the live slots, zero elsewhere): mass of p0
-    # outside them is lost mass.
-    p = pool / _tree_sum(pool)[:, None]
-    alive = p > 0
-    safe = jnp.where(alive, p, 1.0)
-    inside, neg_ent, sq, dist = _tree_sum(jnp.stack([
-        p0c, jnp.where(alive, p * jnp.log(safe), 0.0), p * p, jnp.abs(p - p0c)]))
-    z = jnp.where(inside > 0, inside, 1.0)[..., None]
-    p0s = p0c / z
-    kl = _tree_sum(jnp.where(p0s > 0, p0s * jnp.log(jnp.where(p0s > 0, p0s, 1.0) / safe),
-                             0.0))
-    t = jnp.min(jnp.where(alive, p0c, jnp.inf), -1)
-    rank = p0_sorted.shape[0] - jnp.searchsorted(p0_sorted, t, side="left")
-    return {
-        "survivors": jnp.sum(alive, -1).astype(p.dtype),
-        "lost_mass": jnp.maximum(1.0 - inside, 0.0),
-        "entropy": -neg_ent,
-        "heterozygosity": 1.0 - sq,
-        "kl": jnp.maximum(kl, 0.0),
-        "tv": 0.5 * (dist + (1.0 - inside)),
-        "tail_rank": rank.astype(p.dtype),
-    }
-
-
-@jax.jit
-def _generation_words(chain_kw, t):
-    # Chain i's generation-t key words: those of fold_in(fold_in(key, i), t).
-    w0, w1 = threefry_words((chain_kw[:, 0], chain_kw[:, 1]), jnp.uint32(0), t)
-    return w0[:, None], w1[:, None]
-
-
-_level_masses = jax.jit(_pair_sums)
-
-
-@functools.partial(jax.jit, static_argnames=("accumulate", "pack"))
-def _wf_update(pool, counts, cat_id, p0_pad, p0_sorted, *, accumulate, pack):
-    pool = pool + counts if accumulate else counts
+    # Metrics from the slots (pool, p0c: (slots, chains); p0c is p0 of the slot's
+    # category): mass of p0 outside the live slots is lost mass. Every sum is over
+    # adjacent pairs of slots (the same additions whatever the width).
     alive = pool > 0
-    if pack:
-        # Live slots to the front, in slot order: slot j goes to slot (live slots
-        # before it); the layout is then a function of the chain's own live set.
-        pos, _ = _row_exclusive_prefix(alive.astype(jnp.int32))
-        dest = jnp.where(alive, pos, pool.shape[-1])
-        rows = jnp.arange(pool.shape[0])[:, None]
-        put = lambda x: jnp.zeros_like(x).at[rows, dest].set(x, mode="drop")
-        pool, cat_id = put(pool), put(cat_id)
-        alive = pool > 0
-    p0c = jnp.where(alive, p0_pad[cat_id], 0.0)
-    return pool, cat_id, _wf_metrics(pool, p0c, p0_sorted)
+    p = pool / _row_sum(pool)[None]
+    safe = jnp.where(alive, p, 1.0)
+    p0a = jnp.where(alive, p0c, 0.0)
+    # Separate pairwise sums (those of a stacked array fuse badly on CPU, ~10x
+    # slower), each term written out on both slots of the first pair so that the
+    # products and the first add sit in one expression whatever the width (a
+    # product fused into an add in one program and not in another could round
+    # differently).
+    def pair_terms(rows):
+        return (p0a[rows], jnp.where(alive[rows], p[rows] * jnp.log(safe[rows]), 0.0),
+                p[rows] * p[rows], jnp.abs(p[rows] - p0a[rows]), alive[rows].astype(p.dtype))
+
+    if pool.shape[0] % 2:
+        raise ValueError("pool rows must be even")
+    ev, od = pair_terms(slice(0, None, 2)), pair_terms(slice(1, None, 2))
+    inside, neg_ent, sq, dist, count = (_row_sum(a + b) for a, b in zip(ev, od, strict=True))
+    z = jnp.where(inside > 0, inside, 1.0)[None]
+    p0s = p0a / z
+
+    def kl_terms(rows):
+        ps = p0s[rows]
+        return jnp.where(ps > 0, ps * jnp.log(jnp.where(ps > 0, ps, 1.0) / safe[rows]), 0.0)
+
+    kl = _row_sum(kl_terms(slice(0, None, 2)) + kl_terms(slice(1, None, 2)))
+    t = _row_min(jnp.where(alive, p0c, jnp.inf))
+    rank = p0_sorted.shape[0] - jnp.searchsorted(p0_sorted, t, side="left")
+    return jnp.stack([
+        count,                                        # survivors
+        jnp.maximum(1.0 - inside, 0.0),               # lost_mass
+        -neg_ent,                                     # entropy
+        1.0 - sq,                                     # heterozygosity
+        jnp.maximum(kl, 0.0),                         # kl
+        0.5 * (dist + (1.0 - inside)),                # tv
+        rank.astype(p.dtype),                         # tail_rank
+    ])
 
 
-def _wf_step(chain_kw, t, pool, cat_id, p0_pad, p0_sorted, *, n_samples, accumulate,
-             from_p0, pack):
-    kw = _generation_words(chain_kw, jnp.uint32(t))
-    levels = _level_masses(p0_pad[None] if from_p0 else pool)
-    counts = _tree_counts(kw, n_samples, levels)
-    return _wf_update(pool, counts, cat_id, p0_pad, p0_sorted, accumulate=accumulate,
-                      pack=pack)
+def _row_exclusive_prefix(x):
+    # Exclusive prefix sums over the slot axis (0) by a tree of pairwise sums and a
+    # top-down pass: cheaper than jnp.cumsum on CPU.
+    levels = [x]
+    while levels[-1].shape[0] > 1:
+        levels.append(_pair_rows(levels[-1]))
+    p = jnp.zeros_like(levels[-1])
+    for lv in levels[-2::-1]:
+        p = jnp.stack([p, p + lv[0::2]], 1).reshape((2 * p.shape[0],) + lv.shape[1:])
+        p = p[:lv.shape[0]]
+    return p
+
+
+def _pack(pool, p0c):
+    # Live slots to the front, in slot order (a function of the chain's own live
+    # set): the (j+1)-th live slot's row, then gathers.
+    cap = pool.shape[0]
+    alive = pool > 0
+    dest = jnp.where(alive, _row_exclusive_prefix(alive.astype(jnp.int32)), cap)
+    cols = jnp.arange(pool.shape[1])[None]
+    src = jnp.full(pool.shape, cap, jnp.int32).at[dest, cols].set(
+        jnp.broadcast_to(jnp.arange(cap, dtype=jnp.int32)[:, None], pool.shape), mode="drop")
+    take = lambda x: jnp.take_along_axis(
+        jnp.concatenate([x, jnp.zeros((1, x.shape[1]), x.dtype)]), src, 0)
+    return take(pool), take(p0c)
+
+
+@functools.partial(jax.jit, static_argnames=("accumulate",), donate_argnums=(1, 2))
+def _wf_counts(heap_n, pool, p0c, live_rows, pack, *, accumulate):
+    # The generation's counts into the pool, packed when ``pack``; the new number
+    # of rows live in some chain.
+    cap = pool.shape[0]
+    counts = jnp.where(jnp.arange(cap)[:, None] < live_rows, heap_n[:cap], 0.0)
+    pool = pool + counts if accumulate else counts
+    pool, p0c = lax.cond(pack, _pack, lambda a, b: (a, b), pool, p0c)
+    live_any = jnp.any(pool > 0, 1)
+    live_rows = jnp.max(jnp.where(live_any, jnp.arange(1, cap + 1), 0)).astype(jnp.int32)
+    return pool, p0c, live_rows
+
+
+@functools.partial(jax.jit, static_argnames=("offsets",), donate_argnums=(0,))
+def _wf_masses_metrics(heap_m, pool, p0c, p0_sorted, *, offsets):
+    # The generation's metrics, and the tree masses of the next generation.
+    return _write_masses(heap_m, pool, offsets), _wf_metrics(pool, p0c, p0_sorted)
+
+
+@functools.partial(jax.jit, static_argnames=("offsets", "total", "cap", "n_chains"))
+def _wf_init(p0, *, offsets, total, cap, n_chains):
+    p0c = jnp.zeros((cap, n_chains), p0.dtype).at[:p0.shape[0]].set(p0[:, None])
+    heap_m = _write_masses(jnp.zeros((total, n_chains), p0.dtype), p0c, offsets)
+    return heap_m, jnp.zeros((total, n_chains), p0.dtype), jnp.zeros_like(p0c), p0c
 
 
 def _packs_at(t: int) -> bool:
     # Repacking costs about as much as a generation's draws, so it runs on a fixed
-    # schedule (a chain's slot layout must not depend on the other chains): every
-    # generation up to 8, then whenever t passes a power of 2^(1/4).
+    # schedule (a chain's slot layout must not depend on the other chains): at
+    # generations 1, 2, 4 and 8, then whenever t passes a power of 2^(1/4).
     if t <= 8:
-        return True
+        return t in (1, 2, 4, 8)
     return math.floor(4 * math.log2(t)) > math.floor(4 * math.log2(t - 1))
 
 
@@ -942,17 +1060,21 @@ def wright_fisher(key: jax.Array, probs0: Any, *, n_generations: int, n_samples:
     counts each generation), organised for large K. Lost categories never return,
     so each chain's live categories are packed into the first slots (in their
     original order) and the arrays shrink to the next power of two above the
-    largest live count: after generation 1 at most M categories are alive and the
-    cost a generation falls from O(K) to O(live support). Packing runs every
-    generation up to 8 and then on a fixed geometric schedule (see ``capacity``).
+    largest live count (at least 64): after generation 1 at most M categories are alive and the
+    cost a generation falls from O(K) to O(live support). Packing runs at
+    generations 1, 2, 4, 8 and then on a fixed geometric schedule (see
+    ``capacity``).
 
     The counts are drawn by conditional binomials down a binary tree over the
     slots (a node with n draws sends Binomial(n, left mass / its mass) of them to
     its left half): log2(width) vectorised levels instead of one sequential step
     a category. Each binomial is exact (inversion for means below 10, BTRS
     above) and takes its uniforms from counter-mode Threefry words keyed by
-    (chain, generation, tree node); a few unrolled inversion steps finish most
-    nodes, the rest are gathered and finished in chunks.
+    (chain, generation, tree node). One compiled program walks every level (and
+    serves every width) in chunks of rows over all chains, skipping the rows
+    that are empty in every chain; a fixed number of unrolled inversion steps
+    and BTRS proposals finishes almost every node, and the few left are gathered
+    and finished by the exact loops.
 
     Chain i uses ``fold_in(key, i)`` and generation t ``fold_in(chain_key, t)``.
     A chain's slot layout and tree are functions of its own live set, a tree
@@ -1005,35 +1127,42 @@ def wright_fisher(key: jax.Array, probs0: Any, *, n_generations: int, n_samples:
     dtype = jnp.float64 if probs.dtype == jnp.float64 else jnp.float32
     p0 = (probs / jnp.sum(probs)).astype(dtype)
     p0_sorted = jnp.sort(p0)
-    width = 2 ** math.ceil(math.log2(k))
-    p0_pad = jnp.zeros(width, dtype).at[:k].set(p0)
     # Chains padded to a power of two (at least 8): fewer shapes to compile; the
     # extra chains are ordinary chains, dropped at the end.
     n_run = max(8, 2 ** math.ceil(math.log2(n_chains)))
+    rows = _chunk_rows(n_run)
+    cap = k + k % 2
+    offsets, total = _heap_offsets(cap, rows)
+    offsets_arr = jnp.asarray(offsets, jnp.int32)
     chain_kw = jax.random.key_data(
         jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(n_run)))
-    cat_id = jnp.broadcast_to(jnp.arange(width, dtype=jnp.int32), (n_run, width))
-    pool = jnp.zeros((n_run, width), dtype)
+    heap_m, heap_n, pool, p0c = _wf_init(p0, offsets=offsets, total=total, cap=cap,
+                                         n_chains=n_run)
+    live_rows = jnp.int32(k - int(np.argmax(np.asarray(p0)[::-1] > 0)))
     ones = jnp.ones(n_chains, dtype)
-    rows = {name: [fn(CategoricalParams(p0), CategoricalParams(p0)) * ones]
-            for name, fn in _METRICS.items()}
+    rows0 = jnp.stack([fn(CategoricalParams(p0), CategoricalParams(p0)) * ones
+                       for fn in _METRICS.values()])
+    out = [rows0]
     caps = [k]
     with Progress(n_generations, "wright-fisher", enabled=progress) as bar:
         for t in range(1, n_generations + 1):
             pack = _packs_at(t)
-            pool, cat_id, m = _wf_step(chain_kw, t, pool, cat_id, p0_pad,
-                                       p0_sorted, n_samples=n_samples,
-                                       accumulate=accumulate, from_p0=t == 1, pack=pack)
-            for name in rows:
-                rows[name].append(m[name][:n_chains])
+            heap_n = _tree_draw(heap_n, heap_m, chain_kw, jnp.uint32(t), n_samples,
+                                offsets_arr, live_rows, rows=rows)
+            pool, p0c, live_rows = _wf_counts(heap_n, pool, p0c, live_rows, jnp.bool_(pack),
+                                              accumulate=accumulate)
             if pack:
-                live = int(jnp.max(m["survivors"]))
-                # Powers of two (each new width compiles a new step); the live slots
+                # Powers of two, at least _MIN_CAP (each new width compiles new
+                # update steps; the tree skips empty rows anyway); the live slots
                 # are packed at the front, so shrinking drops only empty ones.
-                cap = 2 ** max(1, math.ceil(math.log2(max(live, 2))))
-                if cap < pool.shape[-1]:
-                    pool, cat_id = pool[:, :cap], cat_id[:, :cap]
-            caps.append(pool.shape[-1])
+                live = int(live_rows)
+                new = max(_MIN_CAP, 2 ** math.ceil(math.log2(max(live, 2))))
+                if new < pool.shape[0]:
+                    pool, p0c = pool[:new], p0c[:new]
+            heap_m, m = _wf_masses_metrics(heap_m, pool, p0c, p0_sorted, offsets=offsets)
+            out.append(m[:, :n_chains])
+            caps.append(pool.shape[0])
             bar.update(t)
-    metrics = {name: jnp.stack(v, axis=1) for name, v in rows.items()}
+    stacked = jnp.stack(out, axis=2)
+    metrics = {name: stacked[i] for i, name in enumerate(_METRICS)}
     return WrightFisherResult(metrics, np.asarray(caps))
