@@ -272,7 +272,7 @@ def _chain_step(cfg: _Config, params0, human, carry, xs):
     # all generations at once (_outputs_after), and the step's one output is the
     # parameters it started from (a plain copy of the carry; the caller appends the
     # final carry)
-    out = {"params": params} if cfg.save_params else \
+    out = {"params": _flat(params)} if cfg.save_params else \
         _outputs(cfg, k_met, new_params, params0, params)
     if valid is not None:
         # padded generations of a last, short chunk leave the state untouched
@@ -369,6 +369,17 @@ def _outputs_after(cfg: _Config, params0, gen_keys, ts, params, prev):
         keys, params, prev)
 
 
+def _flat(params):
+    """Each leaf as a vector, or a scalar if it has one element: the scan's outputs
+    then have no unit axes, whose transposes XLA:CPU runs several times slower."""
+    return jax.tree.map(lambda x: x.reshape(()) if x.size == 1 else x.reshape(-1), params)
+
+
+def _unflat(flat, params0, lead: int):
+    """Inverse of :func:`_flat` for leaves with ``lead`` leading axes."""
+    return jax.tree.map(lambda x, p: x.reshape(x.shape[:lead] + p.shape), flat, params0)
+
+
 def _chain_major(outs, key):
     """Outputs ``(generation, chain, ...)`` -> ``(chain, generation, ...)``, each
     transposed apart from the concatenation or scan that produces it (fused with
@@ -399,9 +410,10 @@ def _run_chains(cfg, key, chain_ids, params0, alpha, sched, human):
         outs = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b], axis=0), out0, outs)
         return _chain_major(outs, key)
     # the steps output generations 0 .. G-1; the final carry holds generation G
+    final = jax.vmap(_flat)(last["params"])
     params = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]], axis=0),
-                          outs["params"], last["params"])
-    params = _chain_major(params, key)
+                          outs["params"], final)
+    params = _unflat(_chain_major(params, key), params0, 2)
     # generation 0 is compared with itself
     prev = jax.tree.map(lambda p: jnp.concatenate([p[:, :1], p[:, :-1]], axis=1), params)
     return _outputs_after(cfg, params0, gen_keys, jnp.arange(cfg.n_generations + 1),
@@ -454,8 +466,9 @@ def _chunk_jit(cfg, mesh, carry, params0, ts, ms, alphas, valid, human):
         # the steps output the generations before ts (padded steps keep the carry)
         prev = outs["params"]
         params = jax.tree.map(lambda a, b: jnp.concatenate([a[1:], b[None]], axis=0),
-                              prev, carry["params"])
-        params, prev = _chain_major((params, prev), carry["gen_key"])
+                              prev, jax.vmap(_flat)(carry["params"]))
+        params, prev = (_unflat(x, params0, 2)
+                        for x in _chain_major((params, prev), carry["gen_key"]))
         return carry, _outputs_after(cfg, params0, carry["gen_key"], ts, params, prev)
 
     return _on_mesh(body, mesh, 1, 7)(carry, params0, ts, ms, alphas, valid, human)
