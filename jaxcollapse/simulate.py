@@ -45,7 +45,7 @@ _POOL_LIMIT_BYTES = 4 * 2**30
 # the noise of a block of generations for all chains (noise hooks) stays below this:
 # sample noise is read back soon enough to be in cache; the exact path's noise is
 # small and each block pays a fixed cost (the gamma fallback), so its blocks are long
-_NOISE_BLOCK_BYTES = {False: 8 * 2**20, True: 32 * 2**20}
+_NOISE_BLOCK_BYTES = {False: 4 * 2**20, True: 32 * 2**20}
 _NOISE_BLOCK_MIN = 4  # generations: shorter blocks cost more in loop overhead
 # fold_in(gen_key, _NOISE_KEY) keys a chain's counter-mode noise (stats_noise_at);
 # generation keys fold_in(gen_key, t) use t = 0 .. n_generations
