@@ -137,9 +137,10 @@ class _WithoutNoiseHooks:
 
 
 @pytest.mark.parametrize("family, regime", [(EXACT, "replace"), (EXACT, jc.mix(0.3)),
-                                            (SAMPLES, "replace"), (SAMPLES, "accumulate")],
+                                            (SAMPLES, "replace"), (SAMPLES, "accumulate"),
+                                            (SAMPLES, jc.mix(0.3, source="fresh"))],
                          ids=["exact-replace", "exact-mix", "samples-replace",
-                              "samples-accumulate"])
+                              "samples-accumulate", "samples-mix"])
 def test_noise_blocks_give_the_numbers_of_per_step_draws(family, regime):
     # noise drawn for blocks of generations and all chains at once (noise hooks)
     # equals the draws each step would make; chunks of 7 cut across the blocks
