@@ -53,10 +53,6 @@ def runtime_true(x: jax.Array) -> jax.Array:
     if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
         x = jax.random.key_data(x)
     first = jnp.ravel(x)[0]
-    if jnp.iscomplexobj(first):
-        first = jnp.real(first)
     if jnp.issubdtype(first.dtype, jnp.floating):
         return ~(first > jnp.inf)  # false for no float, NaN included
-    if first.dtype == jnp.bool_:
-        first = first.astype(jnp.uint8)
-    return (first | jnp.ones((), first.dtype)) != 0
+    return (first | jnp.ones((), first.dtype)) != 0  # integers

@@ -513,8 +513,23 @@ def normal_gamma(key: jax.Array, a: jax.Array, index=0) -> tuple[jax.Array, jax.
         >>> bool(abs(float(z.mean())) < 0.05 and abs(float(g.mean()) - 3.0) < 0.1)
         True
     """
+    _key_words(key)  # a clear TypeError for anything but a PRNG key
     a = _as_float(a)
-    return _normal_gamma(key, a, jnp.asarray(index, jnp.uint32))
+    if not isinstance(a, jax.core.Tracer) and not bool(jnp.all(a >= 0)):
+        raise ValueError(f"a must be >= 0 (and not NaN); got {a}"[:200])
+    if not isinstance(index, jax.core.Tracer):
+        index_np = np.asarray(index)
+        if not np.issubdtype(index_np.dtype, np.integer) or np.any(index_np < 0) or \
+                np.any(index_np > np.iinfo(np.uint32).max):
+            raise ValueError("index must hold non-negative 32-bit integers; got "
+                             f"{index_np.dtype} {index_np.ravel()[:4]}")
+    index = jnp.asarray(index, jnp.uint32)
+    try:
+        jnp.broadcast_shapes(key.shape, a.shape, index.shape)
+    except ValueError:
+        raise ValueError(f"key {key.shape}, a {a.shape} and index {index.shape} do not "
+                         "broadcast together") from None
+    return _normal_gamma(key, a, index)
 
 
 def _per_key_shape(key, a, shape):

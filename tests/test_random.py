@@ -160,3 +160,19 @@ def test_split_in_fusible_operations_equals_jax_split():
     ours = jax.vmap(lambda k: jnp.stack([jax.random.key_data(x) for x in _split2(k)]))(keys)
     ref = jax.vmap(lambda k: jax.random.key_data(jax.random.split(k)))(keys)
     np.testing.assert_array_equal(ours, ref)
+
+
+def test_normal_gamma_bad_input():
+    key = jax.random.key(0)
+    with pytest.raises(TypeError, match="key must be a JAX PRNG key"):
+        jcr.normal_gamma(np.zeros(2, np.uint32), 1.0)
+    with pytest.raises(ValueError, match="a must be >= 0"):
+        jcr.normal_gamma(key, -1.0)
+    with pytest.raises(ValueError, match="a must be >= 0"):
+        jcr.normal_gamma(key, jnp.array([1.0, jnp.nan]))
+    with pytest.raises(ValueError, match="index must hold non-negative 32-bit integers"):
+        jcr.normal_gamma(key, 1.0, -3)
+    with pytest.raises(ValueError, match="index must hold non-negative 32-bit integers"):
+        jcr.normal_gamma(key, 1.0, 0.5)
+    with pytest.raises(ValueError, match="do not broadcast together"):
+        jcr.normal_gamma(jax.random.split(key, 3), jnp.ones(4))
