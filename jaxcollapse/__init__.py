@@ -1,6 +1,6 @@
 """jaxcollapse: model collapse under recursive training, in JAX."""
 
-from jaxcollapse import distributed, random, regimes, store, theory
+from jaxcollapse import distributed, random, regimes, steps, store, theory
 from jaxcollapse.decompose import decompose
 from jaxcollapse.families import (
     FAMILIES,
@@ -16,7 +16,15 @@ from jaxcollapse.families import (
     RegressionParams,
 )
 from jaxcollapse.families.base import successive, with_key
-from jaxcollapse.regimes import accumulate, accumulate_subsample, mix, replace, schedule
+from jaxcollapse.regimes import (
+    REGIMES,
+    accumulate,
+    accumulate_subsample,
+    mix,
+    replace,
+    schedule,
+    weighted_fresh,
+)
 from jaxcollapse.simulate import SimulationResult, simulate, simulate_grid
 from jaxcollapse.store import StoredResult, load_run
 
@@ -24,6 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FAMILIES",
+    "REGIMES",
     "GMM",
     "KDE",
     "Categorical",
@@ -48,8 +57,10 @@ __all__ = [
     "schedule",
     "simulate",
     "simulate_grid",
+    "steps",
     "store",
     "successive",
     "theory",
+    "weighted_fresh",
     "with_key",
 ]

@@ -626,3 +626,52 @@ def threefry_words(key_words: tuple, x0: jax.Array, x1: jax.Array) -> tuple:
     """
     k0, k1 = (jnp.asarray(k, jnp.uint32) for k in key_words)
     return _threefry2x32(k0, k1, jnp.asarray(x0, jnp.uint32), jnp.asarray(x1, jnp.uint32))
+
+
+def subset_indices(key: jax.Array, n: int, k: int) -> jax.Array:
+    """``k`` distinct indices drawn uniformly from ``range(n)``: a uniformly random
+    ``k``-subset in uniformly random order (``n``, ``k`` static, ``k <= n``).
+
+    The first ``k`` steps of a Fisher–Yates shuffle of a virtual ``arange(n)``, its
+    swaps kept in a table of ``k`` entries: O(k^2) work and O(k) memory however
+    large ``n`` is, where ``jax.random.permutation(key, n)[:k]`` sorts all ``n``.
+    The first ``j`` indices are themselves a uniformly random ``j``-subset.
+
+    Example:
+        >>> import jax
+        >>> idx = subset_indices(jax.random.key(0), 1000, 5)
+        >>> idx.shape, len(set(idx.tolist())) == 5, bool((idx < 1000).all())
+        ((5,), True, True)
+    """
+    n, k = int(n), int(k)
+    if not 0 <= k <= n:
+        raise ValueError(f"k must satisfy 0 <= k <= n={n}; got {k}")
+    if k == 0:
+        return jnp.zeros((0,), jnp.int32)
+    i = jnp.arange(k, dtype=jnp.int32)
+    # step i swaps position i with a uniform position j_i in [i, n)
+    j = jax.random.randint(key, (k,), i, n, dtype=jnp.int32)
+    pos = jnp.full((k,), -1, jnp.int32)  # the table: position written at step s ...
+    val = jnp.zeros((k,), jnp.int32)     # ... and the value written there
+
+    def lookup(pos, val, p):
+        # the latest write to position p, else p itself
+        hit = jnp.where(pos == p, i, -1)
+        last = jnp.max(hit)
+        return jnp.where(last >= 0, val[jnp.maximum(last, 0)], p)
+
+    def body(s, c):
+        pos, val, out = c
+        vj = lookup(pos, val, j[s])
+        vi = lookup(pos, val, s)
+        out = out.at[s].set(vj)
+        # position j_s now holds what was at position s (positions < s never matter)
+        return pos.at[s].set(j[s]), val.at[s].set(vi), out
+
+    out = jnp.zeros((k,), jnp.int32)
+    if k <= 16:
+        c = (pos, val, out)
+        for s in range(k):
+            c = body(s, c)
+        return c[2]
+    return lax.fori_loop(0, k, body, (pos, val, out))[2]

@@ -1,32 +1,167 @@
 """Data regimes: what the training set of generation n + 1 is made of.
 
-A regime is a small pytree: its *kind* (and, for mixing, the human-data source) is
-static and picks the compiled program, while the human fraction ``alpha`` is a
-traced leaf, so a sweep over ``alpha`` is one compiled program (see
+A regime is a small object with behaviour, in the manner of an optax
+``GradientTransformation``: :meth:`Regime.init` makes a chain's pool state from
+static sizes, the human data and a key; :meth:`Regime.update` takes that state and
+one generation's synthetic draws (rows and weights on the samples path, or their
+sufficient statistics on the statistics path) and returns the fitted parameters and
+the new state. :func:`jaxcollapse.simulate` calls the pair and never asks which
+regime it holds; a new regime is one class here and one line in :data:`REGIMES`.
+
+Regimes are pytrees: what selects the compiled program (the human-data source) is
+static, while what one sweeps (the human fraction ``alpha``, the weight ``w`` of
+fresh data) is a traced leaf, so a sweep over it is one compiled program (see
 :func:`jaxcollapse.simulate_grid`).
 
 References:
     Shumailov et al., Nature 631 (2024) (replace, mix with 10% human data);
     Gerstgrasser et al., arXiv 2404.01413 (accumulate);
-    Kazdan et al., arXiv 2410.16713 (accumulate-subsample). THEORY.md section 1.
+    Kazdan et al., arXiv 2410.16713 (accumulate-subsample);
+    He, Xu, Cheng, arXiv 2502.18049 (weighted fresh data). THEORY.md sections 1, 11.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
+
+from jaxcollapse import random as jcr
 
 HUMAN_SOURCES = ("fixed", "fresh")
+PyTree = Any
+
+
+# ------------------------------------------------------------------ the contract
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolSpec:
+    """Static sizes and the family, fixed before tracing (part of the program's key).
+
+    Attributes:
+        family: the model family.
+        exact: whether the run combines sufficient statistics (statistics path)
+            rather than rows (samples path).
+        n_max: rows of one generation's synthetic draws (the schedule's maximum).
+        n_generations: generations after generation 0.
+        human_slots: human rows a training set can hold (0 if the regime uses none).
+        init_rows: rows of generation 0's own data set (data-set families such as
+            KDE; 0 for parametric families).
+    """
+
+    family: Any
+    exact: bool
+    n_max: int
+    n_generations: int
+    human_slots: int = 0
+    init_rows: int = 0
+
+
+class Generation(NamedTuple):
+    """What :meth:`Regime.update` sees of one generation of one chain.
+
+    Attributes:
+        t: the generation being fitted (1 .. n_generations), int32.
+        m: its training-set size M_t, int32.
+        key: the regime's own key for this generation (subsampling, human rows).
+        synthetic: the synthetic draws: ``(rows, weights)`` on the samples path,
+            their sufficient statistics on the statistics path.
+        human: the human data (leading axis = rows), or ``None``.
+        params0: generation 0's parameters.
+        fit: ``fit(training_set) -> params`` for this path (rows and weights, or
+            statistics).
+        draw: ``draw(key, params, n) -> training_set``: ``n`` (static) fresh draws
+            from ``params`` in this path's form (regimes that draw fresh data).
+    """
+
+    t: jax.Array
+    m: jax.Array
+    key: jax.Array
+    synthetic: PyTree
+    human: PyTree | None
+    params0: PyTree
+    fit: Callable[[PyTree], PyTree]
+    draw: Callable[[jax.Array, PyTree, int], PyTree]
+
+
+class Regime:
+    """Base class of the regimes (the contract and its defaults).
+
+    Subclasses are frozen dataclasses registered as pytrees. They override:
+
+    * ``n_synthetic(m)``: synthetic draws in a training set of size ``m``;
+    * ``train_rows(spec)``: rows of a samples-path training set;
+    * ``init(spec, key, params0, human) -> state``;
+    * ``update(spec, state, gen) -> (params, state)``.
+
+    Example:
+        >>> import jaxcollapse as jc
+        >>> sorted(REGIMES)[:2]
+        ['accumulate', 'accumulate-subsample']
+        >>> jc.replace().n_synthetic(100)
+        100
+    """
+
+    name: ClassVar[str] = "regime"
+    uses_human: ClassVar[bool] = False
+    #: whether the statistics path can run it (a subsample of a pool is not a
+    #: function of the pool's statistics)
+    stats_path: ClassVar[bool] = True
+
+    def check(self) -> None:
+        """Host-side validation of the regime's own values (before tracing)."""
+
+    def n_synthetic(self, m: Any) -> Any:
+        return m
+
+    def train_rows(self, spec: PoolSpec) -> int:
+        return spec.n_max
+
+    def pool_rows(self, spec: PoolSpec) -> int:
+        """Rows the regime holds across generations (for the memory estimate)."""
+        return 0
+
+    def init(self, spec: PoolSpec, key: jax.Array, params0: PyTree,
+             human: PyTree | None) -> PyTree:
+        return ()
+
+    def update(self, spec: PoolSpec, state: PyTree, gen: Generation
+               ) -> tuple[PyTree, PyTree]:
+        return gen.fit(gen.synthetic), state
+
+
+def _take(tree, idx):
+    return jax.tree.map(lambda x: x[idx], tree)
+
+
+def _concat(a, b):
+    return jax.tree.map(lambda x, y: jnp.concatenate([x, y], axis=0), a, b)
+
+
+def _float_dtype(tree):
+    for leaf in jax.tree.leaves(tree):
+        if jnp.issubdtype(leaf.dtype, jnp.floating):
+            return leaf.dtype
+    return jnp.result_type(float)
+
+
+def _n_rows(tree) -> int:
+    return jax.tree.leaves(tree)[0].shape[0]
+
+
+# ---------------------------------------------------------------------- regimes
 
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class Replace:
+class Replace(Regime):
     """D_{n+1} = M fresh draws from the model of generation n.
 
     Example:
@@ -34,25 +169,70 @@ class Replace:
         True
     """
 
-    name = "replace"
+    name: ClassVar[str] = "replace"
 
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class Accumulate:
+class Accumulate(Regime):
     """D_{n+1} = D_n plus M draws from the model of generation n: the pool grows.
+
+    As in Gerstgrasser et al. and Kazdan et al., the pool starts with generation
+    0's data: for a parametric family these are generation 1's draws from the
+    human distribution; a data-set family (KDE) puts its own points (the human
+    data) first. On the statistics path the pool is the pooled statistics.
 
     Example:
         >>> get_regime("accumulate").name
         'accumulate'
     """
 
-    name = "accumulate"
+    name: ClassVar[str] = "accumulate"
+
+    def train_rows(self, spec):
+        return spec.init_rows + spec.n_generations * spec.n_max
+
+    def pool_rows(self, spec):
+        return self.train_rows(spec)
+
+    def init(self, spec, key, params0, human):
+        fam = spec.family
+        dt = _float_dtype(params0)
+        template = jax.eval_shape(lambda: fam.sample(jax.random.key(0), params0, 1))
+        if spec.exact:
+            zero = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), template)
+            return {"pool": fam.stats(zero, jnp.zeros((1,), dt))}
+        size = self.train_rows(spec)
+        pool = jax.tree.map(lambda s: jnp.zeros((size,) + s.shape[1:], s.dtype), template)
+        pool_w = jnp.zeros((size,), dt)
+        if spec.init_rows:
+            data0, w0 = spec.family.initial_data(params0)
+            pool = jax.tree.map(
+                lambda p, v: lax.dynamic_update_slice_in_dim(p, v.astype(p.dtype), 0, 0),
+                pool, data0)
+            pool_w = lax.dynamic_update_slice_in_dim(pool_w, w0.astype(dt), 0, 0)
+        return {"pool": pool, "pool_w": pool_w}
+
+    def _grow(self, spec, state, gen):
+        if spec.exact:
+            st = spec.family.add_stats(state["pool"], gen.synthetic)
+            return st, {"pool": st}
+        x, w = gen.synthetic
+        start = spec.init_rows + (gen.t - 1) * spec.n_max
+        pool = jax.tree.map(
+            lambda p, v: lax.dynamic_update_slice_in_dim(p, v, start, axis=0),
+            state["pool"], x)
+        pool_w = lax.dynamic_update_slice_in_dim(state["pool_w"], w, start, axis=0)
+        return (pool, pool_w), {"pool": pool, "pool_w": pool_w}
+
+    def update(self, spec, state, gen):
+        train, state = self._grow(spec, state, gen)
+        return gen.fit(train), state
 
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class AccumulateSubsample:
+class AccumulateSubsample(Accumulate):
     """The pool grows as in :class:`Accumulate`; each fit uses a uniform M-subsample.
 
     Example:
@@ -60,19 +240,31 @@ class AccumulateSubsample:
         True
     """
 
-    name = "accumulate-subsample"
+    name: ClassVar[str] = "accumulate-subsample"
+    stats_path: ClassVar[bool] = False
+
+    def update(self, spec, state, gen):
+        (pool, pool_w), state = self._grow(spec, state, gen)
+        # a uniform subset of size m of the live pool: the m smallest of i.i.d.
+        # uniform scores
+        u = jax.random.uniform(gen.key, pool_w.shape)
+        score = jnp.where(pool_w > 0, u, 2.0)
+        kth = jnp.sort(score)[jnp.maximum(gen.m - 1, 0)]
+        weights = ((score <= kth) & (pool_w > 0)).astype(pool_w.dtype)
+        return gen.fit((pool, weights)), state
 
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class Mix:
+class Mix(Regime):
     """A fraction ``alpha`` of each training set is human data, the rest synthetic.
 
     Attributes:
         alpha: human fraction in [0, 1] (traced: sweepable). The number of human
             points in a training set of size M is ``round(alpha * M)``.
         source: ``"fixed"`` reuses one random human subset (per chain) every
-            generation; ``"fresh"`` draws a new random human subset each generation.
+            generation; ``"fresh"`` draws a new uniformly random subset (without
+            replacement) of the human rows each generation.
 
     Example:
         >>> m = Mix(0.1, "fresh")
@@ -82,18 +274,104 @@ class Mix:
 
     alpha: Any = 0.1
     source: str = dataclasses.field(default="fixed", metadata=dict(static=True))
-    name = "mix"
+    name: ClassVar[str] = "mix"
+    uses_human: ClassVar[bool] = True
+
+    def check(self):
+        check_alpha(self.alpha)
+        if self.source not in HUMAN_SOURCES:
+            raise ValueError(f"source must be one of {HUMAN_SOURCES}; got {self.source!r}")
+
+    def n_human(self, m):
+        return n_human(self.alpha, m)
+
+    def n_synthetic(self, m):
+        return m - self.n_human(m)
+
+    def train_rows(self, spec):
+        return spec.human_slots + spec.n_max
+
+    def init(self, spec, key, params0, human):
+        if self.source == "fixed":
+            return {"human_idx": jax.random.permutation(key, _n_rows(human))[
+                : spec.human_slots]}
+        return {"human_key": key}
+
+    def human_rows(self, spec, state, gen):
+        """This generation's human rows (``human_slots`` of them; the first
+        ``round(alpha m)`` count)."""
+        if self.source == "fixed":
+            idx = state["human_idx"]
+        else:
+            idx = jcr.subset_indices(jax.random.fold_in(state["human_key"], gen.t),
+                                     _n_rows(gen.human), spec.human_slots)
+        return _take(gen.human, idx)
+
+    def update(self, spec, state, gen):
+        fam = spec.family
+        rows = self.human_rows(spec, state, gen)
+        dt = _float_dtype(gen.params0)
+        w_h = (jnp.arange(spec.human_slots) < self.n_human(gen.m)).astype(dt)
+        if spec.exact:
+            train = fam.add_stats(fam.stats(rows, w_h), gen.synthetic)
+        else:
+            x, w = gen.synthetic
+            train = (_concat(rows, x), jnp.concatenate([w_h.astype(w.dtype), w]))
+        return gen.fit(train), state
 
 
-Regime = Replace | Accumulate | AccumulateSubsample | Mix
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class WeightedFresh(Regime):
+    """Fit on the synthetic draws and on fresh human draws apart, then average.
 
-_BY_NAME = {
+    theta_t = (1 - w) thetahat(M synthetic draws) + w thetahat(n_real fresh draws from
+    generation 0's distribution). With k = n_real / M the Gaussian mean's stationary
+    variance is (sigma^2 / n_real) [k (1 - w)^2 + w^2] / (1 - (1 - w)^2), smallest at
+    w* = (sqrt(k^2 + 4k) - k) / 2 (THEORY.md section 11).
+
+    Attributes:
+        w: weight of the fresh fit in [0, 1] (traced: sweepable, differentiable).
+        n_real: fresh human draws a generation (static).
+
+    Example:
+        >>> r = weighted_fresh(0.6, 50)
+        >>> r.name, r.n_real
+        ('weighted-fresh', 50)
+
+    References:
+        He, Xu, Cheng. arXiv 2502.18049 (2025).
+    """
+
+    w: Any = 0.5
+    n_real: int = dataclasses.field(default=100, metadata=dict(static=True))
+    name: ClassVar[str] = "weighted-fresh"
+
+    def check(self):
+        check_alpha(self.w, "w")
+        if isinstance(self.n_real, bool) or not isinstance(self.n_real, int | np.integer) \
+                or self.n_real < 2:
+            raise ValueError(f"n_real must be an integer >= 2; got {self.n_real!r}")
+
+    def update(self, spec, state, gen):
+        p_syn = gen.fit(gen.synthetic)
+        p_real = gen.fit(gen.draw(gen.key, gen.params0, self.n_real))
+        w = jnp.asarray(self.w)
+        return jax.tree.map(lambda a, b: (1 - w).astype(a.dtype) * a + w.astype(a.dtype) * b,
+                            p_syn, p_real), state
+
+
+#: name -> regime class; a new regime is one class above and one line here
+REGIMES: dict[str, type[Regime]] = {
     "replace": Replace,
     "accumulate": Accumulate,
     "accumulate-subsample": AccumulateSubsample,
     "mix": Mix,
+    "weighted-fresh": WeightedFresh,
 }
-REGIMES = tuple(_BY_NAME)
+
+
+# ------------------------------------------------------------------- factories
 
 
 def replace() -> Replace:
@@ -137,10 +415,28 @@ def mix(alpha: Any = 0.1, source: str = "fixed") -> Mix:
         ...
         ValueError: alpha must lie in [0, 1]; got 1.5
     """
-    check_alpha(alpha)
-    if source not in HUMAN_SOURCES:
-        raise ValueError(f"source must be one of {HUMAN_SOURCES}; got {source!r}")
-    return Mix(alpha=alpha, source=source)
+    if not isinstance(alpha, jax.core.Tracer) and np.ndim(alpha) != 0:
+        raise ValueError(f"alpha must be a scalar fraction (use simulate_grid(alpha=...) "
+                         f"for a sweep); got shape {np.shape(alpha)}")
+    m = Mix(alpha=alpha, source=source)
+    m.check()
+    return m
+
+
+def weighted_fresh(w: Any = 0.5, n_real: int = 100) -> WeightedFresh:
+    """The weighted-fresh-data regime of He, Xu and Cheng (validated).
+
+    Example:
+        >>> weighted_fresh(0.618, 100).w
+        0.618
+        >>> weighted_fresh(1.2, 10)
+        Traceback (most recent call last):
+        ...
+        ValueError: w must lie in [0, 1]; got 1.2
+    """
+    r = WeightedFresh(w=w, n_real=n_real)
+    r.check()
+    return r
 
 
 def check_alpha(alpha: Any, name: str = "alpha") -> None:
@@ -155,6 +451,8 @@ def check_alpha(alpha: Any, name: str = "alpha") -> None:
     """
     if isinstance(alpha, jax.core.Tracer):
         return
+    if np.iscomplexobj(alpha):
+        raise TypeError(f"{name} must be real; got {alpha!r}")
     a = np.asarray(alpha, dtype=float)
     if not np.all(np.isfinite(a)) or np.any(a < 0) or np.any(a > 1):
         shown = a.item() if a.ndim == 0 else a.tolist()
@@ -172,20 +470,19 @@ def get_regime(regime: Any, *, alpha: Any = None, source: str = "fixed") -> Regi
         ...
         ValueError: regime must be one of (...); got 'shuffle'
     """
-    if isinstance(regime, Replace | Accumulate | AccumulateSubsample | Mix):
-        if isinstance(regime, Mix):
-            check_alpha(regime.alpha)
-            if regime.source not in HUMAN_SOURCES:
-                raise ValueError(
-                    f"source must be one of {HUMAN_SOURCES}; got {regime.source!r}")
+    if isinstance(regime, Regime):
+        regime.check()
         return regime
-    if not isinstance(regime, str) or regime not in _BY_NAME:
-        raise ValueError(f"regime must be one of {REGIMES}; got {regime!r}")
+    if isinstance(regime, type) and issubclass(regime, Regime):
+        raise TypeError(f"regime must be a regime object such as {regime.__name__}() or a "
+                        f"name; got the class {regime.__name__}")
+    if not isinstance(regime, str) or regime not in REGIMES:
+        raise ValueError(f"regime must be one of {tuple(REGIMES)}; got {regime!r}")
     if regime == "mix":
         return mix(0.1 if alpha is None else alpha, source)
     if alpha is not None:
         raise ValueError(f"alpha is only used by the 'mix' regime; got regime={regime!r}")
-    return _BY_NAME[regime]()
+    return REGIMES[regime]()
 
 
 def n_human(alpha: jax.Array, n: jax.Array) -> jax.Array:

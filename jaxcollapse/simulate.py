@@ -37,7 +37,15 @@ from jaxcollapse import store as st
 from jaxcollapse._fusion import apart, runtime_true
 from jaxcollapse._mesh import CHAIN_AXIS, resolve_mesh
 from jaxcollapse._progress import Progress
-from jaxcollapse.families.base import call_metric, noise_hooks, uses_exact_path
+from jaxcollapse.families.base import (
+    CounterNoise,
+    DataSetFamily,
+    NoiseStats,
+    call_metric,
+    noise_hooks,
+    uses_exact_path,
+)
+from jaxcollapse.steps import _base as stp
 
 PyTree = Any
 
@@ -93,10 +101,13 @@ class SimulationResult(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class _Config:
-    """Everything static about a simulation (part of the compiled program's key)."""
+    """Everything static about a simulation (part of the compiled program's key).
+
+    The regime and the loop steps travel beside it as pytrees: their structure is
+    static (part of the key through their tree structure), their values traced."""
 
     family: Any
-    regime: str
+    regime: str  # a description, for the store's fingerprint
     source: str
     n_generations: int
     n_max: int
@@ -104,6 +115,33 @@ class _Config:
     metrics: tuple[tuple[str, Callable], ...]
     save_params: bool
     exact: bool
+    spec: rg.PoolSpec
+    n_draw: int  # rows drawn a generation on the samples path (n_max x candidates)
+    selects: tuple[bool, ...]  # which loop steps act through select (not their law)
+    train_rows: int  # rows of a samples-path training set (data-set families' size)
+
+
+class _Keys(NamedTuple):
+    """The keys of one generation of one chain, derived in one place.
+
+    ``synthetic = fold_in(gen_key, t)`` draws the synthetic data; the others are
+    ``fold_in(synthetic, i)``, one fold_in each (not a split), so the compiler
+    removes the keys a path does not use."""
+
+    synthetic: jax.Array
+    fit: jax.Array
+    regime: jax.Array
+    metric: jax.Array
+    step: jax.Array
+
+
+_KEY_FIT, _KEY_REGIME, _KEY_METRIC, _KEY_STEP = 1, 2, 3, 4
+
+
+def _gen_keys(gen_key, t) -> _Keys:
+    syn = jax.random.fold_in(gen_key, t)
+    return _Keys(syn, *(jax.random.fold_in(syn, i)
+                        for i in (_KEY_FIT, _KEY_REGIME, _KEY_METRIC, _KEY_STEP)))
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -134,16 +172,6 @@ def _outputs(cfg: _Config, key, params, params0, prev):
     return out
 
 
-def _human_rows(cfg: _Config, carry, t, human):
-    if cfg.source == "fixed":
-        idx = carry["human_idx"]
-    else:
-        n_rows = jax.tree.leaves(human)[0].shape[0]
-        perm = jax.random.permutation(jax.random.fold_in(carry["human_key"], t), n_rows)
-        idx = perm[: cfg.human_slots]
-    return _take(human, idx)
-
-
 def _split2(key):
     """``jax.random.split(key)``; with partitionable Threefry (JAX's default) its keys
     are ``fold_in(key, 0)`` and ``fold_in(key, 1)``, hashed in fusible operations
@@ -155,26 +183,10 @@ def _split2(key):
     return tuple(jax.random.split(key))
 
 
-def _chain_init(cfg: _Config, chain_key, params0, human):
-    fam = cfg.family
-    gen_key, human_key = _split2(chain_key)
-    carry = {"params": params0, "gen_key": gen_key}
-    if cfg.regime == "mix":
-        if cfg.source == "fixed":
-            n_rows = jax.tree.leaves(human)[0].shape[0]
-            carry["human_idx"] = jax.random.permutation(human_key, n_rows)[: cfg.human_slots]
-        else:
-            carry["human_key"] = human_key
-    if cfg.regime in ("accumulate", "accumulate-subsample"):
-        template = fam.sample(jax.random.fold_in(gen_key, 0), params0, 1)
-        if cfg.exact:
-            zero = jax.tree.map(jnp.zeros_like, template)
-            carry["pool"] = fam.stats(zero, jnp.zeros((1,), _float_dtype(params0)))
-        else:
-            size = cfg.n_generations * cfg.n_max
-            carry["pool"] = jax.tree.map(
-                lambda x: jnp.zeros((size,) + x.shape[1:], x.dtype), template)
-            carry["pool_w"] = jnp.zeros((size,), _float_dtype(params0))
+def _chain_init(cfg: _Config, regime, chain_key, params0, human):
+    gen_key, regime_key = _split2(chain_key)
+    carry = {"params": params0, "gen_key": gen_key,
+             "regime": regime.init(cfg.spec, regime_key, params0, human)}
     out0 = _outputs(cfg, jax.random.fold_in(gen_key, 0), params0, params0, params0)
     return carry, out0
 
@@ -182,98 +194,99 @@ def _chain_init(cfg: _Config, chain_key, params0, human):
 def _counter_noise(family) -> bool:
     """Whether the exact path draws generation t as draw t under a chain's noise key
     (``stats_noise_at``, families/base.py)."""
-    return callable(getattr(family, "stats_noise_at", None)) and \
-        callable(getattr(family, "stats_from_noise", None))
+    return isinstance(family, CounterNoise)
 
 
-def _noise_stats(cfg: _Config) -> bool:
+def _noise_stats(cfg: _Config, regime, n_select: int) -> bool:
     """Whether the samples path fits through the sums of the drawn normals
     (``sample_noise_stats`` and ``stats_from_noise_stats``, families/base.py): where
-    the fit sees only the newest samples (and human rows), and the family pools
-    statistics."""
-    fam = cfg.family
-    return (not cfg.exact and cfg.regime in ("replace", "mix")
-            and all(callable(getattr(fam, name, None)) for name in (
-                "sample_noise_stats", "stats_from_noise_stats", "stats", "add_stats",
-                "fit_stats")))
+    the fit sees only the newest draws (and human rows), no step selects among the
+    draws, and the family pools statistics."""
+    return (not cfg.exact and regime.name in ("replace", "mix") and n_select == 0
+            and isinstance(cfg.family, NoiseStats))
 
 
-def _chain_step(cfg: _Config, params0, human, carry, xs):
-    """One generation of one chain. ``xs`` is (t, m_t, alpha[, valid[, noise]]):
-    ``valid`` False leaves the state untouched (padding); ``noise`` is this
-    generation's draw of the family's noise hook, used instead of sampling here."""
+def _fitter(cfg: _Config, key):
+    """``fit(training_set)`` for this path: statistics, or rows and weights (padded
+    to the family's training-set size)."""
     fam = cfg.family
-    t, m_t, alpha, valid, noise = (*xs, None, None)[:5]
+    if cfg.exact:
+        return fam.fit_stats
+
+    def fit(train):
+        data, weights = train
+        pad = cfg.train_rows - weights.shape[0]
+        if pad > 0:  # a data-set family whose generation 0 holds more rows
+            data = jax.tree.map(
+                lambda x: jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)]),
+                data)
+            weights = jnp.concatenate([weights, jnp.zeros((pad,), weights.dtype)])
+        return fam.fit(key, data, weights)
+
+    return fit
+
+
+def _drawer(cfg: _Config):
+    """``draw(key, params, n)`` in this path's form (fresh data for a regime)."""
+    fam = cfg.family
+    if cfg.exact:
+        return lambda key, params, n: fam.sample_stats(key, params, jnp.int32(n))
+
+    def draw(key, params, n):
+        x = fam.sample(key, params, n)
+        return x, jnp.ones((n,), _float_dtype(params))
+
+    return draw
+
+
+def _chain_step(cfg: _Config, regime, steps, params0, human, carry, xs):
+    """One generation of one chain. ``xs`` is (t, m_t[, valid[, noise]]): ``valid``
+    False leaves the state untouched (padding); ``noise`` is this generation's draw
+    of the family's noise hook, used instead of sampling here."""
+    fam = cfg.family
+    t, m_t, valid, noise = (*xs, None, None)[:4]
     params = carry["params"]
     dt = _float_dtype(params)
-    # one fold_in per derived key (not a split): keys a path does not use are
-    # removed by the compiler, and key derivations cost as much as the variates
-    k_syn = jax.random.fold_in(carry["gen_key"], t)
-    k_fit, k_sub, k_met = (jax.random.fold_in(k_syn, i) for i in range(1, 4))
-    new_carry = dict(carry)
-    ar = jnp.arange(cfg.n_max)
-    k_h = rg.n_human(alpha, m_t) if cfg.regime == "mix" else jnp.int32(0)
-    m_syn = m_t - k_h
+    keys = _gen_keys(carry["gen_key"], t)
+    m_syn = regime.n_synthetic(m_t)
+    # the law the synthetic draws come from (the loop steps that act through it)
+    law = stp.laws(tuple(s for s, sel in zip(steps, cfg.selects, strict=True) if not sel),
+                   fam, params)
+    select = tuple(s for s, sel in zip(steps, cfg.selects, strict=True) if sel)
+    noise_stats = _noise_stats(cfg, regime, len(select))
 
     if cfg.exact:
         if noise is None and _counter_noise(fam):
             # the draw the noise hooks would make for this generation
             noise = fam.stats_noise_at(jcr.fold_in(carry["gen_key"], _NOISE_KEY),
                                        jnp.asarray(t, jnp.uint32), m_syn, dt)
-        syn = fam.sample_stats(k_syn, params, m_syn) if noise is None else \
-            fam.stats_from_noise(params, noise, m_syn)
-        if cfg.regime == "replace":
-            st = syn
-        elif cfg.regime == "mix":
-            rows = _human_rows(cfg, carry, t, human)
-            w_h = (jnp.arange(cfg.human_slots) < k_h).astype(dt)
-            st = fam.add_stats(fam.stats(rows, w_h), syn)
-        else:  # accumulate
-            st = fam.add_stats(carry["pool"], syn)
-            new_carry["pool"] = st
-        new_params = fam.fit_stats(st)
-    elif noise is not None and _noise_stats(cfg):
-        # fit to the drawn samples through their normals' sums (sample_noise_stats)
-        st = fam.stats_from_noise_stats(params, fam.sample_noise_stats(noise, m_syn), m_syn)
-        if cfg.regime == "mix":
-            rows = _human_rows(cfg, carry, t, human)
-            w_h = (jnp.arange(cfg.human_slots) < k_h).astype(dt)
-            st = fam.add_stats(fam.stats(rows, w_h), st)
-        new_params = fam.fit_stats(st)
+        syn = fam.sample_stats(keys.synthetic, law, m_syn) if noise is None else \
+            fam.stats_from_noise(law, noise, m_syn)
+    elif noise is not None and noise_stats:
+        # the drawn samples' statistics through their normals' sums
+        syn = fam.stats_from_noise_stats(law, fam.sample_noise_stats(noise, m_syn), m_syn)
     else:
-        x = fam.sample(k_syn, params, cfg.n_max) if noise is None else \
-            fam.sample_from_noise(params, noise, cfg.n_max)
-        w = (ar < m_syn).astype(dt)
-        if cfg.regime == "replace":
-            data, weights = x, w
-        elif cfg.regime == "mix":
-            rows = _human_rows(cfg, carry, t, human)
-            w_h = (jnp.arange(cfg.human_slots) < k_h).astype(w.dtype)
-            data, weights = _concat(rows, x), jnp.concatenate([w_h, w])
-        else:
-            start = (t - 1) * cfg.n_max
-            pool = jax.tree.map(
-                lambda p, v: lax.dynamic_update_slice_in_dim(p, v, start, axis=0),
-                carry["pool"], x)
-            pool_w = lax.dynamic_update_slice_in_dim(carry["pool_w"], w, start, axis=0)
-            new_carry["pool"], new_carry["pool_w"] = pool, pool_w
-            data, weights = pool, pool_w
-            if cfg.regime == "accumulate-subsample":
-                # a uniform subset of size m_t of the live pool: the m_t smallest of
-                # i.i.d. uniform scores
-                u = jax.random.uniform(k_sub, pool_w.shape)
-                score = jnp.where(pool_w > 0, u, 2.0)
-                kth = jnp.sort(score)[jnp.maximum(m_t - 1, 0)]
-                weights = ((score <= kth) & (pool_w > 0)).astype(pool_w.dtype)
-        new_params = fam.fit(k_fit, data, weights)
+        noise_stats = False
+        x = fam.sample(keys.synthetic, law, cfg.n_draw) if noise is None else \
+            fam.sample_from_noise(law, noise, cfg.n_draw)
+        w = (jnp.arange(cfg.n_draw) < m_syn * stp.n_candidates(select)).astype(dt)
+        for i, s in enumerate(select):
+            x, w = s.select(jax.random.fold_in(keys.step, i), fam, law, x, w)
+        syn = (x, w)
 
-    new_carry["params"] = new_params
+    spec = dataclasses.replace(cfg.spec, exact=True) if noise_stats else cfg.spec
+    gen = rg.Generation(t=t, m=m_t, key=keys.regime, synthetic=syn, human=human,
+                        params0=params0,
+                        fit=fam.fit_stats if noise_stats else _fitter(cfg, keys.fit),
+                        draw=_drawer(cfg))
+    new_params, regime_state = regime.update(spec, carry["regime"], gen)
+    new_carry = dict(carry, params=new_params, regime=regime_state)
     # with the parameters saved, metrics and flags are evaluated after the scan, for
     # all generations at once (_outputs_after), and the step's one output is the
     # parameters it started from (a plain copy of the carry; the caller appends the
     # final carry)
     out = {"params": _flat(params)} if cfg.save_params else \
-        _outputs(cfg, k_met, new_params, params0, params)
+        _outputs(cfg, keys.metric, new_params, params0, params)
     if valid is not None:
         # padded generations of a last, short chunk leave the state untouched
         new_carry = jax.tree.map(_keep_if(valid), new_carry, carry)
@@ -285,15 +298,15 @@ def _noise_block(cfg: _Config, dtype, n_chains: int, n_steps: int) -> int:
     chains under ``_NOISE_BLOCK_BYTES`` (measured from one noise draw's size)."""
     draw = noise_hooks(cfg.family, cfg.exact)[0]
     key = jax.random.key(0)
-    n = jnp.int32(cfg.n_max) if cfg.exact else cfg.n_max
+    n = jnp.int32(cfg.n_max) if cfg.exact else cfg.n_draw
     shapes = jax.eval_shape(lambda k: draw(k, n, dtype), key)
     per = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes)) * max(n_chains, 1)
     return int(min(max(_NOISE_BLOCK_BYTES[cfg.exact] // max(per, 1), _NOISE_BLOCK_MIN),
                    n_steps))
 
 
-def _scan_chains(cfg: _Config, params0, human, carry, xs):
-    """Runs the generations ``xs`` = (ts, ms, alphas[, valid]) for all chains (the
+def _scan_chains(cfg: _Config, loop, params0, human, carry, xs):
+    """Runs the generations ``xs`` = (ts, ms[, valid]) for all chains (the
     leading axis of ``carry``): ``vmap`` over chains of a ``lax.scan`` of
     :func:`_chain_step`. Returns the final carry and outputs with leading axes
     (generation, chain).
@@ -306,12 +319,13 @@ def _scan_chains(cfg: _Config, params0, human, carry, xs):
     cheap steps over it. A chain's numbers therefore do not depend on the block
     size, on chunking or on the other chains.
     """
-    step = functools.partial(_chain_step, cfg, params0, human)
+    regime, steps = loop
+    step = functools.partial(_chain_step, cfg, regime, steps, params0, human)
     hooks = noise_hooks(cfg.family, cfg.exact)
     if hooks is None:
         return jax.vmap(lambda c: lax.scan(step, c, xs), out_axes=(0, 1))(carry)
-    ts, ms, alphas = xs[:3]
-    valid = xs[3] if len(xs) > 3 else None
+    ts, ms = xs[:2]
+    valid = xs[2] if len(xs) > 2 else None
     n_steps = ts.shape[0]
     dtype = _float_dtype(params0)
     block = _noise_block(cfg, dtype, carry["gen_key"].shape[0], n_steps)
@@ -319,33 +333,33 @@ def _scan_chains(cfg: _Config, params0, human, carry, xs):
     pad = n_blocks * block - n_steps
     if pad:  # padded generations repeat the last one and leave the state untouched
         valid = jnp.ones((n_steps,), bool) if valid is None else valid
-        ts, ms, alphas = (jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)])
-                          for x in (ts, ms, alphas))
+        ts, ms = (jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]) for x in (ts, ms))
         valid = jnp.concatenate([valid, jnp.zeros((pad,), bool)])
     at = cfg.family.stats_noise_at if cfg.exact and _counter_noise(cfg.family) else None
+    xs = (ts, ms, valid)
     if at is not None:
         # counter-mode noise: generation t of a chain is draw t under the chain's
         # noise key (a stream of its generation key that no fold_in(gen_key, t) uses)
         noise_keys = jcr.fold_in(carry["gen_key"], _NOISE_KEY)[None, :]
-        keys = jnp.zeros((n_blocks * block,), jnp.uint32)  # unused placeholder
     else:
         # the keys of every (generation, chain), hashed once for the whole run (the
         # barrier keeps XLA from re-hashing them inside every consumer)
         keys = jcr.fold_in(carry["gen_key"][None, :], ts[:, None])
-        keys = jax.random.wrap_key_data(lax.optimization_barrier(jax.random.key_data(keys)))
-    blocked = jax.tree.map(lambda x: x.reshape((n_blocks, block) + x.shape[1:]),
-                           (ts, ms, alphas, valid, keys))
+        xs = xs + (jax.random.wrap_key_data(
+            lax.optimization_barrier(jax.random.key_data(keys))),)
+    blocked = jax.tree.map(lambda x: x.reshape((n_blocks, block) + x.shape[1:]), xs)
 
     def run_block(carry, xb):
-        tb, mb, ab, vb, kb = xb  # kb: (generation, chain) keys
-        n = mb - rg.n_human(ab, mb) if cfg.regime == "mix" else mb
+        tb, mb, vb = xb[:3]
+        n = regime.n_synthetic(mb)
         if at is not None:
             noise = at(noise_keys, tb.astype(jnp.uint32)[:, None], n[:, None], dtype)
         elif cfg.exact:
+            kb = xb[3]  # (generation, chain) keys
             noise = hooks[0](kb, jnp.broadcast_to(n[:, None], kb.shape), dtype)
         else:
-            noise = hooks[0](kb, cfg.n_max, dtype)
-        return jax.vmap(lambda c, z: lax.scan(step, c, (tb, mb, ab, vb, z)),
+            noise = hooks[0](xb[3], cfg.n_draw, dtype)
+        return jax.vmap(lambda c, z: lax.scan(step, c, (tb, mb, vb, z)),
                         in_axes=(0, 1), out_axes=(0, 1))(carry, noise)
 
     carry, outs = lax.scan(run_block, carry, blocked)
@@ -361,7 +375,7 @@ def _outputs_after(cfg: _Config, params0, gen_keys, ts, params, prev):
     and ``fold_in(gen_key, 0)`` at generation 0), so the numbers equal those of an
     evaluation inside the scan."""
     k_syn = jcr.fold_in(gen_keys[:, None], ts[None, :].astype(jnp.uint32))
-    k_met = jcr.fold_in(k_syn, 3)
+    k_met = jcr.fold_in(k_syn, _KEY_METRIC)
     words = jnp.where((ts == 0)[None, :, None], jax.random.key_data(k_syn),
                       jax.random.key_data(k_met))
     keys = jax.random.wrap_key_data(words)
@@ -397,15 +411,14 @@ def _keep_if(valid):
     return pick
 
 
-def _run_chains(cfg, key, chain_ids, params0, alpha, sched, human):
+def _run_chains(cfg, key, chain_ids, params0, loop, sched, human):
     """All chains, all generations (the one-program path)."""
     ts = jnp.arange(1, cfg.n_generations + 1, dtype=jnp.int32)
-    alphas = jnp.broadcast_to(alpha, ts.shape)
-
     carry, out0 = jax.vmap(
-        lambda cid: _chain_init(cfg, jcr.fold_in(key, cid), params0, human))(chain_ids)
+        lambda cid: _chain_init(cfg, loop[0], jcr.fold_in(key, cid), params0, human))(
+        chain_ids)
     gen_keys = carry["gen_key"]
-    last, outs = _scan_chains(cfg, params0, human, carry, (ts, sched, alphas))
+    last, outs = _scan_chains(cfg, loop, params0, human, carry, (ts, sched))
     if not cfg.save_params:
         outs = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b], axis=0), out0, outs)
         return _chain_major(outs, key)
@@ -434,33 +447,33 @@ def _on_mesh(fn, mesh, n_sharded, n_args):
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "mesh"))
-def _run_jit(cfg, mesh, key, chain_ids, params0, alpha, sched, human):
-    def body(ids, key, params0, alpha, sched, human):
-        return _run_chains(cfg, key, ids, params0, alpha, sched, human)
+def _run_jit(cfg, mesh, key, chain_ids, params0, loop, sched, human):
+    def body(ids, key, params0, loop, sched, human):
+        return _run_chains(cfg, key, ids, params0, loop, sched, human)
 
-    return _on_mesh(body, mesh, 1, 6)(chain_ids, key, params0, alpha, sched, human)
+    return _on_mesh(body, mesh, 1, 6)(chain_ids, key, params0, loop, sched, human)
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "grid_alpha", "grid_sched"))
-def _run_grid_jit(cfg, key, chain_ids, params0, alpha, sched, human, grid_alpha, grid_sched):
+@functools.partial(jax.jit, static_argnames=("cfg", "loop_axes", "grid_sched"))
+def _run_grid_jit(cfg, key, chain_ids, params0, loop, sched, human, loop_axes, grid_sched):
     fn = functools.partial(_run_chains, cfg, key, chain_ids, params0)
-    return jax.vmap(fn, in_axes=(0 if grid_alpha else None, 0 if grid_sched else None, None))(
-        alpha, sched, human)
+    axes = jax.tree.unflatten(jax.tree.structure(loop), loop_axes)
+    return jax.vmap(fn, in_axes=(axes, 0 if grid_sched else None, None))(loop, sched, human)
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "mesh"))
-def _init_jit(cfg, mesh, key, chain_ids, params0, human):
-    def body(ids, key, params0, human):
-        return jax.vmap(lambda cid: _chain_init(cfg, jcr.fold_in(key, cid), params0,
+def _init_jit(cfg, mesh, key, chain_ids, params0, loop, human):
+    def body(ids, key, params0, loop, human):
+        return jax.vmap(lambda cid: _chain_init(cfg, loop[0], jcr.fold_in(key, cid), params0,
                                                 human))(ids)
 
-    return _on_mesh(body, mesh, 1, 4)(chain_ids, key, params0, human)
+    return _on_mesh(body, mesh, 1, 5)(chain_ids, key, params0, loop, human)
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "mesh"), donate_argnames=("carry",))
-def _chunk_jit(cfg, mesh, carry, params0, ts, ms, alphas, valid, human):
-    def body(carry, params0, ts, ms, alphas, valid, human):
-        carry, outs = _scan_chains(cfg, params0, human, carry, (ts, ms, alphas, valid))
+def _chunk_jit(cfg, mesh, carry, params0, ts, ms, loop, valid, human):
+    def body(carry, params0, ts, ms, loop, valid, human):
+        carry, outs = _scan_chains(cfg, loop, params0, human, carry, (ts, ms, valid))
         if not cfg.save_params:
             return carry, _chain_major(outs, carry["gen_key"])
         # the steps output the generations before ts (padded steps keep the carry)
@@ -471,7 +484,7 @@ def _chunk_jit(cfg, mesh, carry, params0, ts, ms, alphas, valid, human):
                         for x in _chain_major((params, prev), carry["gen_key"]))
         return carry, _outputs_after(cfg, params0, carry["gen_key"], ts, params, prev)
 
-    return _on_mesh(body, mesh, 1, 7)(carry, params0, ts, ms, alphas, valid, human)
+    return _on_mesh(body, mesh, 1, 7)(carry, params0, ts, ms, loop, valid, human)
 
 
 def _resolve_mesh(devices, mesh):
@@ -585,58 +598,105 @@ def _check_metrics(family, metrics):
     return items
 
 
+def _describe(regime, steps) -> str:
+    """The regime and steps as a string for the store's fingerprint (mix's alpha is
+    recorded apart)."""
+    def leaves(obj):
+        return [np.asarray(x).tolist() for x in jax.tree.leaves(obj)]
+
+    text = regime.name
+    if not isinstance(regime, rg.Mix | rg.Replace | rg.Accumulate):
+        text += f"{leaves(regime)}{jax.tree.structure(regime)}"
+    for s in steps:
+        text += f" | {s.name}{leaves(s)}{jax.tree.structure(s)}"
+    return _ADDRESS.sub("", text)
+
+
+_ADDRESS = __import__("re").compile(r" at 0x[0-9a-f]+")
+
+
 def _prepare(key, family, params0, *, n_generations, n_samples, n_chains, regime,
-             human_data, metrics, save_params, alpha_values=None):
+             human_data, metrics, save_params, step=None, alpha_values=None):
     key = _check_key(key)
     _check_family(family)
     n_generations = _check_int("n_generations", n_generations, 1)
     n_chains = _check_int("n_chains", n_chains, 1)
     params0 = family.check_params(params0)
     regime = rg.get_regime(regime)
+    steps = stp.as_steps(step, family, params0)
     sched, n_max = _check_schedule(family, n_samples, n_generations)
     exact = uses_exact_path(family)
-    if exact and regime.name == "accumulate-subsample":
-        raise ValueError("regime 'accumulate-subsample' needs the samples path: a subsample "
-                         "of a pool is not a function of its sufficient statistics; use "
+    if exact and not regime.stats_path:
+        raise ValueError(f"regime {regime.name!r} needs the samples path: a subsample of a "
+                         f"pool is not a function of its sufficient statistics; use "
                          f"method='samples' for {family!r}")
-    alpha = np.asarray(regime.alpha if alpha_values is None else alpha_values, float) \
-        if regime.name == "mix" else np.zeros(())
+    select = stp.selectors(steps, family, params0)
+    if exact and select:
+        raise ValueError(f"step {select[0].name!r} selects among draws, which needs the "
+                         f"samples path; use method='samples' for {family!r}")
     human_slots = 0
-    if regime.name == "mix":
+    if regime.uses_human:
         if human_data is None:
-            raise ValueError("regime 'mix' needs human_data (an array of human samples, "
-                             "e.g. family.sample(key, params0, n)); got None")
+            raise ValueError(f"regime {regime.name!r} needs human_data (an array of human "
+                             f"samples, e.g. family.sample(key, params0, n)); got None")
         human_data = family.check_data(human_data, "human_data")
         n_rows = jax.tree.leaves(human_data)[0].shape[0]
+        alpha = np.asarray(regime.alpha if alpha_values is None else alpha_values, float)
         need = int(np.round(alpha.max() * n_max))
         if n_rows < need:
             raise ValueError(f"human_data has {n_rows} rows but alpha={alpha.max()} with "
                              f"n_samples={n_max} needs {need}")
         human_slots = min(n_rows, n_max)
     elif human_data is not None:
-        human_data = family.check_data(human_data, "human_data")
-    if regime.name in ("accumulate", "accumulate-subsample") and not exact:
-        leaves = jax.tree.leaves(family.sample(jax.random.key(0), params0, 1))
-        row_bytes = sum(x[0].size * x.dtype.itemsize for x in leaves)
-        need = n_chains * n_generations * n_max * row_bytes
+        raise ValueError(f"human_data is only used by regimes that train on human rows "
+                         f"(mix); regime {regime.name!r} does not use it: leave it out")
+    init_rows = 0
+    if isinstance(family, DataSetFamily):
+        init_rows = int(family.initial_data(params0)[1].shape[0])
+    spec = rg.PoolSpec(family=family, exact=exact, n_max=n_max, n_generations=n_generations,
+                       human_slots=human_slots,
+                       init_rows=init_rows if isinstance(regime, rg.Accumulate) else 0)
+    pool_rows = regime.pool_rows(spec)
+    if pool_rows and not exact:
+        leaves = jax.tree.leaves(jax.eval_shape(
+            lambda: family.sample(jax.random.key(0), params0, 1)))
+        row_bytes = sum(math.prod(x.shape[1:]) * x.dtype.itemsize for x in leaves)
+        need = n_chains * pool_rows * row_bytes
         if need > _POOL_LIMIT_BYTES:
             raise ValueError(
                 f"the accumulated pool needs {need / 2**30:.1f} GiB "
                 f"(n_chains x n_generations x n_samples rows); use an exact family "
                 f"(method='exact'), fewer chains, or simulate in batches of chains")
+    train_rows = regime.train_rows(spec)
+    if init_rows:
+        # the carry holds generation 0's data set and every fit's: one size for both
+        train_rows = max(train_rows, init_rows)
+        params0 = family.pad_params(params0, train_rows)
     items = _check_metrics(family, metrics)
-    cfg = _Config(family=family, regime=regime.name,
+    cfg = _Config(family=family, regime=_describe(regime, steps),
                   source=getattr(regime, "source", "fixed"), n_generations=n_generations,
                   n_max=n_max, human_slots=human_slots, metrics=items,
-                  save_params=bool(save_params), exact=exact)
-    alpha = jnp.asarray(alpha, _float_dtype(params0))
+                  save_params=bool(save_params), exact=exact, spec=spec,
+                  n_draw=n_max * stp.n_candidates(select), train_rows=train_rows,
+                  selects=tuple(any(s is x for x in select) for s in steps))
+    dt = _float_dtype(params0)
+    if alpha_values is not None:
+        regime = dataclasses.replace(regime, alpha=jnp.asarray(alpha_values, dt))
+    regime, steps = jax.tree.map(
+        lambda x: jnp.asarray(x, dt) if jnp.issubdtype(jnp.result_type(x), jnp.floating)
+        else x, (regime, steps))
     human = None
-    if regime.name == "mix":
-        dt = _float_dtype(params0)
+    if regime.uses_human:
         human = jax.tree.map(
             lambda x: x.astype(dt) if jnp.issubdtype(x.dtype, jnp.floating) else x, human_data)
     chain_ids = jnp.arange(n_chains, dtype=jnp.uint32)
-    return cfg, key, chain_ids, params0, alpha, sched, human
+    return cfg, key, chain_ids, params0, (regime, steps), sched, human
+
+
+def _alpha_of(loop):
+    """Mix's alpha for the store's fingerprint (other regimes: 0, as before)."""
+    regime = loop[0]
+    return regime.alpha if isinstance(regime, rg.Mix) else np.zeros(())
 
 
 def _assemble(cfg, out, sched):
@@ -652,6 +712,7 @@ def _assemble(cfg, out, sched):
 def simulate(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int,
              n_samples: int | Sequence[int] | np.ndarray, n_chains: int,
              regime: Any = "replace", human_data: PyTree | None = None,
+             step: Any = None,
              metrics: Mapping[str, Callable] | Sequence[str] | None = None,
              save_params: bool = True, chunk_size: int | None = None,
              progress: bool = False,
@@ -673,7 +734,11 @@ def simulate(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int
         n_chains: number of independent chains.
         regime: ``"replace"``, ``"accumulate"``, ``"accumulate-subsample"``, or a
             regime object such as ``mix(0.1, source="fresh")``.
-        human_data: human samples (leading axis = samples) for the mix regime.
+        human_data: human samples (leading axis = samples) for the mix regime (an
+            error with any other regime, which would ignore it).
+        step: a loop step from :mod:`jaxcollapse.steps` (sampling bias, temperature,
+            curation, verification...) or a sequence of them applied in order between
+            sampling and the regime's pool; ``None`` trains on faithful draws.
         metrics: dict name -> ``fn(params, params0)``, a list of the family's metric
             names, or ``None`` for ``family.default_metrics()``.
         save_params: keep every generation's parameters (set ``False`` for families
@@ -726,10 +791,10 @@ def simulate(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int
     References:
         Shumailov et al., Nature 631 (2024). THEORY.md section 1.
     """
-    cfg, key, chain_ids, params0, alpha, sched, human = _prepare(
+    cfg, key, chain_ids, params0, loop, sched, human = _prepare(
         key, family, params0, n_generations=n_generations, n_samples=n_samples,
         n_chains=n_chains, regime=regime, human_data=human_data, metrics=metrics,
-        save_params=save_params)
+        save_params=save_params, step=step)
     if not isinstance(keep, bool):
         raise TypeError(f"keep must be True or False; got {keep!r}")
     if not keep and checkpoint_dir is None:
@@ -745,25 +810,26 @@ def simulate(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int
     if checkpoint_dir is None and (
             chunk_size is None or chunk_size >= cfg.n_generations and on_chunk is None):
         ids = _pad_chains(chain_ids, mesh)
-        out = _run_jit(cfg, mesh, key, ids, params0, alpha, sched, human)
+        out = _run_jit(cfg, mesh, key, ids, params0, loop, sched, human)
         if ids.shape[0] != n:
             out = jax.tree.map(lambda a: a[:n], out)
         return _assemble(cfg, out, sched)
     chunk_size = _check_int("chunk_size", chunk_size, 1)
     writer = None
     if checkpoint_dir is not None:
-        fp = st.fingerprint(cfg, key, params0, alpha, sched, human, chunk_size, (lo, hi),
+        fp = st.fingerprint(cfg, key, params0, _alpha_of(loop), sched, human, chunk_size,
+                            (lo, hi),
                             n_chains)
         writer = st.ChunkWriter(checkpoint_dir, fp,
                                 n_chunks=math.ceil(cfg.n_generations / chunk_size),
                                 params_type=st._params_type(params0) if save_params else None)
         if writer.complete and not keep:
             return st.StoredResult(writer.directory)
-    return _simulate_chunked(cfg, mesh, key, chain_ids, n, params0, alpha, sched, human,
+    return _simulate_chunked(cfg, mesh, key, chain_ids, n, params0, loop, sched, human,
                              chunk_size, progress, on_chunk, writer, keep)
 
 
-def _simulate_chunked(cfg, mesh, key, chain_ids, n_chains, params0, alpha, sched, human,
+def _simulate_chunked(cfg, mesh, key, chain_ids, n_chains, params0, loop, sched, human,
                       chunk_size, progress, on_chunk, writer=None, keep=True):
     G = cfg.n_generations
     sched_np = np.asarray(sched)
@@ -772,7 +838,7 @@ def _simulate_chunked(cfg, mesh, key, chain_ids, n_chains, params0, alpha, sched
     pieces = []
     if done:  # resume: finished chunks come from disk, the carry from the last of them
         if keep:
-            template = _template_outputs(cfg, key, chain_ids[:1], params0, human)
+            template = _template_outputs(cfg, loop, key, chain_ids[:1], params0, human)
             pieces = [jax.tree.map(np.asarray, st.unflatten_like(template,
                                                                  writer.read_chunk(k)))
                       for k in range(done)]
@@ -780,7 +846,7 @@ def _simulate_chunked(cfg, mesh, key, chain_ids, n_chains, params0, alpha, sched
             out = jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *pieces)
             return _assemble(cfg, jax.tree.map(jnp.asarray, out), sched)
     ids = _pad_chains(chain_ids, mesh)
-    carry, out0 = _init_jit(cfg, mesh, key, ids, params0, human)
+    carry, out0 = _init_jit(cfg, mesh, key, ids, params0, loop, human)
     if done:
         carry = st.carry_from_host(carry, writer.read_carry(), n_chains)
     else:
@@ -793,7 +859,7 @@ def _simulate_chunked(cfg, mesh, key, chain_ids, n_chains, params0, alpha, sched
             ms = sched_np[np.minimum(ts, G) - 1]
             carry, outs = _chunk_jit(cfg, mesh, carry, params0, jnp.asarray(ts, jnp.int32),
                                      jnp.asarray(ms, jnp.int32),
-                                     jnp.broadcast_to(alpha, ts.shape), jnp.asarray(valid),
+                                     loop, jnp.asarray(valid),
                                      human)
             n_valid = int(valid.sum())
             piece = jax.tree.map(lambda a, n=n_valid: np.asarray(a)[:n_chains, :n], outs)
@@ -821,33 +887,34 @@ def _simulate_chunked(cfg, mesh, key, chain_ids, n_chains, params0, alpha, sched
 
 def _store_fingerprint(key, family, params0, *, n_generations, n_samples, n_chains,
                        regime="replace", human_data=None, metrics=None, save_params=True,
-                       chunk_size=None, chain_block=None, **_):
+                       chunk_size=None, chain_block=None, step=None, **_):
     """The fingerprint ``simulate(..., checkpoint_dir=...)`` gives this configuration."""
-    cfg, key, chain_ids, params0, alpha, sched, human = _prepare(
+    cfg, key, chain_ids, params0, loop, sched, human = _prepare(
         key, family, params0, n_generations=n_generations, n_samples=n_samples,
         n_chains=n_chains, regime=regime, human_data=human_data, metrics=metrics,
-        save_params=save_params)
+        save_params=save_params, step=step)
     lo, hi = _check_chain_block(chain_block, n_chains)
     if chunk_size is None:
         chunk_size = max(1, math.ceil(cfg.n_generations / 20))
     chunk_size = _check_int("chunk_size", chunk_size, 1)
-    return st.fingerprint(cfg, key, params0, alpha, sched, human, chunk_size, (lo, hi),
+    return st.fingerprint(cfg, key, params0, _alpha_of(loop), sched, human, chunk_size,
+                          (lo, hi),
                           n_chains), st._params_type(params0) if save_params else None
 
 
-def _template_outputs(cfg, key, chain_ids, params0, human):
+def _template_outputs(cfg, loop, key, chain_ids, params0, human):
     """The structure of one chunk's outputs (shapes only, nothing computed)."""
     return jax.eval_shape(lambda k, i, p, h: jax.vmap(
-        lambda cid: _chain_init(cfg, jax.random.fold_in(k, cid), p, h)[1])(i),
+        lambda cid: _chain_init(cfg, loop[0], jax.random.fold_in(k, cid), p, h)[1])(i),
         key, chain_ids, params0, human)
 
 
 def simulate_grid(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int,
                   n_samples: Any, n_chains: int, regime: Any = "replace",
-                  alpha: Any = None, human_data: PyTree | None = None,
+                  alpha: Any = None, human_data: PyTree | None = None, step: Any = None,
                   metrics: Mapping[str, Callable] | Sequence[str] | None = None,
                   save_params: bool = False) -> SimulationResult:
-    """:func:`simulate` over a grid of human fractions and/or sample sizes, one program.
+    """:func:`simulate` over a grid of loop parameters and/or sample sizes, one program.
 
     The grid axis comes first in every output: ``(grid, chain, generation)``. Every
     grid point uses the same chain keys (common random numbers), so differences
@@ -856,6 +923,9 @@ def simulate_grid(key: jax.Array, family: Any, params0: PyTree, *, n_generations
     Args:
         alpha: 1-D array of human fractions (requires ``regime="mix"`` or a ``mix``
             regime, whose own alpha is then ignored).
+        regime, step: a regime or loop step whose array parameters have a leading grid
+            axis is swept along it (for example ``weighted_fresh(w=jnp.array([0.3,
+            0.6]), n_real=50)`` or ``steps.sampling_bias(jnp.array([0.9, 1.0]))``).
         n_samples: an int (no grid over sizes), a 1-D array of sizes (one grid point
             each, constant over generations), or a 2-D array of schedules
             ``(grid, n_generations)``. Sizes are traced within the static maximum.
@@ -877,11 +947,11 @@ def simulate_grid(key: jax.Array, family: Any, params0: PyTree, *, n_generations
         if a.ndim != 1 or a.size < 1:
             raise ValueError(f"alpha must be a non-empty 1-D array of fractions; got {alpha!r}")
         rg.check_alpha(a)
-        reg = rg.get_regime(regime, alpha=None) if not isinstance(regime, str) else \
-            rg.get_regime(regime, alpha=0.0 if regime == "mix" else None)
-        if reg.name != "mix":
-            raise ValueError(f"alpha needs regime='mix'; got regime={reg.name!r}")
-        regime = reg
+        if isinstance(regime, str):
+            regime = rg.get_regime(regime, alpha=0.0 if regime == "mix" else None)
+        if not isinstance(regime, rg.Mix):
+            raise ValueError(f"alpha needs regime='mix'; got regime="
+                             f"{getattr(regime, 'name', regime)!r}")
     m = np.asarray(n_samples)
     grid_sched = m.ndim >= 1
     if grid_sched:
@@ -890,17 +960,23 @@ def simulate_grid(key: jax.Array, family: Any, params0: PyTree, *, n_generations
         elif m.ndim != 2:
             raise ValueError(f"n_samples must be an int, a 1-D array of sizes or a 2-D array "
                              f"of schedules; got shape {m.shape}")
-    if not (grid_alpha or grid_sched):
-        raise ValueError("simulate_grid needs a grid: a 1-D alpha and/or an array n_samples")
-    cfg, key, chain_ids, params0, alpha_arr, sched, human = _prepare(
+    cfg, key, chain_ids, params0, loop, sched, human = _prepare(
         key, family, params0, n_generations=n_generations, n_samples=m if grid_sched else
         int(m), n_chains=n_chains, regime=regime, human_data=human_data, metrics=metrics,
-        save_params=save_params, alpha_values=a if grid_alpha else None)
-    if grid_alpha and grid_sched and alpha_arr.shape[0] != sched.shape[0]:
-        raise ValueError(f"alpha and n_samples grids must have the same length; got "
-                         f"{alpha_arr.shape[0]} and {sched.shape[0]}")
-    out = _run_grid_jit(cfg, key, chain_ids, params0, alpha_arr, sched, human,
-                        grid_alpha, grid_sched)
+        save_params=save_params, step=step, alpha_values=a if grid_alpha else None)
+    # the loop's array leaves carry the grid axis
+    axes = tuple(0 if jnp.ndim(x) >= 1 else None for x in jax.tree.leaves(loop))
+    sizes = {int(x.shape[0]) for x, ax in zip(jax.tree.leaves(loop), axes, strict=True)
+             if ax == 0}
+    if grid_sched:
+        sizes.add(int(sched.shape[0]))
+    if not sizes:
+        raise ValueError("simulate_grid needs a grid: a 1-D alpha, a regime or step with "
+                         "array parameters, and/or an array n_samples")
+    if len(sizes) > 1:
+        raise ValueError(f"the grids of alpha, the regime, the steps and n_samples must have "
+                         f"the same length; got lengths {sorted(sizes)}")
+    out = _run_grid_jit(cfg, key, chain_ids, params0, loop, sched, human, axes, grid_sched)
     if not grid_sched:
-        sched = jnp.broadcast_to(sched, (alpha_arr.shape[0],) + sched.shape)
+        sched = jnp.broadcast_to(sched, (sizes.pop(),) + sched.shape)
     return _assemble(cfg, out, sched)

@@ -27,8 +27,12 @@ SAMPLES = jc.Gaussian(dim=2, method="samples")
 EXACT = jc.Gaussian(dim=2, method="exact")
 P0 = SAMPLES.params(cov=[[1.0, 0.3], [0.3, 2.0]])
 HUMAN = SAMPLES.sample(jax.random.key(9), P0, 60)
-KW = dict(n_generations=14, n_samples=12, n_chains=5, human_data=HUMAN,
-          metrics=["w2sq", "var_ratio"])
+KW = dict(n_generations=14, n_samples=12, n_chains=5, metrics=["w2sq", "var_ratio"])
+
+
+def _kw(regime):
+    """KW, with the human rows for a regime that trains on them (others refuse them)."""
+    return dict(KW, human_data=HUMAN if isinstance(regime, jc.regimes.Mix) else None)
 # the carry of accumulate on the samples path holds a pool of points; that of
 # mix(source="fresh") a human-data key: both must survive a restart
 CASES = {"samples-accumulate": (SAMPLES, "accumulate"),
@@ -59,9 +63,9 @@ def _free_port():
 
 
 def test_chunked_to_disk_equals_unchunked_and_lays_out_the_store(tmp_path):
-    whole = jc.simulate(jax.random.key(1), EXACT, P0, regime="replace", **KW)
+    whole = jc.simulate(jax.random.key(1), EXACT, P0, regime="replace", **_kw(None))
     disk = jc.simulate(jax.random.key(1), EXACT, P0, regime="replace", chunk_size=4,
-                       checkpoint_dir=tmp_path, **KW)
+                       checkpoint_dir=tmp_path, **_kw(None))
     # one program against chunked programs: only the association of sums may differ
     np.testing.assert_allclose(whole.params.cov, disk.params.cov, rtol=1e-12)
     np.testing.assert_allclose(whole.metrics["w2sq"], disk.metrics["w2sq"], rtol=1e-9,
@@ -72,7 +76,7 @@ def test_chunked_to_disk_equals_unchunked_and_lays_out_the_store(tmp_path):
     assert man["complete"] and man["chunks_done"] == 4 and man["chunk_size"] == 4
     # the lazy reader gives back exactly what the in-memory run returned
     lazy = jc.simulate(jax.random.key(1), EXACT, P0, regime="replace", chunk_size=4,
-                       checkpoint_dir=tmp_path, keep=False, **KW)
+                       checkpoint_dir=tmp_path, keep=False, **_kw(None))
     assert isinstance(lazy, jc.StoredResult) and lazy.complete
     assert (lazy.n_chains, lazy.n_generations) == (5, 14)
     _assert_same(lazy.load(), disk)
@@ -92,7 +96,7 @@ def test_chunked_to_disk_equals_unchunked_and_lays_out_the_store(tmp_path):
 @pytest.mark.parametrize("case", list(CASES))
 def test_resume_after_a_kill_between_chunks_equals_the_uninterrupted_run(tmp_path, case):
     fam, regime = CASES[case]
-    ref = jc.simulate(jax.random.key(2), fam, P0, regime=regime, chunk_size=4, **KW)
+    ref = jc.simulate(jax.random.key(2), fam, P0, regime=regime, chunk_size=4, **_kw(regime))
 
     def die_after_second(start, stop, chunk):
         if stop > 5:
@@ -100,7 +104,7 @@ def test_resume_after_a_kill_between_chunks_equals_the_uninterrupted_run(tmp_pat
 
     with pytest.raises(Killed):
         jc.simulate(jax.random.key(2), fam, P0, regime=regime, chunk_size=4,
-                    checkpoint_dir=tmp_path, on_chunk=die_after_second, **KW)
+                    checkpoint_dir=tmp_path, on_chunk=die_after_second, **_kw(regime))
     man = json.loads((tmp_path / "manifest.json").read_text())
     assert man["chunks_done"] == 2 and not man["complete"]
     assert sorted(p.name for p in tmp_path.glob("carry_*")) == ["carry_000001.npz"]
@@ -109,7 +113,7 @@ def test_resume_after_a_kill_between_chunks_equals_the_uninterrupted_run(tmp_pat
     seen = []
     res = jc.simulate(jax.random.key(2), fam, P0, regime=regime, chunk_size=4,
                       checkpoint_dir=tmp_path, on_chunk=lambda a, b, c: seen.append((a, b)),
-                      **KW)
+                      **_kw(regime))
     assert seen == [(9, 13), (13, 15)]  # only the missing chunks were computed
     _assert_same(res, ref)
     assert not list(tmp_path.glob("carry_*"))  # a finished run keeps no carry
@@ -130,7 +134,7 @@ def on_chunk(start, stop, chunk):
         time.sleep(120)  # killed here, between chunks
 
 jc.simulate(jax.random.key(2), fam, p0, regime="accumulate", chunk_size=4,
-            n_generations=14, n_samples=12, n_chains=5, human_data=human,
+            n_generations=14, n_samples=12, n_chains=5,
             metrics=["w2sq", "var_ratio"], checkpoint_dir=sys.argv[1], on_chunk=on_chunk)
 """
 
@@ -157,16 +161,16 @@ def test_resume_after_sigkill_of_a_real_process(tmp_path):
     seen = []
     res = jc.simulate(jax.random.key(2), fam, P0, regime=regime, chunk_size=4,
                       checkpoint_dir=tmp_path, on_chunk=lambda a, b, c: seen.append((a, b)),
-                      **KW)
+                      **_kw(regime))
     assert seen == [(9, 13), (13, 15)]
     _assert_same(res, jc.simulate(jax.random.key(2), fam, P0, regime=regime, chunk_size=4,
-                                  **KW))
+                                  **_kw(regime)))
 
 
 def test_resume_with_keep_false_reads_the_disk(tmp_path):
     # (the compiled chunk program is shared with the test above: same shapes)
     ref = jc.simulate(jax.random.key(3), SAMPLES, P0, regime="accumulate", chunk_size=4,
-                      **KW)
+                      **_kw(None))
 
     def die(start, stop, chunk):
         if stop > 10:
@@ -174,9 +178,9 @@ def test_resume_with_keep_false_reads_the_disk(tmp_path):
 
     with pytest.raises(Killed):
         jc.simulate(jax.random.key(3), SAMPLES, P0, regime="accumulate", chunk_size=4,
-                    checkpoint_dir=tmp_path, keep=False, on_chunk=die, **KW)
+                    checkpoint_dir=tmp_path, keep=False, on_chunk=die, **_kw(None))
     lazy = jc.simulate(jax.random.key(3), SAMPLES, P0, regime="accumulate", chunk_size=4,
-                       checkpoint_dir=tmp_path, keep=False, **KW)
+                       checkpoint_dir=tmp_path, keep=False, **_kw(None))
     _assert_same(lazy.load(), ref)
 
 
@@ -193,7 +197,7 @@ def test_resume_with_keep_false_reads_the_disk(tmp_path):
 ])
 def test_resume_with_another_configuration_names_what_differs(tmp_path, change, field):
     base = dict(key=jax.random.key(4), family=SAMPLES, params0=P0, regime="accumulate",
-                chunk_size=4, **KW)
+                chunk_size=4, **_kw(None))
     with pytest.raises(Killed):
         jc.simulate(**base, checkpoint_dir=tmp_path, on_chunk=_die)
     args = dict(base, **change)
@@ -219,9 +223,9 @@ def test_bad_store_arguments(tmp_path):
 
 
 def test_chain_block_is_the_same_chains_of_the_whole_run():
-    whole = jc.simulate(jax.random.key(6), EXACT, P0, regime="replace", **KW)
+    whole = jc.simulate(jax.random.key(6), EXACT, P0, regime="replace", **_kw(None))
     part = jc.simulate(jax.random.key(6), EXACT, P0, regime="replace", chain_block=(2, 5),
-                       **KW)
+                       **_kw(None))
     _assert_same(part, jax.tree.map(lambda a: a[2:5] if a.ndim > 1 else a, whole))
 
 

@@ -19,7 +19,8 @@ SCRIPT = """
     for method, regime in cases:
         fam = jc.Gaussian(dim=2, method=method)
         p0 = fam.params(cov=[[1.0, 0.3], [0.3, 2.0]])
-        human = fam.sample(jax.random.key(3), p0, 100)
+        human = fam.sample(jax.random.key(3), p0, 100) \
+            if isinstance(regime, jc.regimes.Mix) else None
         one = jc.simulate(jax.random.key(0), fam, p0, regime=regime, human_data=human,
                           devices=1, **kw)
         for many in (

@@ -26,8 +26,13 @@ M, G, C = 20, 30, 4000
 
 def _run(family, regime, key=0, n_chains=C, **kw):
     return jc.simulate(jax.random.key(key), family, P0, n_generations=G, n_samples=M,
-                       n_chains=n_chains, regime=regime, human_data=HUMAN,
+                       n_chains=n_chains, regime=regime, human_data=_human(regime),
                        metrics=["w2sq", "var_ratio", "mean_shift"], **kw)
+
+
+def _human(regime):
+    """The human rows for a regime that trains on them (others refuse them)."""
+    return HUMAN if isinstance(regime, jc.regimes.Mix) else None
 
 
 def _two_sample_mean_close(a, b, z=Z):
@@ -144,7 +149,8 @@ class _WithoutNoiseHooks:
 def test_noise_blocks_give_the_numbers_of_per_step_draws(family, regime):
     # noise drawn for blocks of generations and all chains at once (noise hooks)
     # equals the draws each step would make; chunks of 7 cut across the blocks
-    kw = dict(n_generations=11, n_samples=9, n_chains=5, regime=regime, human_data=HUMAN,
+    kw = dict(n_generations=11, n_samples=9, n_chains=5, regime=regime,
+              human_data=_human(regime),
               metrics=["w2sq"])
     hooks = jc.simulate(jax.random.key(12), family, P0, **kw)
     plain = jc.simulate(jax.random.key(12), _WithoutNoiseHooks(family), P0, **kw)

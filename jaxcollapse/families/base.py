@@ -115,6 +115,96 @@ class ExactFamily(Family, Protocol):
     def fit_stats(self, stats: PyTree) -> PyTree: ...
 
 
+@runtime_checkable
+class NoiseFamily(Protocol):
+    """A family whose draws split into parameter-free noise and a map (samples path):
+    ``sample(key, p, n) == sample_from_noise(p, sample_noise(key, n, dtype), n)``.
+    ``simulate`` then draws the noise of blocks of generations for all chains at once.
+
+    Example:
+        >>> import jaxcollapse as jc
+        >>> isinstance(jc.Gaussian(), NoiseFamily), isinstance(jc.KDE(), NoiseFamily)
+        (True, False)
+    """
+
+    def sample_noise(self, key: jax.Array, n: int, dtype: Any) -> PyTree: ...
+
+    def sample_from_noise(self, params: PyTree, noise: PyTree, n: int) -> PyTree: ...
+
+
+@runtime_checkable
+class StatsNoiseFamily(Protocol):
+    """The statistics path's noise hooks: ``sample_stats(key, p, n) ==
+    stats_from_noise(p, stats_noise(key, n, dtype), n)``.
+
+    Example:
+        >>> import jaxcollapse as jc
+        >>> isinstance(jc.Gaussian(), StatsNoiseFamily)
+        True
+    """
+
+    def stats_noise(self, key: jax.Array, n: Any, dtype: Any) -> PyTree: ...
+
+    def stats_from_noise(self, params: PyTree, noise: PyTree, n: Any) -> PyTree: ...
+
+
+@runtime_checkable
+class CounterNoise(StatsNoiseFamily, Protocol):
+    """``stats_noise_at(key, counter, n, dtype)``: the noise of draw number ``counter``
+    under each key (counter-mode), so ``simulate`` draws generation ``t`` of a chain
+    as draw ``t`` under one noise key instead of hashing a key per generation.
+
+    Example:
+        >>> import jaxcollapse as jc
+        >>> isinstance(jc.Gaussian(), CounterNoise), isinstance(jc.Categorical(3), CounterNoise)
+        (True, False)
+    """
+
+    def stats_noise_at(self, key: jax.Array, counter: Any, n: Any, dtype: Any) -> PyTree: ...
+
+
+@runtime_checkable
+class NoiseStats(NoiseFamily, Protocol):
+    """The sums of the first ``m`` standard draws of a noise block and the sufficient
+    statistics of the samples built from them: under replace and mix the samples path
+    fits through these sums instead of the samples (with ``stats``, ``add_stats``,
+    ``fit_stats``).
+
+    Example:
+        >>> import jaxcollapse as jc
+        >>> isinstance(jc.Gaussian(method="samples"), NoiseStats)
+        True
+    """
+
+    def sample_noise_stats(self, noise: PyTree, m: Any) -> PyTree: ...
+
+    def stats_from_noise_stats(self, params: PyTree, sums: PyTree, m: Any) -> PyTree: ...
+
+    def stats(self, data: PyTree, weights: jax.Array) -> PyTree: ...
+
+    def add_stats(self, a: PyTree, b: PyTree) -> PyTree: ...
+
+    def fit_stats(self, stats: PyTree) -> PyTree: ...
+
+
+@runtime_checkable
+class DataSetFamily(Protocol):
+    """A family whose parameters hold a data set (KDE): generation 0's rows start an
+    accumulating pool (as the peers define accumulate), and ``simulate`` sizes the
+    parameters to the regime's training set with ``pad_params`` (zero-weight rows),
+    so any ``n_samples`` and regime work.
+
+    Example:
+        >>> import jaxcollapse as jc
+        >>> isinstance(jc.KDE(), DataSetFamily), isinstance(jc.Gaussian(), DataSetFamily)
+        (True, False)
+    """
+
+    def initial_data(self, params: PyTree) -> tuple[PyTree, jax.Array]: ...
+
+    def pad_params(self, params: PyTree, rows: int) -> PyTree: ...
+
+
 def check_points(data: Any, dim: int, name: str = "data") -> jax.Array:
     """Validates a point array ``(n, dim)`` (``(n,)`` when dim = 1) of finite floats.
 
@@ -151,10 +241,11 @@ def noise_hooks(family: Any, exact: bool) -> tuple[Callable, Callable] | None:
         >>> noise_hooks(jc.Gaussian(), exact=True)[1].__name__
         'stats_from_noise'
     """
-    names = ("stats_noise", "stats_from_noise") if exact else \
-        ("sample_noise", "sample_from_noise")
-    hooks = tuple(getattr(family, name, None) for name in names)
-    return hooks if all(callable(h) for h in hooks) else None
+    if exact:
+        return (family.stats_noise, family.stats_from_noise) \
+            if isinstance(family, StatsNoiseFamily) else None
+    return (family.sample_noise, family.sample_from_noise) \
+        if isinstance(family, NoiseFamily) else None
 
 
 def uses_exact_path(family: Any) -> bool:

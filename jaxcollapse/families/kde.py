@@ -526,6 +526,35 @@ class KDE:
         """
         return _METRICS
 
+    def initial_data(self, params: KDEParams) -> tuple[jax.Array, jax.Array]:
+        """Generation 0's data set and weights (the start of an accumulating pool).
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> kde = KDE(dim=1, bandwidth=0.5)
+            >>> x, w = kde.initial_data(kde.params(jnp.array([0.0, 1.0])))
+            >>> x.shape, w.tolist()
+            ((2, 1), [1.0, 1.0])
+        """
+        return params.points, params.weights
+
+    def pad_params(self, params: KDEParams, rows: int) -> KDEParams:
+        """``params`` with zero-weight rows appended up to ``rows`` points (the same
+        density).
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> kde = KDE(dim=1, bandwidth=0.5)
+            >>> kde.pad_params(kde.params(jnp.array([0.0, 1.0])), 3).weights.tolist()
+            [1.0, 1.0, 0.0]
+        """
+        pad = int(rows) - params.points.shape[0]
+        if pad < 0:
+            raise ValueError(f"rows must be >= the {params.points.shape[0]} points held; "
+                             f"got {rows}")
+        return KDEParams(jnp.pad(params.points, ((0, pad), (0, 0))),
+                         jnp.pad(params.weights, (0, pad)), params.bandwidth)
+
     def is_degenerate(self, params: KDEParams) -> jax.Array:
         """True where the bandwidth has collapsed to (near) zero or is not finite.
 

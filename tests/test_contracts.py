@@ -1,0 +1,158 @@
+"""Contract tests: every family of ``FAMILIES`` and every regime of ``REGIMES`` through
+the one recursion: samples path, statistics path where declared, chunking, sharding
+and chain independence. A new family or regime is covered without editing these
+tests beyond one example line (and a missing example fails ``test_every_*_has_an_example``).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxcollapse as jc
+from jaxcollapse.families.base import DataSetFamily, ExactFamily
+
+G, M, C = 4, 24, 3
+
+
+def _gaussian():
+    fam = jc.Gaussian(dim=2, method="exact")
+    return fam, fam.params(mean=[0.5, -0.5])
+
+
+def _categorical():
+    return jc.Categorical(n_categories=12), jc.families.categorical.zipf(12, 1.1)
+
+
+def _regression():
+    fam = jc.LinearRegression(dim=3)
+    return fam, fam.params(jnp.array([1.0, -1.0, 0.5]))
+
+
+def _gmm():
+    fam = jc.GMM(n_components=2, dim=1)
+    return fam, fam.params([0.5, 0.5], [[-2.0], [2.0]], [[[1.0]], [[1.0]]])
+
+
+def _kde():
+    fam = jc.KDE(dim=1, bandwidth="scott")
+    return fam, fam.params(jax.random.normal(jax.random.key(5), (17, 1)))
+
+
+EXAMPLES = {"gaussian": _gaussian, "categorical": _categorical, "regression": _regression,
+            "gmm": _gmm, "kde": _kde}
+
+REGIME_EXAMPLES = {
+    "replace": lambda: jc.replace(),
+    "accumulate": lambda: jc.accumulate(),
+    "accumulate-subsample": lambda: jc.accumulate_subsample(),
+    "mix": lambda: jc.mix(0.25, "fresh"),
+    "weighted-fresh": lambda: jc.weighted_fresh(0.4, 10),
+}
+
+
+def test_every_family_has_an_example():
+    assert set(EXAMPLES) == set(jc.FAMILIES)
+
+
+def test_every_regime_has_an_example():
+    assert set(REGIME_EXAMPLES) == set(jc.REGIMES)
+    for name, make in REGIME_EXAMPLES.items():
+        assert make().name == name
+
+
+def _human(fam, p0):
+    if isinstance(fam, DataSetFamily):
+        return fam.initial_data(p0)[0]
+    return fam.sample(jax.random.key(7), p0, 60)
+
+
+def _samples_variant(fam):
+    """The same family on the samples path, where it has a switch."""
+    if isinstance(fam, jc.Gaussian):
+        return jc.Gaussian(dim=fam.dim, method="samples")
+    return fam
+
+
+def _run(fam, p0, regime, n_chains=C, **kw):
+    human = _human(fam, p0) if regime.uses_human else None
+    return jc.simulate(jax.random.key(11), fam, p0, n_generations=G, n_samples=M,
+                       n_chains=n_chains, regime=regime, human_data=human, **kw)
+
+
+def _equal(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def _cases():
+    for fname in EXAMPLES:
+        for rname in REGIME_EXAMPLES:
+            yield pytest.param(fname, rname, id=f"{fname}-{rname}")
+
+
+@pytest.mark.parametrize("fname,rname", list(_cases()))
+def test_family_regime_contract(fname, rname):
+    """Each (family, regime): finite results of the right shapes on every declared
+    path; chunked equals whole; a chain's numbers do not depend on the chain count."""
+    fam, p0 = EXAMPLES[fname]()
+    regime = REGIME_EXAMPLES[rname]()
+    paths = [_samples_variant(fam)]
+    if isinstance(fam, ExactFamily) and fam.exact and regime.stats_path:
+        paths.append(fam)
+    for f in dict.fromkeys(paths):  # one or two distinct paths
+        if f.exact and not regime.stats_path:
+            continue
+        whole = _run(f, p0, regime)
+        for name, v in whole.metrics.items():
+            assert v.shape == (C, G + 1), name
+            assert np.all(np.isfinite(np.asarray(v)) | np.asarray(whole.degenerate)), name
+        assert whole.n_samples.tolist() == [0] + [M] * G
+        # chunked runs give the same numbers (bitwise)
+        _equal(whole.metrics, _run(f, p0, regime, chunk_size=3).metrics)
+        # a chain's numbers do not depend on how many chains run (bitwise)
+        _equal(jax.tree.map(lambda a: a[:2], whole.metrics),
+               _run(f, p0, regime, n_chains=2).metrics)
+
+
+def test_human_data_with_a_regime_that_ignores_it_is_an_error():
+    fam, p0 = _gaussian()
+    with pytest.raises(ValueError, match="human_data"):
+        jc.simulate(jax.random.key(0), fam, p0, n_generations=2, n_samples=10, n_chains=2,
+                    regime="accumulate", human_data=fam.sample(jax.random.key(1), p0, 20))
+
+
+def test_accumulate_samples_refused_on_statistics_path():
+    fam, p0 = _gaussian()
+    with pytest.raises(ValueError, match="samples path"):
+        jc.simulate(jax.random.key(0), fam, p0, n_generations=2, n_samples=10, n_chains=2,
+                    regime="accumulate-subsample")
+
+
+@pytest.mark.parametrize("m", [5, 17, 40])
+def test_kde_any_sample_size(m):
+    """A data-set family sizes its own buffer: any n_samples works with any regime."""
+    fam, p0 = _kde()
+    for regime in (jc.replace(), jc.accumulate(), jc.mix(0.5)):
+        human = fam.initial_data(p0)[0] if regime.uses_human else None
+        res = jc.simulate(jax.random.key(1), fam, p0, n_generations=2, n_samples=m,
+                          n_chains=2, regime=regime, human_data=human)
+        assert np.all(np.isfinite(np.asarray(res.metrics["data_var"])))
+
+
+def test_kde_accumulate_pool_starts_with_the_human_points():
+    """Gerstgrasser's and Kazdan's accumulate keeps the real data in the pool."""
+    fam, p0 = _kde()
+    res = jc.simulate(jax.random.key(1), fam, p0, n_generations=3, n_samples=5, n_chains=1,
+                      regime="accumulate")
+    pts = np.asarray(res.params.points[0, 3])
+    w = np.asarray(res.params.weights[0, 3])
+    np.testing.assert_array_equal(pts[:17], np.asarray(p0.points))
+    assert w[:17].tolist() == [1.0] * 17 and w.sum() == 17 + 3 * 5
+
+
+def test_a_regime_class_instead_of_an_instance_is_an_error():
+    fam, p0 = _gaussian()
+    with pytest.raises(TypeError, match="regime must be a regime object"):
+        jc.simulate(jax.random.key(0), fam, p0, n_generations=2, n_samples=10, n_chains=2,
+                    regime=jc.regimes.Accumulate)
