@@ -1,7 +1,7 @@
 """jaxcollapse: model collapse under recursive training, in JAX."""
 
 from jaxcollapse import distributed, random, regimes, steps, store, theory
-from jaxcollapse.decompose import decompose
+from jaxcollapse.decomposition import decompose
 from jaxcollapse.families import (
     FAMILIES,
     GMM,
@@ -25,7 +25,7 @@ from jaxcollapse.regimes import (
     schedule,
     weighted_fresh,
 )
-from jaxcollapse.simulate import SimulationResult, simulate, simulate_grid
+from jaxcollapse.simulation import SimulationResult, simulate, simulate_grid
 from jaxcollapse.store import StoredResult, load_run
 
 __version__ = "0.1.0"

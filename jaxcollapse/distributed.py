@@ -331,7 +331,7 @@ def simulate_processes(key: jax.Array, family: Any, params0: Any, *,
         >>> res.complete, res.n_chains, res.metric("w2sq").shape
         (True, 6, (6, 11))
     """
-    from jaxcollapse.simulate import _store_fingerprint, simulate
+    from jaxcollapse.simulation import _store_fingerprint, simulate
 
     for bad in ("checkpoint_dir", "keep", "chain_block"):
         if bad in simulate_kwargs:
@@ -374,7 +374,7 @@ def _finished_store(out: Path, fp: dict) -> st.StoredResult | None:
 
 def _wait_for_shards(key, family, params0, out, nproc, timeout_s, kw):
     """Process 0 polls the shared directory until every shard is complete."""
-    from jaxcollapse.simulate import _store_fingerprint
+    from jaxcollapse.simulation import _store_fingerprint
 
     want = {p: _store_fingerprint(key, family, params0,
                                   chain_block=chain_block(kw["n_chains"], p, nproc), **kw)[0]

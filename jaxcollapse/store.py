@@ -338,7 +338,7 @@ class StoredResult:
         """Yields ``(start, stop, chunk)`` for every written chunk, where ``chunk`` is a
         :class:`~jaxcollapse.SimulationResult` of NumPy arrays holding generations
         ``start..stop-1``."""
-        from jaxcollapse.simulate import SimulationResult
+        from jaxcollapse.simulation import SimulationResult
 
         for k in range(self.chunks_done):
             flat = self._read(k)
@@ -398,7 +398,7 @@ class StoredResult:
     def load(self):
         """Every written generation in memory, as a :class:`~jaxcollapse.SimulationResult`
         of NumPy arrays."""
-        from jaxcollapse.simulate import SimulationResult
+        from jaxcollapse.simulation import SimulationResult
 
         pieces = [c for _, _, c in self.chunks()]
         if not pieces:

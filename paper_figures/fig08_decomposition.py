@@ -18,19 +18,14 @@ THEORY.md section 7.
 
 from __future__ import annotations
 
-import importlib
-
 import _style as st
 import jax
 import matplotlib.pyplot as plt
 import numpy as np
 
 import jaxcollapse as jc
+from jaxcollapse import decomposition as dc
 from jaxcollapse.theory import gaussian as tg
-
-# jaxcollapse.decompose is the re-exported function; the module holds Mixture and
-# the closed forms
-dc = importlib.import_module("jaxcollapse.decompose")
 
 NAME = "fig08_decomposition"
 POPULATION_LIMIT = 10**9

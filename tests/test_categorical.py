@@ -230,7 +230,7 @@ def test_simulate_accumulate_and_mix_run():
         res = jc.simulate(jax.random.key(2), fam, p0, n_generations=3, n_samples=10,
                           n_chains=4, regime=regime,
                           human_data=human if regime != "accumulate" else None,
-                          metrics=["survivors"])
+                          metrics=["survivors"], save_params=True)
         assert res.metrics["survivors"].shape == (4, 4)
         assert np.all(np.asarray(res.params.probs).sum(-1) == pytest.approx(1.0))
 
@@ -377,3 +377,20 @@ def test_wright_fisher_node_binomial_matches_scipy():
             continue
         obs = np.bincount(ki.astype(int), minlength=ni + 1)
         assert _chisq_p(obs, st.binom.pmf(np.arange(ni + 1), ni, pi)) > 1e-3, (ni, pi)
+
+
+def test_simulate_runs_the_wright_fisher_runner_by_itself():
+    """The issue's example: the generic call takes the live-support runner (no
+    parameter history), equal in law to the generic path (KS at p > 0.001)."""
+    from scipy import stats
+
+    p0 = cat.zipf(200, 1.1)
+    kw = dict(n_generations=6, n_samples=100, n_chains=400)
+    fast = jc.simulate(jax.random.key(3), jc.Categorical(200), p0, **kw)
+    slow = jc.simulate(jax.random.key(4), jc.Categorical(200), p0, save_params=False, **kw)
+    assert fast.params is None and fast.metrics["survivors"].shape == (400, 7)
+    for name in ("survivors", "heterozygosity"):
+        a, b = np.asarray(fast.metrics[name][:, -1]), np.asarray(slow.metrics[name][:, -1])
+        assert stats.ks_2samp(a, b).pvalue > 1e-3, name
+    np.testing.assert_array_equal(np.asarray(fast.degenerate),
+                                  np.asarray(fast.metrics["survivors"]) < 200)

@@ -155,7 +155,7 @@ def test_bad_dtype_and_key():
 
 
 def test_split_in_fusible_operations_equals_jax_split():
-    from jaxcollapse.simulate import _split2
+    from jaxcollapse.simulation._chain import _split2
     keys = jax.random.split(jax.random.key(8), 50)
     ours = jax.vmap(lambda k: jnp.stack([jax.random.key_data(x) for x in _split2(k)]))(keys)
     ref = jax.vmap(lambda k: jax.random.key_data(jax.random.split(k)))(keys)

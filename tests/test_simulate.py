@@ -15,7 +15,7 @@ import jaxcollapse as jc
 from jaxcollapse.theory import gaussian as tg
 
 Z = 5.0
-sim_mod = importlib.import_module("jaxcollapse.simulate")
+sim_mod = importlib.import_module("jaxcollapse.simulation._run")
 EXACT = jc.Gaussian(dim=1, method="exact")
 SAMPLES = jc.Gaussian(dim=1, method="samples")
 P0 = EXACT.params()

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
 
+from jaxcollapse import decomposition as dc
 from jaxcollapse.experiments._common import print_table, report_generations
 from jaxcollapse.io import save_json, save_npz
 from jaxcollapse.theory import gaussian as tg
-
-# jaxcollapse.decompose is the re-exported function; the module holds the helpers.
-dc = importlib.import_module("jaxcollapse.decompose")
 
 DESCRIPTION = "Statistical / expressivity / approximation error, isolated (THEORY.md §7)."
 EXAMPLES = """examples:

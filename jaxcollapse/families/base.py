@@ -205,6 +205,22 @@ class DataSetFamily(Protocol):
     def pad_params(self, params: PyTree, rows: int) -> PyTree: ...
 
 
+@runtime_checkable
+class FastRunner(Protocol):
+    """A family with a specialised runner that :func:`jaxcollapse.simulate` uses by
+    itself where it applies (``fast_simulate`` returns ``None`` where it does not).
+
+    Example:
+        >>> import jaxcollapse as jc
+        >>> isinstance(jc.Categorical(3), FastRunner), isinstance(jc.Gaussian(), FastRunner)
+        (True, False)
+    """
+
+    def fast_simulate(self, key: jax.Array, params0: PyTree, *, regime: str,
+                      n_generations: int, n_samples: int, n_chains: int,
+                      metrics: tuple[str, ...], progress: bool = False) -> Any: ...
+
+
 def check_points(data: Any, dim: int, name: str = "data") -> jax.Array:
     """Validates a point array ``(n, dim)`` (``(n,)`` when dim = 1) of finite floats.
 

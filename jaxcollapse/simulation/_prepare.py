@@ -1,0 +1,224 @@
+"""Validation before tracing: the key, the family, the counts, the schedule, the
+metrics, the regime and the loop steps, and the static configuration they make."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxcollapse import regimes as rg
+from jaxcollapse.families.base import (
+    DataSetFamily,
+    uses_exact_path,
+)
+from jaxcollapse.simulation._chain import (
+    _POOL_LIMIT_BYTES,
+    SimulationResult,
+    _Config,
+    _float_dtype,
+)
+from jaxcollapse.steps import _base as stp
+
+PyTree = Any
+
+
+# ------------------------------------------------------------------------- validation
+
+
+def _check_key(key):
+    if isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.shape != ():
+            raise ValueError(f"key must be a single PRNG key (shape ()); got shape {key.shape}")
+        return key
+    if (isinstance(key, jax.Array | np.ndarray) and key.dtype == np.uint32
+            and key.shape == (2,)):
+        return jax.random.wrap_key_data(jnp.asarray(key))
+    raise TypeError(f"key must be a JAX PRNG key from jax.random.key(seed); got {key!r}"[:200])
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be an integer; got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value}")
+    return int(value)
+
+
+def _check_family(family):
+    for attr in ("fit", "sample", "check_params", "default_metrics", "is_degenerate"):
+        if not hasattr(family, attr):
+            raise TypeError(f"family must follow the Family contract (missing {attr!r}); "
+                            f"got {family!r}")
+    try:
+        hash(family)
+    except TypeError:
+        raise TypeError(f"family must be hashable (a frozen dataclass); got {family!r}") from None
+
+
+def _min_samples(family):
+    return int(family.min_samples()) if hasattr(family, "min_samples") else 2
+
+
+def _check_schedule(family, n_samples, n_generations, name="n_samples"):
+    """Returns an int32 array of shape (..., n_generations) and its static maximum."""
+    lo = _min_samples(family)
+    if isinstance(n_samples, bool):
+        raise TypeError(f"{name} must be an integer or an integer array; got {n_samples!r}")
+    m = np.asarray(n_samples)
+    if m.dtype.kind == "f" and np.all(np.isfinite(m)) and np.all(m == np.round(m)):
+        m = m.astype(np.int64)
+    if m.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an integer or an integer array; got {n_samples!r}")
+    if m.ndim == 0:
+        m = np.full((n_generations,), int(m))
+    if m.shape[-1] != n_generations:
+        raise ValueError(f"{name} as a schedule must have length n_generations="
+                         f"{n_generations} along its last axis; got shape {m.shape}")
+    if m.min() < lo:
+        raise ValueError(f"{name} must be >= {lo} for {family!r}; got a minimum of {m.min()}")
+    if m.max() > 2**31 - 1:
+        raise ValueError(f"{name} overflows int32; got {m.max()}")
+    return jnp.asarray(m, jnp.int32), int(m.max())
+
+
+def _check_metrics(family, metrics):
+    if metrics is None:
+        metrics = family.default_metrics()
+    if isinstance(metrics, Mapping):
+        items = tuple(metrics.items())
+    elif isinstance(metrics, Sequence) and not isinstance(metrics, str):
+        defaults = family.default_metrics()
+        unknown = [m for m in metrics if m not in defaults]
+        if unknown:
+            raise ValueError(f"metrics must be names from {sorted(defaults)} or a dict "
+                             f"name -> function; got unknown {unknown}")
+        items = tuple((m, defaults[m]) for m in metrics)
+    else:
+        raise TypeError(f"metrics must be a dict name -> function, a list of names or None; "
+                        f"got {metrics!r}")
+    for name, fn in items:
+        if not callable(fn):
+            raise TypeError(f"metric {name!r} must be callable; got {fn!r}")
+    return items
+
+
+def _describe(regime, steps) -> str:
+    """The regime and steps as a string for the store's fingerprint (mix's alpha is
+    recorded apart)."""
+    def leaves(obj):
+        return [np.asarray(x).tolist() for x in jax.tree.leaves(obj)]
+
+    text = regime.name
+    if not isinstance(regime, rg.Mix | rg.Replace | rg.Accumulate):
+        text += f"{leaves(regime)}{jax.tree.structure(regime)}"
+    for s in steps:
+        text += f" | {s.name}{leaves(s)}{jax.tree.structure(s)}"
+    return _ADDRESS.sub("", text)
+
+
+_ADDRESS = __import__("re").compile(r" at 0x[0-9a-f]+")
+
+
+def _prepare(key, family, params0, *, n_generations, n_samples, n_chains, regime,
+             human_data, metrics, save_params, step=None, alpha_values=None):
+    key = _check_key(key)
+    _check_family(family)
+    n_generations = _check_int("n_generations", n_generations, 1)
+    n_chains = _check_int("n_chains", n_chains, 1)
+    params0 = family.check_params(params0)
+    regime = rg.get_regime(regime)
+    steps = stp.as_steps(step, family, params0)
+    sched, n_max = _check_schedule(family, n_samples, n_generations)
+    exact = uses_exact_path(family)
+    if exact and not regime.stats_path:
+        raise ValueError(f"regime {regime.name!r} needs the samples path: a subsample of a "
+                         f"pool is not a function of its sufficient statistics; use "
+                         f"method='samples' for {family!r}")
+    select = stp.selectors(steps, family, params0)
+    if exact and select:
+        raise ValueError(f"step {select[0].name!r} selects among draws, which needs the "
+                         f"samples path; use method='samples' for {family!r}")
+    human_slots = 0
+    if regime.uses_human:
+        if human_data is None:
+            raise ValueError(f"regime {regime.name!r} needs human_data (an array of human "
+                             f"samples, e.g. family.sample(key, params0, n)); got None")
+        human_data = family.check_data(human_data, "human_data")
+        n_rows = jax.tree.leaves(human_data)[0].shape[0]
+        alpha = np.asarray(1.0 if isinstance(regime.alpha, jax.core.Tracer) and
+                           alpha_values is None else
+                           regime.alpha if alpha_values is None else alpha_values, float)
+        need = int(np.round(alpha.max() * n_max))
+        if n_rows < need:
+            raise ValueError(f"human_data has {n_rows} rows but alpha={alpha.max()} with "
+                             f"n_samples={n_max} needs {need}")
+        # room for the largest human count the run can ask for (a traced alpha, as
+        # under jax.grad, may ask for up to every row of a training set)
+        traced = isinstance(regime.alpha, jax.core.Tracer) and alpha_values is None
+        # (one spare slot: the traced round(alpha m) may round up where NumPy did not)
+        human_slots = min(n_rows, n_max if traced else min(need + 1, n_max))
+    elif human_data is not None:
+        raise ValueError(f"human_data is only used by regimes that train on human rows "
+                         f"(mix); regime {regime.name!r} does not use it: leave it out")
+    init_rows = 0
+    if isinstance(family, DataSetFamily):
+        init_rows = int(family.initial_data(params0)[1].shape[0])
+    spec = rg.PoolSpec(family=family, exact=exact, n_max=n_max, n_generations=n_generations,
+                       human_slots=human_slots,
+                       init_rows=init_rows if isinstance(regime, rg.Accumulate) else 0)
+    pool_rows = regime.pool_rows(spec)
+    if pool_rows and not exact:
+        leaves = jax.tree.leaves(jax.eval_shape(
+            lambda: family.sample(jax.random.key(0), params0, 1)))
+        row_bytes = sum(math.prod(x.shape[1:]) * x.dtype.itemsize for x in leaves)
+        need = n_chains * pool_rows * row_bytes
+        if need > _POOL_LIMIT_BYTES:
+            raise ValueError(
+                f"the accumulated pool needs {need / 2**30:.1f} GiB "
+                f"(n_chains x n_generations x n_samples rows); use an exact family "
+                f"(method='exact'), fewer chains, or simulate in batches of chains")
+    train_rows = regime.train_rows(spec)
+    if init_rows:
+        # the carry holds generation 0's data set and every fit's: one size for both
+        train_rows = max(train_rows, init_rows)
+        params0 = family.pad_params(params0, train_rows)
+    items = _check_metrics(family, metrics)
+    cfg = _Config(family=family, regime=_describe(regime, steps),
+                  source=getattr(regime, "source", "fixed"), n_generations=n_generations,
+                  n_max=n_max, human_slots=human_slots, metrics=items,
+                  save_params=bool(save_params), exact=exact, spec=spec,
+                  n_draw=n_max * stp.n_candidates(select), train_rows=train_rows,
+                  selects=tuple(any(s is x for x in select) for s in steps))
+    dt = _float_dtype(params0)
+    if alpha_values is not None:
+        regime = dataclasses.replace(regime, alpha=jnp.asarray(alpha_values, dt))
+    regime, steps = jax.tree.map(
+        lambda x: jnp.asarray(x, dt) if jnp.issubdtype(jnp.result_type(x), jnp.floating)
+        else x, (regime, steps))
+    human = None
+    if regime.uses_human:
+        human = jax.tree.map(
+            lambda x: x.astype(dt) if jnp.issubdtype(x.dtype, jnp.floating) else x, human_data)
+    chain_ids = jnp.arange(n_chains, dtype=jnp.uint32)
+    return cfg, key, chain_ids, params0, (regime, steps), sched, human
+
+
+def _alpha_of(loop):
+    """Mix's alpha for the store's fingerprint (other regimes: 0, as before)."""
+    regime = loop[0]
+    return regime.alpha if isinstance(regime, rg.Mix) else np.zeros(())
+
+
+def _assemble(cfg, out, sched):
+    zero = jnp.zeros(sched.shape[:-1] + (1,), sched.dtype)
+    return SimulationResult(params=out.get("params"), metrics=out["metrics"],
+                            degenerate=out["degenerate"],
+                            n_samples=jnp.concatenate([zero, sched], axis=-1))
+
+

@@ -1,0 +1,102 @@
+"""Regime objects: behaviour, validation, the fresh human subset's law, weighted fresh
+data against its closed form. Monte Carlo bounds are Z = 5 standard errors
+(false-failure rate ~6e-7 each); distribution tests use chi-square at p > 0.001."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+import jaxcollapse as jc
+from jaxcollapse import random as jcr
+from jaxcollapse import regimes as rg
+
+Z = 5.0
+
+
+def test_registry_and_factories():
+    assert set(rg.REGIMES) == {"replace", "accumulate", "accumulate-subsample", "mix",
+                               "weighted-fresh"}
+    for name, cls in rg.REGIMES.items():
+        assert cls.name == name and issubclass(cls, rg.Regime)
+    assert rg.get_regime("weighted-fresh") == rg.WeightedFresh()
+
+
+@pytest.mark.parametrize("bad,match", [
+    (lambda: jc.mix(-0.1), "alpha must lie in"),
+    (lambda: jc.mix(jnp.array([0.1, 0.2])), "alpha must be a scalar"),
+    (lambda: jc.mix(0.1, "sometimes"), "source must be one of"),
+    (lambda: jc.weighted_fresh(1.5, 10), "w must lie in"),
+    (lambda: jc.weighted_fresh(0.5, 1), "n_real must be an integer >= 2"),
+    (lambda: jc.weighted_fresh(0.5, 2.5), "n_real must be an integer >= 2"),
+    (lambda: rg.get_regime("mix", alpha=float("nan")), "alpha must lie in"),
+])
+def test_bad_regimes_are_refused(bad, match):
+    with pytest.raises(ValueError, match=match):
+        bad()
+
+
+def test_subset_indices_is_a_uniform_ordered_subset():
+    """All 5 * 4 = 20 ordered pairs from range(5) equally likely (chi-square)."""
+    keys = jax.random.split(jax.random.key(3), 20000)
+    idx = np.asarray(jax.vmap(lambda k: jcr.subset_indices(k, 5, 2))(keys))
+    assert np.all(idx[:, 0] != idx[:, 1])
+    pairs = list(itertools.permutations(range(5), 2))
+    counts = np.array([np.sum((idx[:, 0] == a) & (idx[:, 1] == b)) for a, b in pairs])
+    assert stats.chisquare(counts).pvalue > 1e-3
+    # the long loop (k > 16) too: every element of a full "subset" appears once
+    full = np.asarray(jcr.subset_indices(jax.random.key(0), 40, 40))
+    assert sorted(full.tolist()) == list(range(40))
+    with pytest.raises(ValueError, match="k must satisfy"):
+        jcr.subset_indices(jax.random.key(0), 3, 4)
+
+
+def test_mix_fresh_has_the_law_of_a_fresh_subset():
+    """The fresh human rows are a new uniform subset each generation: with alpha = 1
+    and human rows 0..N-1, the fitted mean is the mean of a uniform M-subset, whose
+    variance is s^2/M (N - M)/(N - 1) (finite-population correction)."""
+    fam = jc.Gaussian(dim=1, method="exact")
+    human = jnp.arange(30.0)[:, None]
+    res = jc.simulate(jax.random.key(1), fam, fam.params(), n_generations=3, n_samples=10,
+                      n_chains=3000, regime=jc.mix(1.0, "fresh"), human_data=human,
+                      metrics=["mean_shift"])
+    means = np.asarray(res.params.mean[:, 1:, 0])
+    s2 = np.var(np.arange(30.0))
+    want = s2 / 10 * (30 - 10) / (30 - 1)
+    for g in range(3):
+        m = means[:, g]
+        se = np.sqrt(2 * want**2 / (m.size - 1))  # about the SE of a variance
+        assert abs(m.mean() - 14.5) <= Z * np.sqrt(want / m.size)
+        assert abs(m.var(ddof=1) - want) <= Z * se
+    # generations differ (a fresh subset each time)
+    assert np.mean(means[:, 0] != means[:, 1]) > 0.9
+
+
+@pytest.mark.parametrize("w", [0.382, 0.618])
+def test_weighted_fresh_mean_variance_matches_he_xu_cheng(w):
+    """Stationary Var(mu_t) = (sigma^2 / n)[k (1 - w)^2 + w^2] / (1 - (1 - w)^2),
+    k = n / M; minimised at the golden-ratio weight for k = 1."""
+    fam = jc.Gaussian(dim=1, method="exact")
+    M = n = 20
+    res = jc.simulate(jax.random.key(5), fam, fam.params(), n_generations=40, n_samples=M,
+                      n_chains=4000, regime=jc.weighted_fresh(w, n), metrics=["mean_shift"],
+                      save_params=False)
+    k = n / M
+    want = (1.0 / n) * (k * (1 - w) ** 2 + w**2) / (1 - (1 - w) ** 2)
+    x = np.asarray(res.metrics["mean_shift"][:, -1])
+    assert abs(x.mean() - want) <= Z * x.std(ddof=1) / np.sqrt(x.size)
+
+
+def test_weighted_fresh_grid_sweeps_w_in_one_program():
+    fam = jc.Gaussian(dim=1, method="exact")
+    w = jnp.array([0.0, 0.5, 1.0])
+    res = jc.simulate_grid(jax.random.key(2), fam, fam.params(), n_generations=5,
+                           n_samples=10, n_chains=4, regime=jc.weighted_fresh(w, 10))
+    assert res.metrics["w2sq"].shape == (3, 4, 6)
+    # w = 1 fits only the fresh draws: generation t does not depend on t - 1
+    one = jc.simulate(jax.random.key(2), fam, fam.params(), n_generations=5, n_samples=10,
+                      n_chains=4, regime=jc.weighted_fresh(1.0, 10))
+    np.testing.assert_allclose(res.metrics["w2sq"][2], one.metrics["w2sq"], rtol=1e-12)
