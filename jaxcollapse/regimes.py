@@ -118,6 +118,9 @@ class Regime:
     def check(self) -> None:
         """Host-side validation of the regime's own values (before tracing)."""
 
+    def check_family(self, family: Any) -> None:
+        """Host-side: raise a clear error if the regime cannot run ``family``."""
+
     def n_synthetic(self, m: Any) -> Any:
         return m
 
@@ -352,6 +355,14 @@ class WeightedFresh(Regime):
         if isinstance(self.n_real, bool) or not isinstance(self.n_real, int | np.integer) \
                 or self.n_real < 2:
             raise ValueError(f"n_real must be an integer >= 2; got {self.n_real!r}")
+
+    def check_family(self, family):
+        from jaxcollapse.families.base import DataSetFamily
+
+        if isinstance(family, DataSetFamily):
+            raise ValueError(f"regime 'weighted-fresh' averages two fits' parameters, which "
+                             f"needs a parametric family; {family!r} holds a data set (use "
+                             f"mix(alpha, 'fresh') to add fresh human rows)")
 
     def update(self, spec, state, gen):
         p_syn = gen.fit(gen.synthetic)

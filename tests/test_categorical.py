@@ -394,3 +394,6 @@ def test_simulate_runs_the_wright_fisher_runner_by_itself():
         assert stats.ks_2samp(a, b).pvalue > 1e-3, name
     np.testing.assert_array_equal(np.asarray(fast.degenerate),
                                   np.asarray(fast.metrics["survivors"]) < 200)
+    # one key, one result: options the runner cannot honour are refused, not rerouted
+    with pytest.raises(ValueError, match="chunk_size is not supported"):
+        jc.simulate(jax.random.key(3), jc.Categorical(200), p0, chunk_size=2, **kw)

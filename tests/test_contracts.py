@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import jaxcollapse as jc
-from jaxcollapse.families.base import DataSetFamily, ExactFamily
+from jaxcollapse.families.base import DataSetFamily, uses_exact_path
 
 G, M, C = 4, 24, 3
 
@@ -76,8 +76,10 @@ def _samples_variant(fam):
 
 def _run(fam, p0, regime, n_chains=C, **kw):
     human = _human(fam, p0) if regime.uses_human else None
+    # save_params=True: the generic path (a family's fast runner has its own tests)
     return jc.simulate(jax.random.key(11), fam, p0, n_generations=G, n_samples=M,
-                       n_chains=n_chains, regime=regime, human_data=human, **kw)
+                       n_chains=n_chains, regime=regime, human_data=human, save_params=True,
+                       **kw)
 
 
 def _equal(a, b):
@@ -85,34 +87,43 @@ def _equal(a, b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-def _cases():
-    for fname in EXAMPLES:
-        for rname in REGIME_EXAMPLES:
-            yield pytest.param(fname, rname, id=f"{fname}-{rname}")
-
-
-@pytest.mark.parametrize("fname,rname", list(_cases()))
-def test_family_regime_contract(fname, rname):
-    """Each (family, regime): finite results of the right shapes on every declared
-    path; chunked equals whole; a chain's numbers do not depend on the chain count."""
-    fam, p0 = EXAMPLES[fname]()
-    regime = REGIME_EXAMPLES[rname]()
+def _check_contract(fam, p0, regime):
+    """Finite results of the right shapes on every declared path; chunked equals
+    whole; a chain's numbers do not depend on the chain count (bitwise)."""
     paths = [_samples_variant(fam)]
-    if isinstance(fam, ExactFamily) and fam.exact and regime.stats_path:
+    if uses_exact_path(fam) and regime.stats_path:
         paths.append(fam)
     for f in dict.fromkeys(paths):  # one or two distinct paths
-        if f.exact and not regime.stats_path:
-            continue
         whole = _run(f, p0, regime)
         for name, v in whole.metrics.items():
             assert v.shape == (C, G + 1), name
             assert np.all(np.isfinite(np.asarray(v)) | np.asarray(whole.degenerate)), name
         assert whole.n_samples.tolist() == [0] + [M] * G
-        # chunked runs give the same numbers (bitwise)
         _equal(whole.metrics, _run(f, p0, regime, chunk_size=3).metrics)
-        # a chain's numbers do not depend on how many chains run (bitwise)
         _equal(jax.tree.map(lambda a: a[:2], whole.metrics),
                _run(f, p0, regime, n_chains=2).metrics)
+
+
+@pytest.mark.parametrize("fname", list(EXAMPLES))
+def test_family_contract(fname):
+    """Every family of FAMILIES through the recursion (replace and accumulate)."""
+    fam, p0 = EXAMPLES[fname]()
+    for regime in (jc.replace(), jc.accumulate()):
+        _check_contract(fam, p0, regime)
+
+
+@pytest.mark.parametrize("rname", list(REGIME_EXAMPLES))
+def test_regime_contract(rname):
+    """Every regime of REGIMES through the recursion (a 2-D Gaussian on both paths,
+    and a data-set family on the samples path)."""
+    regime = REGIME_EXAMPLES[rname]()
+    for make in (_gaussian, _kde):
+        fam, p0 = make()
+        if rname == "weighted-fresh" and make is _kde:
+            with pytest.raises(ValueError, match="needs a parametric family"):
+                _run(fam, p0, regime)
+            continue
+        _check_contract(fam, p0, regime)
 
 
 def test_human_data_with_a_regime_that_ignores_it_is_an_error():

@@ -208,7 +208,7 @@ class DataSetFamily(Protocol):
 @runtime_checkable
 class FastRunner(Protocol):
     """A family with a specialised runner that :func:`jaxcollapse.simulate` uses by
-    itself where it applies (``fast_simulate`` returns ``None`` where it does not).
+    itself where it applies (``fast_simulate(..., check_only=True)`` says whether).
 
     Example:
         >>> import jaxcollapse as jc
@@ -218,7 +218,8 @@ class FastRunner(Protocol):
 
     def fast_simulate(self, key: jax.Array, params0: PyTree, *, regime: str,
                       n_generations: int, n_samples: int, n_chains: int,
-                      metrics: tuple[str, ...], progress: bool = False) -> Any: ...
+                      metrics: tuple[str, ...], progress: bool = False,
+                      check_only: bool = False) -> Any: ...
 
 
 def check_points(data: Any, dim: int, name: str = "data") -> jax.Array:

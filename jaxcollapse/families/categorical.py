@@ -611,13 +611,15 @@ class Categorical:
     # -- exact path ----------------------------------------------------------------------
     def fast_simulate(self, key: jax.Array, params0: CategoricalParams, *, regime: str,
                       n_generations: int, n_samples: int, n_chains: int,
-                      metrics: tuple[str, ...], progress: bool = False):
+                      metrics: tuple[str, ...], progress: bool = False,
+                      check_only: bool = False):
         """The Wright–Fisher live-support runner (:func:`wright_fisher`), which
         :func:`jaxcollapse.simulate` calls by itself for replace and accumulate with
         a constant sample size, the default metrics and no parameter history: equal
         in law to the generic path (not in numbers: another sampler), and O(live
         support) a generation instead of O(K). Returns ``(metrics, degenerate)`` with
-        leading axes (chain, generation), or ``None`` where it does not apply.
+        leading axes (chain, generation); with ``check_only``, only whether it
+        applies (nothing runs).
 
         Example:
             >>> import jax
@@ -630,9 +632,14 @@ class Categorical:
         """
         from jaxcollapse.families.wright_fisher import wright_fisher
 
-        if self.method != "exact" or regime not in ("replace", "accumulate") or \
-                not set(metrics) <= set(_METRICS):
-            return None
+        applies = self.method == "exact" and regime in ("replace", "accumulate") and \
+            set(metrics) <= set(_METRICS)
+        if check_only:
+            return applies
+        if not applies:
+            raise ValueError(f"the Wright–Fisher runner takes method='exact', replace or "
+                             f"accumulate and the default metrics; got method="
+                             f"{self.method!r}, regime={regime!r}, metrics={metrics}")
         res = wright_fisher(key, params0, n_generations=n_generations, n_samples=n_samples,
                             n_chains=n_chains, regime=regime, progress=progress)
         k = params0.probs.shape[-1]

@@ -33,14 +33,9 @@ from jaxcollapse import store as st
 from jaxcollapse._progress import Progress
 from jaxcollapse.families.base import FastRunner
 from jaxcollapse.simulation._chain import SimulationResult, _chain_init
-from jaxcollapse.simulation._prepare import (
-    _alpha_of,
-    _assemble,
-    _check_chain_block,
-    _check_int,
-    _prepare,
-)
+from jaxcollapse.simulation._prepare import _alpha_of, _assemble, _check_int, _prepare
 from jaxcollapse.simulation._run import (
+    _check_chain_block,
     _chunk_jit,
     _init_jit,
     _pad_chains,
@@ -95,8 +90,10 @@ def simulate(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int
             none (a :class:`~jaxcollapse.Categorical` under replace or accumulate with
             a constant sample size, the default metrics and no chunking, sharding or
             checkpoints runs the Wright–Fisher live-support runner, equal in law to
-            the generic path and O(live support) a generation); pass ``True`` to
-            force the generic path.
+            the generic path and O(live support) a generation; it takes no
+            ``chunk_size``, ``on_chunk``, ``checkpoint_dir``, ``chain_block`` or ``mesh``,
+            and asking for one is an error, so that a key gives one result); pass
+            ``True`` or ``False`` for the generic path.
         chunk_size: run the generations in compiled chunks of this many (results are
             identical); needed for progress display and ``on_chunk``.
         progress: show a progress bar (chunks of about 1/20 of the run if
@@ -149,12 +146,19 @@ def simulate(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int
         key, family, params0, n_generations=n_generations, n_samples=n_samples,
         n_chains=n_chains, regime=regime, human_data=human_data, metrics=metrics,
         save_params=save_params is not False, step=step)
-    if save_params is None and chunk_size is None and on_chunk is None and \
-            checkpoint_dir is None and chain_block is None and mesh is None and \
-            devices in (None, 1):
-        fast = _fast_run(cfg, loop, key, params0, sched, n_chains, progress)
-        if fast is not None:
-            return fast
+    if save_params is None and _fast_applies(cfg, loop, sched):
+        # the runner depends on the family, regime, steps, schedule and metrics only,
+        # never on chunking or devices, so that a key gives one result
+        for name, value in (("chunk_size", chunk_size), ("on_chunk", on_chunk),
+                            ("checkpoint_dir", checkpoint_dir), ("chain_block", chain_block),
+                            ("mesh", mesh)):
+            if value is not None:
+                raise ValueError(
+                    f"{name} is not supported by {type(cfg.family).__name__}'s fast runner, "
+                    f"which simulate takes for this run; pass save_params=True (or False) "
+                    f"to run the generic path, which supports it (equal in law, other "
+                    f"numbers)")
+        return _fast_run(cfg, loop, key, params0, sched, n_chains, progress)
     if not isinstance(keep, bool):
         raise TypeError(f"keep must be True or False; got {keep!r}")
     if not keep and checkpoint_dir is None:
@@ -189,24 +193,32 @@ def simulate(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int
                              chunk_size, progress, on_chunk, writer, keep)
 
 
-def _fast_run(cfg, loop, key, params0, sched, n_chains, progress):
-    """A family's fast runner (``fast_simulate``, families/base.py ``FastRunner``) where
-    it serves this run: no loop steps, replace or accumulate, a constant sample size
-    and the family's own metrics; else ``None``."""
+def _fast_applies(cfg, loop, sched) -> bool:
+    """Whether a family's fast runner (``fast_simulate``, families/base.py
+    ``FastRunner``) serves this run: no loop steps, replace or accumulate, a constant
+    sample size and the family's own metrics."""
     fam = cfg.family
     regime, steps = loop
     sched_np = np.asarray(sched)
-    defaults = fam.default_metrics()
     if not isinstance(fam, FastRunner) or steps or type(regime) not in (
-            rg.Replace, rg.Accumulate) or np.any(sched_np != sched_np[0]) or any(
-            defaults.get(name) is not fn for name, fn in cfg.metrics):
-        return None
-    out = fam.fast_simulate(key, params0, regime=regime.name,
+            rg.Replace, rg.Accumulate) or np.any(sched_np != sched_np[0]):
+        return False
+    defaults = fam.default_metrics()
+    if any(defaults.get(name) is not fn for name, fn in cfg.metrics):
+        return False
+    return fam.fast_simulate(None, None, regime=regime.name, n_generations=0, n_samples=0,
+                             n_chains=0, metrics=tuple(n for n, _ in cfg.metrics),
+                             check_only=True)
+
+
+def _fast_run(cfg, loop, key, params0, sched, n_chains, progress):
+    """The family's fast runner on this run (:func:`_fast_applies` said it serves it)."""
+    regime = loop[0]
+    sched_np = np.asarray(sched)
+    out = cfg.family.fast_simulate(key, params0, regime=regime.name,
                             n_generations=cfg.n_generations, n_samples=int(sched_np[0]),
                             n_chains=n_chains, metrics=tuple(n for n, _ in cfg.metrics),
                             progress=progress)
-    if out is None:
-        return None
     metrics, degenerate = out
     return SimulationResult(params=None, metrics=dict(metrics), degenerate=degenerate,
                             n_samples=jnp.concatenate([jnp.zeros((1,), sched.dtype), sched]))

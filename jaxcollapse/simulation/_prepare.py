@@ -133,6 +133,7 @@ def _prepare(key, family, params0, *, n_generations, n_samples, n_chains, regime
     n_chains = _check_int("n_chains", n_chains, 1)
     params0 = family.check_params(params0)
     regime = rg.get_regime(regime)
+    regime.check_family(family)
     steps = stp.as_steps(step, family, params0)
     sched, n_max = _check_schedule(family, n_samples, n_generations)
     exact = uses_exact_path(family)
