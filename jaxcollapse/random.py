@@ -628,7 +628,7 @@ def threefry_words(key_words: tuple, x0: jax.Array, x1: jax.Array) -> tuple:
     return _threefry2x32(k0, k1, jnp.asarray(x0, jnp.uint32), jnp.asarray(x1, jnp.uint32))
 
 
-def subset_indices(key: jax.Array, n: int, k: int) -> jax.Array:
+def subset_indices(key: jax.Array, n: int, k: int, n_used=None) -> jax.Array:
     """``k`` distinct indices drawn uniformly from ``range(n)``: a uniformly random
     ``k``-subset in uniformly random order (``n``, ``k`` static, ``k <= n``).
 
@@ -636,6 +636,8 @@ def subset_indices(key: jax.Array, n: int, k: int) -> jax.Array:
     swaps kept in a table of ``k`` entries: O(k^2) work and O(k) memory however
     large ``n`` is, where ``jax.random.permutation(key, n)[:k]`` sorts all ``n``.
     The first ``j`` indices are themselves a uniformly random ``j``-subset.
+    ``n_used`` (traced, ``<= k``) computes only the first ``n_used`` entries (the
+    rest are 0): the loop then runs ``n_used`` steps, O(n_used k).
 
     Example:
         >>> import jax
@@ -669,6 +671,9 @@ def subset_indices(key: jax.Array, n: int, k: int) -> jax.Array:
         return pos.at[s].set(j[s]), val.at[s].set(vi), out
 
     out = jnp.zeros((k,), jnp.int32)
+    if n_used is not None:
+        stop = jnp.minimum(jnp.asarray(n_used, jnp.int32), k)
+        return lax.fori_loop(0, stop, body, (pos, val, out))[2]
     if k <= 16:
         c = (pos, val, out)
         for s in range(k):

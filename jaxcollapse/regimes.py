@@ -306,8 +306,11 @@ class Mix(Regime):
         if self.source == "fixed":
             idx = state["human_idx"]
         else:
+            # the first round(alpha m) indices of a uniform random subset: the draw
+            # loop stops there (the rest of the slots get weight 0)
             idx = jcr.subset_indices(jax.random.fold_in(state["human_key"], gen.t),
-                                     _n_rows(gen.human), spec.human_slots)
+                                     _n_rows(gen.human), spec.human_slots,
+                                     n_used=self.n_human(gen.m))
         return _take(gen.human, idx)
 
     def update(self, spec, state, gen):

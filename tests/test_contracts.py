@@ -144,7 +144,7 @@ def test_accumulate_samples_refused_on_statistics_path():
 def test_kde_any_sample_size(m):
     """A data-set family sizes its own buffer: any n_samples works with any regime."""
     fam, p0 = _kde()
-    for regime in (jc.replace(), jc.accumulate(), jc.mix(0.5)):
+    for regime in (jc.replace(), jc.accumulate(), jc.mix(0.25)):
         human = fam.initial_data(p0)[0] if regime.uses_human else None
         res = jc.simulate(jax.random.key(1), fam, p0, n_generations=2, n_samples=m,
                           n_chains=2, regime=regime, human_data=human)

@@ -149,7 +149,7 @@ class StatsNoiseFamily(Protocol):
 
 
 @runtime_checkable
-class CounterNoise(StatsNoiseFamily, Protocol):
+class CounterNoise(Protocol):
     """``stats_noise_at(key, counter, n, dtype)``: the noise of draw number ``counter``
     under each key (counter-mode), so ``simulate`` draws generation ``t`` of a chain
     as draw ``t`` under one noise key instead of hashing a key per generation.
@@ -161,6 +161,8 @@ class CounterNoise(StatsNoiseFamily, Protocol):
     """
 
     def stats_noise_at(self, key: jax.Array, counter: Any, n: Any, dtype: Any) -> PyTree: ...
+
+    def stats_from_noise(self, params: PyTree, noise: PyTree, n: Any) -> PyTree: ...
 
 
 @runtime_checkable

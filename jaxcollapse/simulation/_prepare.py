@@ -159,11 +159,9 @@ def _prepare(key, family, params0, *, n_generations, n_samples, n_chains, regime
         if n_rows < need:
             raise ValueError(f"human_data has {n_rows} rows but alpha={alpha.max()} with "
                              f"n_samples={n_max} needs {need}")
-        # room for the largest human count the run can ask for (a traced alpha, as
-        # under jax.grad, may ask for up to every row of a training set)
-        traced = isinstance(regime.alpha, jax.core.Tracer) and alpha_values is None
-        # (one spare slot: the traced round(alpha m) may round up where NumPy did not)
-        human_slots = min(n_rows, n_max if traced else min(need + 1, n_max))
+        # room for every row of a training set: the slots must not depend on alpha
+        # (traced: a new value must not recompile)
+        human_slots = min(n_rows, n_max)
     elif human_data is not None:
         raise ValueError(f"human_data is only used by regimes that train on human rows "
                          f"(mix); regime {regime.name!r} does not use it: leave it out")
