@@ -95,7 +95,8 @@ def _add_shared(p: argparse.ArgumentParser, defaults: dict) -> None:
                    help="output directory for JSON/npz results (default: runs/<name>)")
     p.add_argument("--x64", action="store_true", help="compute in float64")
     p.add_argument("--quick", action="store_true", help="a small, fast configuration")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--no-progress", "--quiet", action="store_true", dest="no_progress",
+                   help="hide the progress bar (also hidden when stderr is not a terminal)")
     p.add_argument("--coordinator", default=None, metavar="HOST:PORT",
                    help="multi-process run: process 0's coordinator address "
                         "(or $JAXCOLLAPSE_COORDINATOR)")
