@@ -1,6 +1,6 @@
 """jaxcollapse: model collapse under recursive training, in JAX."""
 
-from jaxcollapse import distributed, random, regimes, store, theory
+from jaxcollapse import distributed, export, random, regimes, store, theory
 from jaxcollapse.decompose import decompose
 from jaxcollapse.families import (
     FAMILIES,
@@ -40,6 +40,7 @@ __all__ = [
     "accumulate_subsample",
     "decompose",
     "distributed",
+    "export",
     "load_run",
     "mix",
     "random",

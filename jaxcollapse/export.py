@@ -319,6 +319,9 @@ def to_dataframe(result: Any, **kwargs):
     Returns:
         ``pandas.DataFrame``.
 
+    References:
+        Wickham (2014), Tidy data, J. Stat. Softw. 59(10).
+
     Example:
         >>> import jax, jaxcollapse as jc
         >>> fam = jc.Gaussian(dim=1, method="exact")
