@@ -41,6 +41,6 @@ def test_notebook_runs(path):
     assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), \
         f"{path.name} is stored with outputs; clear them"
     # an error in any cell raises CellExecutionError naming the cell
-    NotebookClient(nb, timeout=300, kernel_name="python3",
+    NotebookClient(nb, timeout=900, kernel_name="python3",
                    resources={"metadata": {"path": str(REPO)}}).execute()
     assert all(c.get("execution_count") for c in nb.cells if c.cell_type == "code")
