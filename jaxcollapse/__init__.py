@@ -1,6 +1,6 @@
 """jaxcollapse: model collapse under recursive training, in JAX."""
 
-from jaxcollapse import distributed, random, regimes, steps, store, theory
+from jaxcollapse import distributed, export, random, regimes, steps, store, theory
 from jaxcollapse.decomposition import decompose
 from jaxcollapse.families import (
     FAMILIES,
@@ -49,6 +49,7 @@ __all__ = [
     "accumulate_subsample",
     "decompose",
     "distributed",
+    "export",
     "load_run",
     "mix",
     "random",

@@ -339,3 +339,13 @@ def plot_learned(data: dict, path: str) -> list[str]:
     fig.suptitle(f"{_learned_kind(data)}: {data.get('corpus', data.get('data', ''))}")
     fig.savefig(path)
     return names
+
+
+def export(directory: str | Path, fmt: str | None, output: str | None = None) -> Path:
+    """``report DIR --format csv|netcdf|zarr [--output FILE]``: writes the run as a long
+    table or labelled arrays (:func:`jaxcollapse.export.write_run`); returns the path."""
+    from jaxcollapse.export import write_run
+
+    if fmt is None:
+        raise ReportError("--output needs --format csv, netcdf or zarr")
+    return write_run(directory, fmt, output)

@@ -95,7 +95,8 @@ def _add_shared(p: argparse.ArgumentParser, defaults: dict) -> None:
                    help="output directory for JSON/npz results (default: runs/<name>)")
     p.add_argument("--x64", action="store_true", help="compute in float64")
     p.add_argument("--quick", action="store_true", help="a small, fast configuration")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--no-progress", "--quiet", action="store_true", dest="no_progress",
+                   help="hide the progress bar (also hidden when stderr is not a terminal)")
     p.add_argument("--coordinator", default=None, metavar="HOST:PORT",
                    help="multi-process run: process 0's coordinator address "
                         "(or $JAXCOLLAPSE_COORDINATOR)")
@@ -140,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "theory) of a directory written by 'jaxcollapse run NAME --out DIR'.",
         epilog="examples:\n  jaxcollapse report runs/gaussian\n"
                "  jaxcollapse report runs/gaussian --at 0 100 1000\n"
-               "  jaxcollapse report runs/lm --plot lm.png        # needs matplotlib\n",
+               "  jaxcollapse report runs/lm --plot lm.png        # needs matplotlib\n"
+               "  jaxcollapse report runs/gaussian --format netcdf  # needs xarray\n",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     rep_p.add_argument("dir", metavar="DIR", help="a finished run directory")
     rep_p.add_argument("--at", type=int, nargs="+", default=None, metavar="GEN",
@@ -149,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep_p.add_argument("--plot", default=None, metavar="FILE",
                        help="also draw the metrics to FILE (.png, .pdf, .svg; needs the "
                             "'figures' extra: matplotlib)")
+    rep_p.add_argument("--format", default=None, choices=("csv", "netcdf", "zarr"),
+                       help="export the run instead of printing it: csv (long table), netcdf "
+                            "or zarr (labelled arrays; needs the 'analysis' extra)")
+    rep_p.add_argument("--output", default=None, metavar="FILE",
+                       help="where --format writes (default DIR/results.csv, .nc or .zarr)")
     fig_p = sub.add_parser("figures", help="render the paper figures (from a source checkout)")
     fig_p.add_argument("--quick", action="store_true", help="small settings (minutes in all)")
     fig_p.add_argument("--only", nargs="+", default=None, metavar="NAME",
@@ -241,6 +248,9 @@ def _report(args) -> int:
     from jaxcollapse import _report as rp
 
     try:
+        if args.format is not None or args.output is not None:
+            print(f"export: {rp.export(args.dir, args.format, args.output)}")
+            return 0
         kind, data = rp.load_run(args.dir)
         d = Path(args.dir)
         if kind == "summary":
@@ -257,7 +267,7 @@ def _report(args) -> int:
             else:
                 rp.plot_learned(data, args.plot)
             print(f"plot: {args.plot}")
-    except (rp.ReportError, OSError, ValueError, KeyError, TypeError) as e:
+    except (rp.ReportError, OSError, ValueError, KeyError, TypeError, ImportError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         if isinstance(e, KeyError):
             msg = f"{args.dir} is not a complete jaxcollapse result (missing {msg})"

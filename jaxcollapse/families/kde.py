@@ -12,6 +12,9 @@ Bandwidth rules (``bandwidth=``):
 * ``"scott"``, ``"silverman"``: ``H = factor^2 * C`` with ``C`` the weighted unbiased
   covariance and ``factor = neff^(-1/(d+4))`` or ``(neff (d+2)/4)^(-1/(d+4))``,
   ``neff = 1 / sum w_i^2``, exactly as ``scipy.stats.gaussian_kde`` defines them.
+* ``"scott-sklearn"``, ``"silverman-sklearn"``: scikit-learn's ``KernelDensity``
+  rules, ``H = factor^2 I`` with the same factors, *not* scaled by the data
+  covariance (right only for data of unit variance).
 * a positive number ``h``: ``H = h^2 I``; a ``(d, d)`` positive-definite matrix: ``H``.
 * ``"cv"``: leave-one-out likelihood cross-validation of ``factor`` over
   ``cv_grid`` (``H = factor^2 C``), all grid values at once (vmapped).
@@ -44,7 +47,7 @@ from jaxcollapse import metrics as mt
 from jaxcollapse._mesh import DATA_AXIS, mesh_size, on_mesh, resolve_mesh
 from jaxcollapse.families.base import as_params, check_points, check_weights
 
-RULES = ("scott", "silverman", "cv")
+RULES = ("scott", "silverman", "cv", "scott-sklearn", "silverman-sklearn")
 DEFAULT_CV_GRID = tuple(float(v) for v in np.geomspace(0.05, 2.0, 24))
 
 # Tile of the log-sum-exp evaluation: queries x points (2^19 elements = 4 MiB in f64).
@@ -294,8 +297,9 @@ class KDE:
 
     Attributes:
         dim: dimension d >= 1.
-        bandwidth: ``"scott"``, ``"silverman"``, ``"cv"``, a positive number ``h``
-            (``H = h^2 I``) or a ``(d, d)`` positive-definite matrix ``H``.
+        bandwidth: ``"scott"``, ``"silverman"``, ``"cv"``, ``"scott-sklearn"``,
+            ``"silverman-sklearn"``, a positive number ``h`` (``H = h^2 I``) or a
+            ``(d, d)`` positive-definite matrix ``H``.
         diagonal: keep only the diagonal of the data covariance in the rules.
         cv_grid: bandwidth factors tried by ``"cv"`` (``H = factor^2 C``).
         q_tile, p_tile: query and point tile sizes of :meth:`log_prob`.
@@ -436,6 +440,9 @@ class KDE:
             cov = jnp.diag(jnp.diagonal(cov))
         if bw in ("scott", "silverman"):
             return cov * _rule_factor(bw, neff, d) ** 2
+        if bw.endswith("-sklearn"):  # isotropic, unscaled (sklearn.neighbors.KernelDensity)
+            f = _rule_factor(bw.removesuffix("-sklearn"), neff, d)
+            return (f * f) * jnp.eye(d, dtype=dtype)
         grid = jnp.asarray(self.cv_grid, dtype)
         wn = _normalise(w)
         ll = jax.vmap(lambda f: _loo_loglik(data, wn, cov * f * f))(grid)

@@ -246,7 +246,7 @@ def _simulate_chunked(cfg, mesh, key, chain_ids, n_chains, params0, loop, sched,
         carry = st.carry_from_host(carry, writer.read_carry(), n_chains)
     else:
         pieces = [jax.tree.map(lambda a: np.asarray(a)[:n_chains, None], out0)]
-    with Progress(G, "simulate", enabled=progress) as bar:
+    with Progress(G, "simulate", enabled=progress, scale=n_chains) as bar:
         bar.update(min(G, done * chunk_size))
         for start in range(1 + done * chunk_size, G + 1, chunk_size):
             ts = np.arange(start, start + chunk_size)

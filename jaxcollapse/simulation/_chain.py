@@ -74,6 +74,20 @@ class SimulationResult(NamedTuple):
         """Generations after generation 0."""
         return int(self.degenerate.shape[-1]) - 1
 
+    def to_xarray(self, **kwargs):
+        """As an ``xarray.Dataset`` (:func:`jaxcollapse.export.to_xarray`; needs the
+        ``analysis`` extra)."""
+        from jaxcollapse.export import to_xarray
+
+        return to_xarray(self, **kwargs)
+
+    def to_dataframe(self, **kwargs):
+        """As a long ``pandas.DataFrame`` (:func:`jaxcollapse.export.to_dataframe`;
+        needs the ``analysis`` extra)."""
+        from jaxcollapse.export import to_dataframe
+
+        return to_dataframe(self, **kwargs)
+
 
 
 
