@@ -159,6 +159,7 @@ def simulate(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int
                     f"to run the generic path, which supports it (equal in law, other "
                     f"numbers)")
         return _fast_run(cfg, loop, key, params0, sched, n_chains, progress)
+    save_params = save_params is not False
     if not isinstance(keep, bool):
         raise TypeError(f"keep must be True or False; got {keep!r}")
     if not keep and checkpoint_dir is None:
@@ -284,6 +285,7 @@ def _store_fingerprint(key, family, params0, *, n_generations, n_samples, n_chai
                        regime="replace", human_data=None, metrics=None, save_params=True,
                        chunk_size=None, chain_block=None, step=None, **_):
     """The fingerprint ``simulate(..., checkpoint_dir=...)`` gives this configuration."""
+    save_params = save_params is not False
     cfg, key, chain_ids, params0, loop, sched, human = _prepare(
         key, family, params0, n_generations=n_generations, n_samples=n_samples,
         n_chains=n_chains, regime=regime, human_data=human_data, metrics=metrics,
