@@ -8,6 +8,8 @@
 * :func:`median_heuristic`, :func:`permutation_test`, :func:`mean_embedding`.
 * :func:`rkhs_distance` and :func:`successive_rkhs` measure the RKHS distance
   between weighted point sets, e.g. the data sets of successive generations.
+* :func:`prdc` (k-NN precision, recall, density, coverage; in ``_knn``) and
+  :func:`prdc_metric`, its per-generation ``simulate`` metric.
 
 References:
     Gretton et al., A Kernel Two-Sample Test, JMLR 13 (2012);
@@ -25,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcollapse import kernels as kn
+from jaxcollapse._knn import PRDC, prdc, prdc_metric
 from jaxcollapse._mesh import DATA_AXIS, resolve_mesh
 
 ESTIMATORS = ("unbiased", "biased", "linear")
@@ -507,6 +510,7 @@ def successive_rkhs(lengthscale: float = 1.0, kernel: str = "rbf"):
 
 __all__ = [
     "ESTIMATORS",
+    "PRDC",
     "PermutationTest",
     "l2_mixtures",
     "mean_embedding",
@@ -515,6 +519,8 @@ __all__ = [
     "mmd2_gaussians",
     "mmd2_mixtures",
     "permutation_test",
+    "prdc",
+    "prdc_metric",
     "rbf_expectation",
     "rkhs_distance",
     "successive_rkhs",
