@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcollapse import kernels as kn
+from jaxcollapse._kernel_inputs import check_gaussian, check_key, check_mixture
 from jaxcollapse._knn import PRDC, prdc, prdc_metric
 from jaxcollapse._mesh import DATA_AXIS, resolve_mesh
 
@@ -157,8 +158,10 @@ def rbf_expectation(mean1: jax.Array, cov1: jax.Array, mean2: jax.Array, cov2: j
     References:
         THEORY.md section 6.
     """
-    return _rbf_expectation_jit(jnp.asarray(mean1), jnp.asarray(cov1), jnp.asarray(mean2),
-                                jnp.asarray(cov2), lengthscale)
+    mean1, cov1 = check_gaussian(mean1, cov1, "1")
+    mean2, cov2 = check_gaussian(mean2, cov2, "2")
+    kn.check_lengthscale(lengthscale)
+    return _rbf_expectation_jit(mean1, cov1, mean2, cov2, lengthscale)
 
 
 def mmd2_gaussians(mean1: jax.Array, cov1: jax.Array, mean2: jax.Array, cov2: jax.Array,
@@ -166,7 +169,9 @@ def mmd2_gaussians(mean1: jax.Array, cov1: jax.Array, mean2: jax.Array, cov2: ja
     """Exact squared MMD between ``N(mean1, cov1)`` and ``N(mean2, cov2)``, RBF kernel.
 
     Args:
-        mean1, mean2: ``(d,)``; cov1, cov2: ``(d, d)``; lengthscale: ``l > 0``.
+        mean1, mean2: ``(d,)``; cov1, cov2: ``(d, d)``, symmetric positive
+            semi-definite (a covariance that is not is refused: the formula would give
+            a negative MMD); lengthscale: ``l > 0``.
 
     Example:
         >>> import jax.numpy as jnp
@@ -177,7 +182,13 @@ def mmd2_gaussians(mean1: jax.Array, cov1: jax.Array, mean2: jax.Array, cov2: ja
     References:
         THEORY.md section 6; Gretton et al., JMLR 13 (2012).
     """
-    return _mmd2_gaussians_jit(*map(jnp.asarray, (mean1, cov1, mean2, cov2)), lengthscale)
+    mean1, cov1 = check_gaussian(mean1, cov1, "1")
+    mean2, cov2 = check_gaussian(mean2, cov2, "2")
+    if mean1.shape != mean2.shape or cov1.shape != cov2.shape:
+        raise ValueError(f"the two Gaussians must have one shape; got means {mean1.shape}, "
+                         f"{mean2.shape} and covariances {cov1.shape}, {cov2.shape}")
+    kn.check_lengthscale(lengthscale)
+    return _mmd2_gaussians_jit(mean1, cov1, mean2, cov2, lengthscale)
 
 
 @jax.jit
@@ -198,8 +209,9 @@ def mmd2_mixtures(w1: jax.Array, means1: jax.Array, covs1: jax.Array, w2: jax.Ar
     """Exact squared MMD between two Gaussian mixtures under the RBF kernel.
 
     Args:
-        w1: ``(K1,)`` weights; means1: ``(K1, d)``; covs1: ``(K1, d, d)``; likewise
-            the second mixture; lengthscale: ``l > 0``.
+        w1: ``(K1,)`` weights, >= 0 and summing to 1 (within 1e-5; others are
+            refused, not renormalised); means1: ``(K1, d)``; covs1: ``(K1, d, d)``
+            positive semi-definite; likewise the second mixture; lengthscale: ``l > 0``.
 
     Example:
         >>> import jax.numpy as jnp
@@ -210,8 +222,18 @@ def mmd2_mixtures(w1: jax.Array, means1: jax.Array, covs1: jax.Array, w2: jax.Ar
     References:
         THEORY.md section 6.
     """
-    args = map(jnp.asarray, (w1, means1, covs1, w2, means2, covs2))
+    args = _check_mixtures(w1, means1, covs1, w2, means2, covs2, definite=False)
+    kn.check_lengthscale(lengthscale)
     return _mmd2_mixtures_jit(*args, lengthscale)
+
+
+def _check_mixtures(w1, means1, covs1, w2, means2, covs2, definite):
+    a = check_mixture(w1, means1, covs1, "1", definite)
+    b = check_mixture(w2, means2, covs2, "2", definite)
+    if a[1].shape[1] != b[1].shape[1]:
+        raise ValueError(f"the two mixtures must have one dimension d; got means1 "
+                         f"{a[1].shape} and means2 {b[1].shape}")
+    return (*a, *b)
 
 
 def _mmd2_mixtures(w1, m1, c1, w2, m2, c2, lengthscale):
@@ -255,7 +277,8 @@ def l2_mixtures(w1: jax.Array, means1: jax.Array, covs1: jax.Array, w2: jax.Arra
     References:
         Shumailov et al., Nature 631 (2024), GMM experiment; THEORY.md section 6.
     """
-    return _l2_mixtures_jit(*map(jnp.asarray, (w1, means1, covs1, w2, means2, covs2)))
+    return _l2_mixtures_jit(*_check_mixtures(w1, means1, covs1, w2, means2, covs2,
+                                             definite=True))
 
 
 def _l2_mixtures(w1, m1, c1, w2, m2, c2):
@@ -275,7 +298,12 @@ def _median_jit(z, max_points):
     z = z[:max_points]
     n = z.shape[0]
     iu = np.triu_indices(n, 1)
-    return jnp.median(jnp.sqrt(kn.sq_dist(z, z)[iu]))
+    dist = jnp.sqrt(kn.sq_dist(z - jnp.mean(z, 0), z - jnp.mean(z, 0))[iu])
+    med = jnp.median(dist)
+    # at least half the pairs coincide: the mean of the non-zero distances instead of 0
+    positive = dist > 0
+    fallback = jnp.sum(jnp.where(positive, dist, 0.0)) / jnp.maximum(jnp.sum(positive), 1)
+    return jnp.where(med > 0, med, fallback)
 
 
 def median_heuristic(x: jax.Array, y: jax.Array | None = None, *,
@@ -286,6 +314,15 @@ def median_heuristic(x: jax.Array, y: jax.Array | None = None, *,
         x: ``(n, d)``; y: optional ``(m, d)`` pooled with ``x``.
         max_points: only the first ``max_points`` pooled points are used (the cost is
             quadratic in them).
+
+    Returns:
+        A positive scalar. When at least half the pairs coincide (a collapsed
+        sample), the median would be 0; the mean of the non-zero pairwise distances
+        is returned instead.
+
+    Raises:
+        ValueError: when all the (first ``max_points``) points are equal: no distance
+            sets a scale.
 
     Example:
         >>> import jax.numpy as jnp
@@ -301,7 +338,13 @@ def median_heuristic(x: jax.Array, y: jax.Array | None = None, *,
         raise ValueError(f"max_points must be an integer >= 2; got {max_points!r}")
     if z.shape[0] < 2:
         raise ValueError(f"median_heuristic needs >= 2 points; got {z.shape[0]}")
-    return _median_jit(z, min(max_points, z.shape[0]))
+    used = min(max_points, z.shape[0])
+    head = np.asarray(z[:used])
+    if np.all(head == head[0]):
+        raise ValueError(f"median_heuristic needs two distinct points; all {used} points "
+                         f"(x and y pooled, the first max_points={max_points}) are equal, so "
+                         "no distance sets a lengthscale: pass one explicitly")
+    return _median_jit(z, used)
 
 
 class PermutationTest(NamedTuple):
@@ -361,7 +404,8 @@ def permutation_test(key: jax.Array, x: jax.Array, y: jax.Array,
     ``p = (1 + #{null >= observed}) / (1 + n_permutations)``, valid at any size.
 
     Args:
-        key: PRNG key for the permutations.
+        key: PRNG key for the permutations (``jax.random.key(seed)``; a plain integer
+            is refused).
         x: ``(n, d)``; y: ``(m, d)``.
         kernel, lengthscale: as for :func:`mmd2`.
         n_permutations: number of random permutations (static).
@@ -386,6 +430,7 @@ def permutation_test(key: jax.Array, x: jax.Array, y: jax.Array,
     if isinstance(n_permutations, bool) or not isinstance(n_permutations, int) \
             or n_permutations < 1:
         raise ValueError(f"n_permutations must be an integer >= 1; got {n_permutations!r}")
+    key = check_key(key)
     x, y = _check_pair(x, y)
     if min(x.shape[0], y.shape[0]) < 2:
         raise ValueError(f"x and y need >= 2 points each; got {x.shape[0]}, {y.shape[0]}")
