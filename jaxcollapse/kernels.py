@@ -31,8 +31,12 @@ import numpy as np
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
-from jaxcollapse._kernel_inputs import (check_gram_memory, check_lengthscale, check_points,
-                                        check_real)
+from jaxcollapse._kernel_inputs import (
+    check_gram_memory,
+    check_lengthscale,
+    check_points,
+    check_real,
+)
 from jaxcollapse._mesh import DATA_AXIS, mesh_size, on_mesh, resolve_mesh
 
 Kernel = Callable[..., jax.Array]
