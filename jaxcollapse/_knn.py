@@ -76,13 +76,20 @@ def _blocks(u, side, fill, multiple=1):
     return up.reshape(nb, side, -1), sq.reshape(nb, side)
 
 
-def _cross(a, b):
-    return jnp.matmul(a, b.T, precision=lax.Precision.HIGHEST)
+def _d2(a, sa, b, sb):
+    """Squared distances of a tile by the product form, clamped at 0. Both passes use
+    this one expression on tiles of one shape, so a fake point equal to a real point
+    gets the same arithmetic as that real point: the tie with the radius (its
+    ``k+1``-th distance) compares as ``<`` does on equal numbers, as in the package."""
+    cross = jnp.matmul(a, b.T, precision=lax.Precision.HIGHEST)
+    return jnp.maximum(sa[:, None] + sb[None, :] - 2.0 * cross, 0.0)
 
 
 def _smallest(t, k1):
     """The ``k1`` smallest entries of every row of ``t`` (negated, descending)."""
     r, c = t.shape
+    if c < k1:  # a narrow tile (a large k): its missing columns are infinitely far
+        return -jnp.pad(t, ((0, 0), (0, k1 - c)), constant_values=jnp.inf)
     if c % _GROUP or c // _GROUP < k1:
         return lax.top_k(-t, k1)[0]
     g = c // _GROUP
@@ -98,19 +105,17 @@ def _merge(run, t, k1):
     return -lax.top_k(-both, k1)[0]
 
 
-def _radii2_rows(a, cols, col_sq, k1):
+def _radii2_rows(a, sa, cols, col_sq, k1):
     """Squared distance from every row of ``a`` to its ``k1``-th nearest column point:
     a scan over the column blocks with a running selection."""
-    sa = jnp.sum(a * a, -1)
 
     def body(run, blk):
         b, sb = blk
-        # |a|^2 is constant along a row: select on |b|^2 - 2 a.b and add it back after
-        return _merge(run, sb[None, :] - 2.0 * _cross(a, b), k1), None
+        return _merge(run, _d2(a, sa, b, sb), k1), None
 
     init = jnp.full((a.shape[0], k1), jnp.inf, a.dtype)
     run, _ = lax.scan(body, init, (cols, col_sq))
-    return jnp.maximum(sa + run[:, -1], 0.0)
+    return run[:, -1]
 
 
 def _radii2(u, k1, rows, cols, mesh):
@@ -119,14 +124,15 @@ def _radii2(u, k1, rows, cols, mesh):
     every column block. (A pass over the tiles above the diagonal only, updating rows
     and columns, halves the products but measured twice as slow on CPU.)"""
     n = u.shape[0]
-    ub, _ = _blocks(u, rows, 0.0, mesh_size(mesh))
+    ub, usq = _blocks(u, rows, 0.0, mesh_size(mesh))
     cb, csq = _blocks(u, cols, jnp.inf)
 
-    def local(ub, cb, csq):
-        return lax.map(lambda a: _radii2_rows(a, cb, csq, k1), ub)
+    def local(ub, usq, cb, csq):
+        return lax.map(lambda a: _radii2_rows(a[0], a[1], cb, csq, k1), (ub, usq))
 
-    f = on_mesh(local, mesh, (P(DATA_AXIS), P(), P()), P(DATA_AXIS))
-    return f(ub, cb, csq).reshape(-1)[:n]
+    split = P(DATA_AXIS)
+    f = on_mesh(local, mesh, (split, split, P(), P()), split)
+    return f(ub, usq, cb, csq).reshape(-1)[:n]
 
 
 def _prdc_core(real, fake, nearest_k, rows, cols, mesh):
@@ -149,7 +155,7 @@ def _prdc_core(real, fake, nearest_k, rows, cols, mesh):
 
         def body(flags, col):
             b, sb, rb2 = col
-            d2 = jnp.maximum(sa[:, None] + sb[None, :] - 2.0 * _cross(a, b), 0.0)
+            d2 = _d2(a, sa, b, sb)
             in_real = d2 < ra2[:, None]
             in_fake = d2 < rb2[None, :]
             cov, rec = flags
