@@ -39,7 +39,8 @@ from . import _common as bc
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-SCRIPTS = ("gaussian", "regimes", "kde", "mmd", "gmm", "categorical", "regression", "lm", "vae",
+SCRIPTS = ("gaussian", "regimes", "kde", "mmd", "prdc", "gmm", "categorical", "regression",
+           "lm", "vae",
            "scaling", "long_run")
 SCRIPTS_DIR = HERE  # where run_script finds NAME.py (tests point it elsewhere)
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"

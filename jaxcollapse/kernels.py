@@ -31,6 +31,12 @@ import numpy as np
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
+from jaxcollapse._kernel_inputs import (
+    check_gram_memory,
+    check_lengthscale,
+    check_points,
+    check_real,
+)
 from jaxcollapse._mesh import DATA_AXIS, mesh_size, on_mesh, resolve_mesh
 
 Kernel = Callable[..., jax.Array]
@@ -63,7 +69,11 @@ def _matern32_profile(r2):
 
 
 def _pair(profile, x, y, lengthscale):
-    x, y = jnp.asarray(x), jnp.asarray(y)
+    x, y = check_real(x, "x"), check_real(y, "y")
+    if x.ndim < 1 or y.ndim < 1 or x.shape[-1] != y.shape[-1]:
+        raise ValueError(f"x and y must be points (..., d) of one dimension d; got shapes "
+                         f"{x.shape} and {y.shape}")
+    check_lengthscale(lengthscale)
     ell = jnp.asarray(lengthscale, jnp.result_type(x, y, float))
     r2 = jnp.sum((x - y) ** 2, axis=-1) / ell**2
     return profile(r2)
@@ -173,51 +183,6 @@ def get_kernel(kernel: str | Kernel) -> Kernel:
                      f"got {kernel!r}")
 
 
-def check_lengthscale(lengthscale, name: str = "lengthscale") -> None:
-    """Host-side check that a (concrete) lengthscale is finite and positive.
-
-    Example:
-        >>> check_lengthscale(0.5)
-        >>> check_lengthscale(0.0)
-        Traceback (most recent call last):
-        ...
-        ValueError: lengthscale must be finite and > 0; got 0.0
-
-    References:
-        Gretton et al., JMLR 13 (2012).
-    """
-    if isinstance(lengthscale, jax.core.Tracer):
-        return
-    a = np.asarray(lengthscale, dtype=float)
-    if not np.all(np.isfinite(a)) or np.any(a <= 0):
-        shown = a.item() if a.ndim == 0 else a.tolist()
-        raise ValueError(f"{name} must be finite and > 0; got {shown}")
-
-
-def check_points(x, name: str, dim: int | None = None) -> jax.Array:
-    """Host-side check of a point set: shape ``(n, d)`` (or ``(n,)`` for d = 1), finite.
-
-    Example:
-        >>> check_points([1.0, 2.0], "x").shape
-        (2, 1)
-
-    References:
-        Gretton et al., JMLR 13 (2012).
-    """
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.result_type(float))
-    if x.ndim == 1:
-        x = x[:, None]
-    if x.ndim != 2 or x.shape[0] < 1:
-        raise ValueError(f"{name} must have shape (n, d) with n >= 1; got {x.shape}")
-    if dim is not None and x.shape[1] != dim:
-        raise ValueError(f"{name} must have dimension {dim} to match; got shape {x.shape}")
-    if not bool(jnp.all(jnp.isfinite(x))):
-        raise ValueError(f"{name} must be finite; got NaN or inf")
-    return x
-
-
 def sq_dist(x: jax.Array, y: jax.Array) -> jax.Array:
     """Pairwise squared distances ``(n, m)`` by the matrix-product form, clamped >= 0.
 
@@ -309,6 +274,13 @@ def gram(x: jax.Array, y: jax.Array, kernel: str | Kernel = "rbf",
     Returns:
         ``(n, m)`` kernel values.
 
+    Raises:
+        ValueError: for points that are empty, not finite or of different dimensions,
+            a lengthscale that is not a finite positive scalar, or an output larger
+            than half the device's memory (the message gives the size; the tiled
+            :func:`kernel_sum` and :func:`jaxcollapse.metrics.mmd2` never hold it).
+        TypeError: for complex input.
+
     Example:
         >>> import jax.numpy as jnp
         >>> x = jnp.array([[0.0], [1.0], [2.0]])
@@ -321,8 +293,11 @@ def gram(x: jax.Array, y: jax.Array, kernel: str | Kernel = "rbf",
     k = get_kernel(kernel)
     _check_tile(tile)
     mesh = resolve_mesh(devices, mesh, DATA_AXIS, "rows")
-    x, y = jnp.asarray(x), jnp.asarray(y)
+    x = check_points(x, "x")
+    y = check_points(y, "y", dim=x.shape[1])
+    check_lengthscale(lengthscale)
     dtype = jnp.result_type(x, y, float)
+    check_gram_memory(x.shape[0], y.shape[0], dtype)
     return _gram_jit(x.astype(dtype), y.astype(dtype), jnp.asarray(lengthscale, dtype), k,
                      tile, mesh)
 
@@ -485,8 +460,9 @@ def kernel_sum(x: jax.Array, y: jax.Array | None, kernel: str | Kernel = "rbf",
     k = get_kernel(kernel)
     _check_tile(tile)
     mesh = resolve_mesh(devices, mesh, DATA_AXIS, "tiles")
-    x = jnp.asarray(x)
-    y_ = x if y is None else jnp.asarray(y)
+    x = check_points(x, "x")
+    y_ = x if y is None else check_points(y, "y", dim=x.shape[1])
+    check_lengthscale(lengthscale)
     dtype = jnp.result_type(x, y_, float)
     return _kernel_sum_jit(x.astype(dtype), y_.astype(dtype), jnp.asarray(lengthscale, dtype),
                            k, tile, mesh, y is None)

@@ -4,10 +4,12 @@
   (biased V-statistic, unbiased U-statistic, linear-time), tile by tile.
 * :func:`mmd2_gaussians` and :func:`mmd2_mixtures` give it in closed form under the
   RBF kernel; :func:`l2_mixtures` is the closed-form L2 distance between Gaussian
-  mixtures (Shumailov's GMM metric).
+  mixtures (Shumailov's GMM metric); these live in ``_closed_forms``.
 * :func:`median_heuristic`, :func:`permutation_test`, :func:`mean_embedding`.
 * :func:`rkhs_distance` and :func:`successive_rkhs` measure the RKHS distance
   between weighted point sets, e.g. the data sets of successive generations.
+* :func:`prdc` (k-NN precision, recall, density, coverage; in ``_knn``) and
+  :func:`prdc_metric`, its per-generation ``simulate`` metric.
 
 References:
     Gretton et al., A Kernel Two-Sample Test, JMLR 13 (2012);
@@ -25,6 +27,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcollapse import kernels as kn
+from jaxcollapse._closed_forms import (  # noqa: F401 (_l2/_mmd2_mixtures: the GMM metrics)
+    _l2_mixtures,
+    _mmd2_mixtures,
+    l2_mixtures,
+    mmd2_gaussians,
+    mmd2_mixtures,
+    rbf_expectation,
+)
+from jaxcollapse._kernel_inputs import check_key
+from jaxcollapse._knn import PRDC, prdc, prdc_metric
 from jaxcollapse._mesh import DATA_AXIS, resolve_mesh
 
 ESTIMATORS = ("unbiased", "biased", "linear")
@@ -121,149 +133,6 @@ def mmd2(x: jax.Array, y: jax.Array, kernel: str | kn.Kernel = "rbf",
                      jnp.asarray(lengthscale, dtype), estimator, tile, mesh)
 
 
-# ------------------------------------------------------------------------ closed forms
-
-
-def _rbf_expectation(mean1, cov1, mean2, cov2, lengthscale):
-    d = mean1.shape[-1]
-    ell2 = jnp.asarray(lengthscale, mean1.dtype) ** 2
-    s = cov1 + cov2
-    eye = jnp.eye(d, dtype=mean1.dtype)
-    _, logdet = jnp.linalg.slogdet(eye + s / ell2)
-    delta = mean1 - mean2
-    quad = jnp.sum(delta * jnp.linalg.solve(s + ell2 * eye, delta[..., None])[..., 0], -1)
-    return jnp.exp(-0.5 * logdet - 0.5 * quad)
-
-
-_rbf_expectation_jit = jax.jit(_rbf_expectation)
-
-
-def rbf_expectation(mean1: jax.Array, cov1: jax.Array, mean2: jax.Array, cov2: jax.Array,
-                    lengthscale: jax.Array | float = 1.0) -> jax.Array:
-    """``E k(X, Y)`` for independent ``X ~ N(mean1, cov1)``, ``Y ~ N(mean2, cov2)``.
-
-    ``det(I + (S1 + S2)/l^2)^(-1/2) exp(-1/2 D^T (S1 + S2 + l^2 I)^(-1) D)`` under the
-    RBF kernel, ``D = mean1 - mean2``. Broadcasts over leading axes.
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> round(float(rbf_expectation(jnp.zeros(1), jnp.eye(1), jnp.zeros(1),
-        ...                             jnp.zeros((1, 1)))), 6)
-        0.707107
-
-    References:
-        THEORY.md section 6.
-    """
-    return _rbf_expectation_jit(jnp.asarray(mean1), jnp.asarray(cov1), jnp.asarray(mean2),
-                                jnp.asarray(cov2), lengthscale)
-
-
-def mmd2_gaussians(mean1: jax.Array, cov1: jax.Array, mean2: jax.Array, cov2: jax.Array,
-                   lengthscale: jax.Array | float = 1.0) -> jax.Array:
-    """Exact squared MMD between ``N(mean1, cov1)`` and ``N(mean2, cov2)``, RBF kernel.
-
-    Args:
-        mean1, mean2: ``(d,)``; cov1, cov2: ``(d, d)``; lengthscale: ``l > 0``.
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> round(float(mmd2_gaussians(jnp.zeros(1), jnp.eye(1), jnp.ones(1),
-        ...                            jnp.eye(1))), 6)
-        0.177268
-
-    References:
-        THEORY.md section 6; Gretton et al., JMLR 13 (2012).
-    """
-    return _mmd2_gaussians_jit(*map(jnp.asarray, (mean1, cov1, mean2, cov2)), lengthscale)
-
-
-@jax.jit
-def _mmd2_gaussians_jit(mean1, cov1, mean2, cov2, lengthscale):
-    return (_rbf_expectation(mean1, cov1, mean1, cov1, lengthscale)
-            + _rbf_expectation(mean2, cov2, mean2, cov2, lengthscale)
-            - 2.0 * _rbf_expectation(mean1, cov1, mean2, cov2, lengthscale))
-
-
-def _cross(fn, w1, m1, c1, w2, m2, c2, *args):
-    v = fn(m1[:, None], c1[:, None], m2[None, :], c2[None, :], *args)
-    return jnp.einsum("i,ij,j->", w1, v, w2)
-
-
-def mmd2_mixtures(w1: jax.Array, means1: jax.Array, covs1: jax.Array, w2: jax.Array,
-                  means2: jax.Array, covs2: jax.Array,
-                  lengthscale: jax.Array | float = 1.0) -> jax.Array:
-    """Exact squared MMD between two Gaussian mixtures under the RBF kernel.
-
-    Args:
-        w1: ``(K1,)`` weights; means1: ``(K1, d)``; covs1: ``(K1, d, d)``; likewise
-            the second mixture; lengthscale: ``l > 0``.
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> w, m, c = jnp.ones(1), jnp.zeros((1, 1)), jnp.ones((1, 1, 1))
-        >>> round(float(mmd2_mixtures(w, m, c, w, m + 1.0, c)), 6)
-        0.177268
-
-    References:
-        THEORY.md section 6.
-    """
-    args = map(jnp.asarray, (w1, means1, covs1, w2, means2, covs2))
-    return _mmd2_mixtures_jit(*args, lengthscale)
-
-
-def _mmd2_mixtures(w1, m1, c1, w2, m2, c2, lengthscale):
-    a, b = (w1, m1, c1), (w2, m2, c2)
-    f = _rbf_expectation
-    return (_cross(f, *a, *a, lengthscale) + _cross(f, *b, *b, lengthscale)
-            - 2.0 * _cross(f, *a, *b, lengthscale))
-
-
-_mmd2_mixtures_jit = jax.jit(_mmd2_mixtures)
-
-
-def _normal_pdf(x, mean, cov):
-    d = x.shape[-1]
-    chol = jnp.linalg.cholesky(cov)
-    z = jax.scipy.linalg.solve_triangular(chol, (x - mean)[..., None], lower=True)[..., 0]
-    logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), -1)
-    return jnp.exp(-0.5 * (jnp.sum(z * z, -1) + logdet + d * jnp.log(2 * jnp.pi)))
-
-
-def _overlap(m1, c1, m2, c2):
-    return _normal_pdf(m1, m2, c1 + c2)
-
-
-def l2_mixtures(w1: jax.Array, means1: jax.Array, covs1: jax.Array, w2: jax.Array,
-                means2: jax.Array, covs2: jax.Array) -> jax.Array:
-    """Exact squared L2 distance ``int (p - q)^2`` between two Gaussian mixtures.
-
-    Args:
-        As for :func:`mmd2_mixtures` (covariances positive definite).
-
-    Returns:
-        A scalar >= 0 (up to round-off).
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> w, m, c = jnp.ones(1), jnp.zeros((1, 1)), jnp.ones((1, 1, 1))
-        >>> round(float(l2_mixtures(w, m, c, w, m, c)), 6)
-        0.0
-
-    References:
-        Shumailov et al., Nature 631 (2024), GMM experiment; THEORY.md section 6.
-    """
-    return _l2_mixtures_jit(*map(jnp.asarray, (w1, means1, covs1, w2, means2, covs2)))
-
-
-def _l2_mixtures(w1, m1, c1, w2, m2, c2):
-    a, b = (w1, m1, c1), (w2, m2, c2)
-    return (_cross(_overlap, *a, *a) + _cross(_overlap, *b, *b)
-            - 2.0 * _cross(_overlap, *a, *b))
-
-
-_l2_mixtures_jit = jax.jit(_l2_mixtures)
-
-
 # -------------------------------------------------------------------- lengthscale, test
 
 
@@ -272,7 +141,12 @@ def _median_jit(z, max_points):
     z = z[:max_points]
     n = z.shape[0]
     iu = np.triu_indices(n, 1)
-    return jnp.median(jnp.sqrt(kn.sq_dist(z, z)[iu]))
+    dist = jnp.sqrt(kn.sq_dist(z - jnp.mean(z, 0), z - jnp.mean(z, 0))[iu])
+    med = jnp.median(dist)
+    # at least half the pairs coincide: the mean of the non-zero distances instead of 0
+    positive = dist > 0
+    fallback = jnp.sum(jnp.where(positive, dist, 0.0)) / jnp.maximum(jnp.sum(positive), 1)
+    return jnp.where(med > 0, med, fallback)
 
 
 def median_heuristic(x: jax.Array, y: jax.Array | None = None, *,
@@ -283,6 +157,15 @@ def median_heuristic(x: jax.Array, y: jax.Array | None = None, *,
         x: ``(n, d)``; y: optional ``(m, d)`` pooled with ``x``.
         max_points: only the first ``max_points`` pooled points are used (the cost is
             quadratic in them).
+
+    Returns:
+        A positive scalar. When at least half the pairs coincide (a collapsed
+        sample), the median would be 0; the mean of the non-zero pairwise distances
+        is returned instead.
+
+    Raises:
+        ValueError: when all the (first ``max_points``) points are equal: no distance
+            sets a scale.
 
     Example:
         >>> import jax.numpy as jnp
@@ -298,7 +181,13 @@ def median_heuristic(x: jax.Array, y: jax.Array | None = None, *,
         raise ValueError(f"max_points must be an integer >= 2; got {max_points!r}")
     if z.shape[0] < 2:
         raise ValueError(f"median_heuristic needs >= 2 points; got {z.shape[0]}")
-    return _median_jit(z, min(max_points, z.shape[0]))
+    used = min(max_points, z.shape[0])
+    head = np.asarray(z[:used])
+    if np.all(head == head[0]):
+        raise ValueError(f"median_heuristic needs two distinct points; all {used} points "
+                         f"(x and y pooled, the first max_points={max_points}) are equal, so "
+                         "no distance sets a lengthscale: pass one explicitly")
+    return _median_jit(z, used)
 
 
 class PermutationTest(NamedTuple):
@@ -358,7 +247,8 @@ def permutation_test(key: jax.Array, x: jax.Array, y: jax.Array,
     ``p = (1 + #{null >= observed}) / (1 + n_permutations)``, valid at any size.
 
     Args:
-        key: PRNG key for the permutations.
+        key: PRNG key for the permutations (``jax.random.key(seed)``; a plain integer
+            is refused).
         x: ``(n, d)``; y: ``(m, d)``.
         kernel, lengthscale: as for :func:`mmd2`.
         n_permutations: number of random permutations (static).
@@ -383,6 +273,7 @@ def permutation_test(key: jax.Array, x: jax.Array, y: jax.Array,
     if isinstance(n_permutations, bool) or not isinstance(n_permutations, int) \
             or n_permutations < 1:
         raise ValueError(f"n_permutations must be an integer >= 1; got {n_permutations!r}")
+    key = check_key(key)
     x, y = _check_pair(x, y)
     if min(x.shape[0], y.shape[0]) < 2:
         raise ValueError(f"x and y need >= 2 points each; got {x.shape[0]}, {y.shape[0]}")
@@ -507,6 +398,7 @@ def successive_rkhs(lengthscale: float = 1.0, kernel: str = "rbf"):
 
 __all__ = [
     "ESTIMATORS",
+    "PRDC",
     "PermutationTest",
     "l2_mixtures",
     "mean_embedding",
@@ -515,6 +407,8 @@ __all__ = [
     "mmd2_gaussians",
     "mmd2_mixtures",
     "permutation_test",
+    "prdc",
+    "prdc_metric",
     "rbf_expectation",
     "rkhs_distance",
     "successive_rkhs",

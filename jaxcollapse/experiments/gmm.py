@@ -22,6 +22,14 @@ import numpy as np
 
 import jaxcollapse as jc
 from jaxcollapse.experiments._common import print_table
+from jaxcollapse.experiments._prdc import (
+    PRDC_K,
+    add_prdc_argument,
+    check_prdc,
+    prdc_columns,
+                                           prdc_head,
+    prdc_text,
+)
 from jaxcollapse.io import save_json, save_npz
 
 DESCRIPTION = "Recursive EM fits of a Gaussian mixture (Shumailov et al.'s GMM experiment)."
@@ -74,7 +82,7 @@ def gmm_experiment(key: jax.Array, family: jc.GMM | None = None, params0: Any = 
                    n_chains: int = 64, n_generations: int = 2000, n_samples: int = 1000,
                    regime: Any = "replace", human_data: Any = None,
                    snapshots: tuple[int, ...] = SNAPSHOTS, progress: bool = False,
-                   on_chunk=None) -> GMMExperiment:
+                   on_chunk=None, prdc_points: int = 0) -> GMMExperiment:
     """Runs the GMM recursion for many chains.
 
     Args:
@@ -86,6 +94,10 @@ def gmm_experiment(key: jax.Array, family: jc.GMM | None = None, params0: Any = 
         regime, human_data: as for :func:`jaxcollapse.simulate`.
         snapshots: generations whose fitted mixtures are kept (those beyond the run
             are dropped; the last generation is always kept).
+        prdc_points: if > 0, also the metric ``prdc`` (``(chain, generation, 4)``:
+            precision, recall, density, coverage with k = 5) of this many draws of
+            each fit against as many of generation 0
+            (:func:`jaxcollapse.metrics.prdc_metric`).
 
     Returns:
         A :class:`GMMExperiment`.
@@ -104,9 +116,13 @@ def gmm_experiment(key: jax.Array, family: jc.GMM | None = None, params0: Any = 
     params0 = paper_params0(family) if params0 is None else params0
     snapshots = tuple(sorted({g for g in snapshots if 0 <= g <= n_generations}
                              | {n_generations}))
+    metrics = None
+    if prdc_points:
+        metrics = dict(family.default_metrics(),
+                       prdc=jc.metrics.prdc_metric(family, prdc_points, PRDC_K))
     res = jc.simulate(key, family, params0, n_generations=n_generations, n_samples=n_samples,
                       n_chains=n_chains, regime=regime, human_data=human_data,
-                      save_params=True, progress=progress, on_chunk=on_chunk)
+                      save_params=True, progress=progress, on_chunk=on_chunk, metrics=metrics)
     params = jax.tree.map(np.asarray, res.params)
     snaps = {g: jc.GMMParams(*(a[:, g] for a in params)) for g in snapshots}
     return GMMExperiment(res._replace(params=None), snaps, params0)
@@ -127,12 +143,14 @@ def add_arguments(p) -> None:
                    help="distance between generation-0 means (default: %(default)s)")
     p.add_argument("--snapshots", type=int, nargs="+", default=list(SNAPSHOTS),
                    help="generations whose mixtures are saved (default: the paper's)")
+    add_prdc_argument(p)
 
 
 def run(args) -> int:
     G, M = args.generations, args.samples
     if args.chains < 1:
         raise ValueError(f"--chains must be >= 1; got {args.chains}")
+    check_prdc(args.prdc)
     if args.quick:
         G, M, args.chains = min(G, 100), min(M, 200), min(args.chains, 8)
     fam = jc.GMM(args.components, args.dim, args.covariance, reg_covar=args.reg_covar,
@@ -152,12 +170,13 @@ def run(args) -> int:
                   alpha=args.alpha[0] if args.regime == "mix" else None,
                   components=args.components, dim=args.dim, covariance=args.covariance,
                   max_iter=args.max_iter, tol=args.tol, reg_covar=args.reg_covar,
-                  separation=args.separation, x64=bool(jax.config.jax_enable_x64),
+                  separation=args.separation, prdc=args.prdc,
+                  x64=bool(jax.config.jax_enable_x64),
                   backend=jax.default_backend())
     t0 = time.perf_counter()
     exp = gmm_experiment(k_run, fam, p0, n_chains=args.chains, n_generations=G, n_samples=M,
                          regime=regime, human_data=human, snapshots=tuple(args.snapshots),
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, prdc_points=args.prdc)
     seconds = time.perf_counter() - t0
     res = exp.result
     arrays = {f"metric_{k}": np.asarray(v) for k, v in res.metrics.items()}
@@ -176,15 +195,17 @@ def run(args) -> int:
                    degenerate=float(np.asarray(res.degenerate[:, g]).mean()))
         for k in spread_names:
             row[f"{k}_median"] = float(np.median(np.asarray(res.metrics[k][:, g])))
+        row.update(prdc_columns(res.metrics, g))
         rows.append(row)
     save_json(out / "summary.json", dict(config=config, seconds=seconds, table=rows,
                                          files=dict(arrays="arrays.npz")))
     head = (f"{'gen':>6} | {'L2 median':>10} {'L2 mean':>10} | {'MMD^2 mean':>10} | "
-            + " ".join(f"{k:>9}" for k in spread_names) + f" | {'degen':>6}")
+            + " ".join(f"{k:>9}" for k in spread_names) + f" | {'degen':>6}"
+            + prdc_head(args.prdc))
     print_table(f"GMM collapse: K={args.components}, d={args.dim}, M={M}, {args.chains} "
                 f"chains x {G} generations, regime={args.regime}, {seconds:.2f}s", head, (
                     f"{r['generation']:>6} | {r['l2_median']:10.4g} {r['l2_mean']:10.4g} | "
                     f"{r['mmd_mean']:10.4g} | "
                     + " ".join(f"{r[k + '_median']:9.4g}" for k in spread_names)
-                    + f" | {r['degenerate']:6.3f}" for r in rows), out)
+                    + f" | {r['degenerate']:6.3f}" + prdc_text(r) for r in rows), out)
     return 0

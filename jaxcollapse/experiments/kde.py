@@ -22,6 +22,14 @@ import numpy as np
 
 import jaxcollapse as jc
 from jaxcollapse.experiments._common import print_table, report_generations
+from jaxcollapse.experiments._prdc import (
+    PRDC_K,
+    add_prdc_argument,
+    check_prdc,
+    prdc_columns,
+                                           prdc_head,
+    prdc_text,
+)
 from jaxcollapse.io import save_json, save_npz
 from jaxcollapse.theory import kde as tk
 
@@ -74,11 +82,15 @@ def _pool_size(regime: str, m: int, g: int, n_human: int) -> int:
 
 def kde_experiment(key: jax.Array, family: jc.KDE, data0: jax.Array, *, n_chains: int,
                    n_generations: int, regime: Any = "replace",
-                   chunk_size: int | None = None, progress: bool = False) -> KDEExperiment:
+                   chunk_size: int | None = None, progress: bool = False,
+                   prdc_points: int = 0) -> KDEExperiment:
     """Runs the KDE recursion from the data set ``data0`` (M points).
 
     With ``regime`` mix, ``data0`` is also the human data; the stored data sets are
-    padded with zero-weight rows to the training-set size of the regime.
+    padded with zero-weight rows to the training-set size of the regime. With
+    ``prdc_points > 0`` the metric ``prdc`` (``(chain, generation, 4)``: precision,
+    recall, density, coverage, k = 5) compares that many draws of each generation's
+    KDE with as many of generation 0's (:func:`jaxcollapse.metrics.prdc_metric`).
 
     Example:
         >>> import jax
@@ -96,10 +108,14 @@ def kde_experiment(key: jax.Array, family: jc.KDE, data0: jax.Array, *, n_chains
     reg = jc.regimes.get_regime(regime)
     size = _pool_size(reg.name, m, n_generations, m)
     p0 = family.params(x0, size=size)
+    metrics = None
+    if prdc_points:
+        metrics = dict(family.default_metrics(),
+                       prdc=jc.metrics.prdc_metric(family, prdc_points, PRDC_K))
     res = jc.simulate(key, family, p0, n_generations=n_generations, n_samples=m,
                       n_chains=n_chains, regime=reg,
                       human_data=x0 if reg.name == "mix" else None, save_params=False,
-                      chunk_size=chunk_size, progress=progress)
+                      chunk_size=chunk_size, progress=progress, metrics=metrics)
     theory = None
     if reg.name == "replace":
         gens = np.arange(n_generations + 1)
@@ -129,12 +145,14 @@ def add_arguments(p) -> None:
     p.add_argument("--separation", type=float, default=4.0,
                    help="distance between the two modes of generation 0 (default: "
                         "%(default)s)")
+    add_prdc_argument(p)
 
 
 def run(args) -> int:
     G, M = args.generations, args.samples
     if args.chains < 1:
         raise ValueError(f"--chains must be >= 1; got {args.chains}")
+    check_prdc(args.prdc)
     if args.quick:
         G, args.chains = min(G, 30), min(args.chains, 256)
     fam = jc.KDE(dim=args.dim, bandwidth=_bandwidth(args.bandwidth))
@@ -151,10 +169,11 @@ def run(args) -> int:
                   samples=M, regime=args.regime,
                   alpha=args.alpha[0] if args.regime == "mix" else None,
                   bandwidth=args.bandwidth, dim=args.dim, separation=args.separation,
+                  prdc=args.prdc,
                   x64=bool(jax.config.jax_enable_x64), backend=jax.default_backend())
     t0 = time.perf_counter()
     exp = kde_experiment(k_run, fam, x0, n_chains=args.chains, n_generations=G, regime=regime,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, prdc_points=args.prdc)
     seconds = time.perf_counter() - t0
     res = exp.result
     arrays = {f"metric_{k}": np.asarray(v) for k, v in res.metrics.items()}
@@ -172,17 +191,18 @@ def run(args) -> int:
                    rkhs_successive=float(np.mean(np.asarray(
                        res.metrics["rkhs_successive"][:, g]))),
                    degenerate=float(np.asarray(res.degenerate[:, g]).mean()))
+        row.update(prdc_columns(res.metrics, g))
         rows.append(row)
     save_json(out / "summary.json", dict(config=config, seconds=seconds, table=rows,
                                          files=dict(arrays="arrays.npz")))
     head = (f"{'gen':>6} | {'s^2/s0^2':>10} {'+-se':>9} {'theory':>10} | {'RKHS to 0':>10} "
-            f"{'RKHS succ':>10} | {'degen':>6}")
+            f"{'RKHS succ':>10} | {'degen':>6}" + prdc_head(args.prdc))
 
     def line(r):
         th = "         -" if r["theory_var"] is None else f"{r['theory_var']:10.4g}"
         return (f"{r['generation']:>6} | {r['var_mean']:10.4g} {r['var_se']:9.2g} {th} | "
                 f"{r['rkhs_to_0']:10.4g} {r['rkhs_successive']:10.4g} | "
-                f"{r['degenerate']:6.3f}")
+                f"{r['degenerate']:6.3f}" + prdc_text(r))
 
     print_table(f"KDE recursion: d={args.dim}, M={M}, bandwidth={args.bandwidth}, "
                 f"{args.chains} chains x {G} generations, regime={args.regime}, "
