@@ -81,12 +81,22 @@ def save_npz(path: str | os.PathLike, arrays: Mapping[str, Any], compress: bool 
         >>> np.load(p)["x"].tolist()
         [1.0, 1.0]
     """
+    return atomic_write_bytes(path, npz_bytes(arrays, compress))
+
+
+def npz_bytes(arrays: Mapping[str, Any], compress: bool = False) -> bytes:
+    """The bytes of an ``.npz`` holding ``arrays`` (what :func:`save_npz` writes).
+
+    Example:
+        >>> npz_bytes({"x": np.zeros(1)})[:4]
+        b'PK\\x03\\x04'
+    """
     import io as _io
 
     buf = _io.BytesIO()
     save = np.savez_compressed if compress else np.savez
     save(buf, **{k: np.asarray(v) for k, v in arrays.items()})
-    return atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def load_json(path: str | os.PathLike) -> Any:
