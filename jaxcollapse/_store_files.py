@@ -114,6 +114,14 @@ def read_npz(path: str | Path, expected: str | None = None,
         raise StoreError(f"store file {str(path)!r} is damaged: {why}") from None
 
 
+def seal(manifest: dict) -> dict:
+    """``manifest`` with ``self_checksum``: the checksum of its other fields, so that a
+    manifest changed on disk (even into valid JSON) is detected on load."""
+    body = {k: v for k, v in manifest.items() if k != "self_checksum"}
+    text = json.dumps(body, sort_keys=True, allow_nan=False, default=str)
+    return dict(body, self_checksum=digest(text.encode()))
+
+
 _FIELDS = dict(fingerprint=dict, chunk_size=int, n_chunks=int, chunks_done=int,
                complete=bool)
 
@@ -153,6 +161,9 @@ def load_manifest(path: str | Path, fmt: str) -> dict:
         raise StoreError(f"{str(path.parent)!r} holds no jaxcollapse run ({str(path)!r} "
                          f"has format {got!r}, expected {fmt!r}); use an empty or new "
                          f"directory")
+    if "self_checksum" in m and seal(m)["self_checksum"] != m["self_checksum"]:
+        raise StoreError(f"manifest {str(path)!r} is damaged (its content does not match "
+                         f"its checksum: changed after it was written); {hint}")
     for name, typ in _FIELDS.items():
         v = m.get(name)
         if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):

@@ -30,6 +30,7 @@ warning, from the carry before it. Stores written without checksums are still re
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -44,6 +45,7 @@ from jaxcollapse._store_files import (
     load_manifest,
     read_npz,
     remove_store,
+    seal,
     store_files,
     write_npz,
 )
@@ -83,10 +85,12 @@ def _carry(k: int) -> str:
 def _write_manifest(directory: Path, fp: dict, n_chunks: int, chunks_done: int,
                     complete: bool, params_type: dict | None,
                     checksums: dict[str, str]) -> None:
-    save_json(directory / MANIFEST, dict(
+    # through JSON first, so the seal covers exactly what load_manifest reads back
+    m = json.loads(json.dumps(dict(
         format=FORMAT, fingerprint=fp, chunk_size=fp["chunk_size"], n_chunks=n_chunks,
         chunks_done=chunks_done, complete=complete, params_type=params_type,
-        checksums=dict(sorted(checksums.items()))))
+        checksums=dict(sorted(checksums.items()))), allow_nan=False, default=str))
+    save_json(directory / MANIFEST, seal(m))
 
 
 class ChunkWriter:
