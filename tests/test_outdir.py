@@ -109,3 +109,11 @@ def test_processes_of_one_multi_process_run_lock_their_own_files(tmp_path):
             with _common.output_folder(tmp_path / "o", "gaussian", process_id=0,
                                        num_processes=2):
                 pass
+
+
+def test_a_folder_holding_only_another_process_lock_is_its_own(tmp_path):
+    # process 1 of a multi-process run may look before process 0 wrote the marker
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / f"{_common.LOCK}.p0").write_text("123")
+    with _common.output_folder(tmp_path / "o", "gaussian", process_id=1, num_processes=2):
+        pass

@@ -93,8 +93,8 @@ def output_folder(out, experiment: str, *, overwrite: bool = False, resume: bool
         ['.jaxcollapse-run.json', '.jaxcollapse.lock']
     """
     path = check_out(out)
-    try:
-        busy = path.is_dir() and any(path.iterdir())
+    try:  # the lock files of this program's processes (a multi-process run's) are its own
+        busy = path.is_dir() and any(not p.name.startswith(LOCK) for p in path.iterdir())
     except OSError as e:
         raise ValueError(f"--out {str(out)!r} cannot be read ({e.strerror})") from None
     if busy and not (overwrite or resume or _is_own(path)):
