@@ -6,6 +6,10 @@
 flags and ``run(args) -> int``. Shared flags: ``--seed --chains --generations
 --samples --regime --alpha --out --x64 --quick``; a shared flag that an experiment
 does not use (:data:`NOT_USED`) is an error, not silently ignored.
+The output folder is checked, marked and locked for the run
+(:func:`jaxcollapse.experiments._common.output_folder`): a non-empty folder that
+holds no jaxcollapse run needs ``--overwrite``, nothing the run did not write is
+removed, and a second run on a folder in use is refused.
 ``jaxcollapse report DIR`` prints (``--plot FILE``: draws) a finished run;
 ``jaxcollapse figures`` and ``jaxcollapse bench`` run the figure scripts and the
 benchmark suite of a source checkout. Bad arguments exit with code 2 and a
@@ -93,6 +97,9 @@ def _add_shared(p: argparse.ArgumentParser, defaults: dict) -> None:
                    help="human-data fraction(s) for --regime mix (default: %(default)s)")
     p.add_argument("--out", default=defaults.get("out", None),
                    help="output directory for JSON/npz results (default: runs/<name>)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a non-empty --out that holds no jaxcollapse run (its "
+                        "files are left alone; the run's own files are replaced)")
     p.add_argument("--x64", action="store_true", help="compute in float64")
     p.add_argument("--quick", action="store_true", help="a small, fast configuration")
     p.add_argument("--no-progress", "--quiet", action="store_true", dest="no_progress",
@@ -296,6 +303,17 @@ def _check_shared(args) -> None:
             raise UsageError(f"--samples must be >= 1; got {args.samples}")
     elif args.generations is not None and args.generations < 0:
         raise UsageError(f"--generations must be >= 0; got {args.generations}")
+    if not -2**63 <= args.seed < 2**63:
+        raise UsageError(f"--seed must be an integer in [-2**63, 2**63 - 1] (64 bits); got "
+                         f"{args.seed}")
+    human = getattr(args, "human", None)
+    if human is not None:
+        if human < 1:
+            raise UsageError(f"--human must be >= 1 (the size of the human data set); got "
+                             f"{human}")
+        if args.regime != "mix":
+            raise UsageError(f"--human applies to --regime mix only; got --regime "
+                             f"{args.regime}")
     if args.alpha is not None and any(not 0.0 <= a <= 1.0 for a in args.alpha):
         raise UsageError(f"--alpha must lie in [0, 1]; got {args.alpha}")
     presets = getattr(args._runner, "PRESETS", None)
@@ -330,9 +348,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             jax.config.update("jax_enable_x64", True)
         if args.out is None:
             args.out = f"runs/{args._name}"
+        from jaxcollapse.experiments._common import output_folder
+
         try:
             _check_shared(args)
-            return int(args._runner.run(args) or 0)
+            with output_folder(args.out, args._name, overwrite=args.overwrite,
+                               resume=bool(getattr(args, "resume", False)),
+                               process_id=args.process_id,
+                               num_processes=args.num_processes):
+                return int(args._runner.run(args) or 0)
         except (UsageError, ValueError, TypeError, FileNotFoundError) as e:
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             print(f"jaxcollapse run {args._name}: error: {msg}", file=sys.stderr)

@@ -33,9 +33,9 @@ runtime started either way.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-import shutil
 import socket
 import time
 from collections.abc import Sequence
@@ -356,7 +356,10 @@ def simulate_processes(key: jax.Array, family: Any, params0: Any, *,
     shards = _wait_for_shards(key, family, params0, out, nproc, timeout_s, kw)
     merged = st.merge(out, shards, fp)
     if not keep_shards:
-        shutil.rmtree(out / "shards", ignore_errors=True)
+        for sub in sorted((out / "shards").glob("process_*_of_*")):
+            st.remove_store(sub)  # the shards' store files only
+        with contextlib.suppress(OSError):  # kept if a user's file is there
+            (out / "shards").rmdir()
     return merged
 
 

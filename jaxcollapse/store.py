@@ -16,17 +16,22 @@ Layout of ``DIR`` (every file written atomically by :mod:`jaxcollapse.io`):
   ``degenerate``, ``params/FIELD`` (leading axes chain, generation) and
   ``n_samples`` (generation).
 - ``carry_00000k.npz``: the carry after chunk ``k`` (PRNG keys as key data);
-  only the latest is kept, and it is removed once the run is complete.
+  the latest two are kept (a complete run keeps the one before its last chunk), so
+  that a damaged last chunk or carry is recomputed from the carry before it.
 
 The manifest is the commit point: it is rewritten after a chunk and its carry are
-on disk, so a run killed at any moment resumes from a consistent state.
+on disk, so a run killed at any moment resumes from a consistent state. It records
+a checksum of every chunk and carry file (``checksums``), verified whenever a file
+is read and, for every file, when a run is resumed: a damaged, truncated, missing or
+swapped file raises :class:`~jaxcollapse._store_files.StoreError` (a ``ValueError``)
+naming it, except that a damaged last chunk (or latest carry) is recomputed, with a
+warning, from the carry before it. Stores written without checksums are still read.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import re
+import json
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,140 +39,66 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxcollapse.io import load_json, save_json, save_npz
+from jaxcollapse._store_files import (
+    StoreError,
+    file_problem,
+    load_manifest,
+    read_npz,
+    remove_store,
+    seal,
+    store_files,
+    write_npz,
+)
+from jaxcollapse._store_tree import (  # noqa: F401  (simulate and distributed use them)
+    _is_key,
+    _params_type,
+    _path_name,
+    _rebuild_params,
+    carry_from_host,
+    carry_to_host,
+    check_fingerprint,
+    fingerprint,
+    flatten,
+    unflatten_like,
+)
+from jaxcollapse.io import save_json
 
 FORMAT = "jaxcollapse.simulate-store/1"
 # public: the stored result and its loader; the rest is the machinery of simulate
 # (chunk writing, fingerprints, carries) and of distributed (merging shards)
-__all__ = ["StoredResult", "load_run"]
+__all__ = ["StoreError", "StoredResult", "load_run", "remove_store"]
 
 MANIFEST = "manifest.json"
-
-
-# ------------------------------------------------------------------ pytree <-> names
-
-
-def _path_name(path) -> str:
-    parts = []
-    for k in path:
-        for attr in ("key", "name", "idx"):
-            if hasattr(k, attr):
-                parts.append(str(getattr(k, attr)))
-                break
-        else:
-            parts.append(str(k))
-    return "/".join(parts)
-
-
-def flatten(tree) -> dict[str, Any]:
-    """A pytree as a flat dict ``"a/b" -> leaf`` (the names used in the store files)."""
-    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return {_path_name(p): x for p, x in leaves}
-
-
-def _is_key(x) -> bool:
-    return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
-
-
-def _strip_addresses(text: str) -> str:
-    # reprs of functions carry memory addresses that differ between processes
-    return re.sub(r" at 0x[0-9a-fA-F]+", "", text)
-
-
-def _digest(tree) -> str | None:
-    """A short content hash of a pytree of arrays (dtype, shape and bytes)."""
-    if tree is None:
-        return None
-    h = hashlib.sha256()
-    for name, x in flatten(tree).items():
-        if _is_key(x):
-            h.update(str(jax.random.key_impl(x)).encode())
-            x = jax.random.key_data(x)
-        a = np.ascontiguousarray(np.asarray(x))
-        h.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()[:16]
-
-
-def _fn_name(fn: Callable) -> str:
-    fn = getattr(fn, "func", fn)  # functools.partial
-    name = getattr(fn, "__qualname__", None) or repr(fn)
-    return _strip_addresses(f"{getattr(fn, '__module__', '')}.{name}")
-
-
-def _describe_schedule(sched: np.ndarray) -> Any:
-    s = np.asarray(sched)
-    if s.ndim == 1 and s.size and np.all(s == s[0]):
-        return int(s[0])
-    return f"schedule {int(s.min())}..{int(s.max())} #{_digest(s)}"
-
-
-def fingerprint(cfg: Any, key: jax.Array, params0: Any, alpha: Any, sched: Any,
-                human: Any, chunk_size: int, chains: tuple[int, int], n_chains: int
-                ) -> dict[str, Any]:
-    """Everything that determines a chunked run's numbers, as JSON-able values.
-
-    The device count is deliberately absent: chain i runs the same program on
-    whichever device holds it, so a run may resume on a different number of devices.
-    """
-    dtypes = [np.dtype(x.dtype).name for x in jax.tree.leaves(params0)
-              if np.issubdtype(np.dtype(x.dtype), np.floating)]
-    return dict(
-        family=_strip_addresses(repr(cfg.family)),
-        regime=cfg.regime if cfg.regime != "mix" else f"mix(source={cfg.source!r})",
-        alpha=np.asarray(alpha).tolist() if cfg.regime == "mix" else None,
-        n_generations=cfg.n_generations,
-        n_samples=_describe_schedule(sched),
-        n_chains=int(n_chains),
-        chains=[int(chains[0]), int(chains[1])],
-        key=np.asarray(jax.random.key_data(key)).tolist(),
-        key_impl=str(jax.random.key_impl(key)),
-        params0=_digest(params0),
-        dtype=dtypes[0] if dtypes else None,
-        human_data=_digest(human),
-        metrics=[f"{name}={_fn_name(fn)}" for name, fn in cfg.metrics],
-        save_params=cfg.save_params,
-        chunk_size=int(chunk_size),
-    )
-
-
-def _params_type(params0) -> dict | None:
-    """How to rebuild the parameter pytree from its flat names: a NamedTuple class
-    (module, name, fields) when the parameters are one, else ``None`` (a dict)."""
-    cls = type(params0)
-    fields = getattr(cls, "_fields", None)
-    if fields is None or not all(hasattr(getattr(params0, f), "shape") for f in fields):
-        return None
-    return dict(module=cls.__module__, name=cls.__qualname__, fields=list(fields))
-
-
-def _rebuild_params(flat: dict[str, np.ndarray], ptype: dict | None):
-    if not flat:
-        return None
-    if ptype is not None:
-        try:
-            cls = getattr(importlib.import_module(ptype["module"]), ptype["name"])
-            return cls(**{f: flat[f] for f in ptype["fields"]})
-        except (ImportError, AttributeError, KeyError, TypeError):
-            pass
-    return flat
 
 
 # --------------------------------------------------------------------------- writer
 
 
+def _chunk(k: int) -> str:
+    return f"chunk_{k:06d}.npz"
+
+
+def _carry(k: int) -> str:
+    return f"carry_{k:06d}.npz"
+
+
 def _write_manifest(directory: Path, fp: dict, n_chunks: int, chunks_done: int,
-                    complete: bool, params_type: dict | None) -> None:
-    save_json(directory / MANIFEST, dict(
+                    complete: bool, params_type: dict | None,
+                    checksums: dict[str, str]) -> None:
+    # through JSON first, so the seal covers exactly what load_manifest reads back
+    m = json.loads(json.dumps(dict(
         format=FORMAT, fingerprint=fp, chunk_size=fp["chunk_size"], n_chunks=n_chunks,
-        chunks_done=chunks_done, complete=complete, params_type=params_type))
+        chunks_done=chunks_done, complete=complete, params_type=params_type,
+        checksums=dict(sorted(checksums.items()))), allow_nan=False, default=str))
+    save_json(directory / MANIFEST, seal(m))
 
 
 class ChunkWriter:
     """Writes one run's chunks, carries and manifest (used by ``simulate``).
 
     Opening an existing directory checks its fingerprint against this run's and
-    raises ``ValueError`` naming every field that differs.
+    raises ``ValueError`` naming every field that differs, then verifies every
+    written file against the manifest's checksums (:meth:`_recover`).
     """
 
     def __init__(self, directory: str | Path, fp: dict[str, Any], n_chunks: int,
@@ -176,26 +107,64 @@ class ChunkWriter:
         self.fp = fp
         self.n_chunks = n_chunks
         self.params_type = params_type
+        if self.directory.exists() and not self.directory.is_dir():
+            raise ValueError(f"checkpoint_dir {str(self.directory)!r} is a file; "
+                             f"give a directory")
         path = self.directory / MANIFEST
         if path.exists():
-            m = load_json(path)
-            if m.get("format") != FORMAT:
-                raise ValueError(f"checkpoint_dir {str(self.directory)!r} holds no "
-                                 f"jaxcollapse run (format {m.get('format')!r}); use an "
-                                 f"empty or new directory")
+            m = load_manifest(path, FORMAT)
             check_fingerprint(m["fingerprint"], fp, self.directory)
             self.chunks_done = int(m["chunks_done"])
             self.complete = bool(m["complete"])
+            self.checksums: dict[str, str] = dict(m.get("checksums") or {})
+            self._recover()
         else:
-            if self.directory.exists() and not self.directory.is_dir():
-                raise ValueError(f"checkpoint_dir {str(self.directory)!r} is a file; "
-                                 f"give a directory")
-            self.chunks_done, self.complete = 0, False
+            stale = store_files(self.directory)
+            if stale:  # the manifest (commit point) is gone: nothing here can be trusted
+                warnings.warn(f"checkpoint_dir {str(self.directory)!r} holds store files "
+                              f"({stale[0].name}, ...) but no {MANIFEST}; they are "
+                              f"discarded and the run starts from generation 0",
+                              RuntimeWarning, stacklevel=3)
+                remove_store(self.directory)
+            self.chunks_done, self.complete, self.checksums = 0, False, {}
             self._write_manifest()
 
     def _write_manifest(self) -> None:
         _write_manifest(self.directory, self.fp, self.n_chunks, self.chunks_done,
-                        self.complete, self.params_type)
+                        self.complete, self.params_type, self.checksums)
+
+    def _problem(self, name: str) -> str | None:
+        return file_problem(self.directory / name, self.checksums.get(name))
+
+    def _recover(self) -> None:
+        """Verifies the written files. Any damaged chunk but the last is fatal (a
+        ``StoreError`` naming it); a damaged last chunk or latest carry is dropped from
+        the manifest, with a warning, and computed again from the carry before it."""
+        done = self.chunks_done
+        if done == 0:
+            return
+        for k in range(done - 1):
+            bad = self._problem(_chunk(k))
+            if bad:
+                raise StoreError(f"{bad}; chunk {k} cannot be recomputed (only the last "
+                                 f"chunk can be); remove the store in "
+                                 f"{str(self.directory)!r} and run again")
+        bad = self._problem(_chunk(done - 1))
+        if bad is None and not self.complete:
+            bad = self._problem(_carry(done - 1))
+        if bad is None:
+            return
+        if done >= 2:
+            before = self._problem(_carry(done - 2))
+            if before:
+                raise StoreError(f"{bad}; it cannot be recomputed either: {before}; remove "
+                                 f"the store in {str(self.directory)!r} and run again")
+        warnings.warn(f"{bad}; chunk {done - 1} is computed again from the carry before it",
+                      RuntimeWarning, stacklevel=4)
+        self.chunks_done, self.complete = done - 1, False
+        self.checksums.pop(_chunk(done - 1), None)
+        self.checksums.pop(_carry(done - 1), None)
+        self._write_manifest()
 
     def write(self, index: int, outputs: dict[str, np.ndarray], n_samples: np.ndarray,
               carry: dict[str, np.ndarray] | None) -> None:
@@ -203,74 +172,31 @@ class ChunkWriter:
         if index != self.chunks_done:
             raise RuntimeError(f"chunk {index} written out of order (expected "
                                f"{self.chunks_done})")
-        save_npz(self.directory / f"chunk_{index:06d}.npz",
-                 dict(outputs, n_samples=n_samples))
+        self.checksums[_chunk(index)] = write_npz(self.directory / _chunk(index),
+                                                  dict(outputs, n_samples=n_samples))
         last = index + 1 == self.n_chunks
         if not last:
-            save_npz(self.directory / f"carry_{index:06d}.npz", carry)
+            self.checksums[_carry(index)] = write_npz(self.directory / _carry(index), carry)
+        # the carry before this chunk stays: it recomputes this chunk if it is damaged
+        keep = {_carry(index - 1)} | (set() if last else {_carry(index)})
+        for name in [n for n in self.checksums if n.startswith("carry_") and n not in keep]:
+            del self.checksums[name]
         self.chunks_done, self.complete = index + 1, last
         self._write_manifest()
         # older carries go only once the manifest no longer points at them
         for f in self.directory.glob("carry_*.npz"):
-            if last or f.name != f"carry_{index:06d}.npz":
+            if f.name not in keep:
                 f.unlink(missing_ok=True)
 
     def read_chunk(self, index: int) -> dict[str, np.ndarray]:
-        """The flat outputs of a written chunk (without ``n_samples``)."""
-        with np.load(self.directory / f"chunk_{index:06d}.npz") as z:
-            return {k: z[k] for k in z.files if k != "n_samples"}
+        """The flat outputs of a written chunk (without ``n_samples``), verified."""
+        flat = read_npz(self.directory / _chunk(index), self.checksums.get(_chunk(index)))
+        flat.pop("n_samples", None)
+        return flat
 
     def read_carry(self) -> dict[str, np.ndarray]:
-        with np.load(self.directory / f"carry_{self.chunks_done - 1:06d}.npz") as z:
-            return {k: z[k] for k in z.files}
-
-
-def check_fingerprint(stored: dict, now: dict, directory: Path | str) -> None:
-    """Raises ``ValueError`` naming every configuration field that differs."""
-    diffs = [f"{k}: stored {stored.get(k)!r}, now {now.get(k)!r}"
-             for k in sorted(set(stored) | set(now)) if stored.get(k) != now.get(k)]
-    if diffs:
-        raise ValueError(f"checkpoint_dir {str(directory)!r} holds a run with a different "
-                         f"configuration ({'; '.join(diffs)}); resume with the original "
-                         f"arguments or use a new directory")
-
-
-def unflatten_like(template, flat: dict[str, np.ndarray]):
-    """The pytree ``template`` with its leaves replaced by ``flat[name]``."""
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
-    return jax.tree_util.tree_unflatten(treedef, [flat[_path_name(p)] for p, _ in leaves])
-
-
-def carry_to_host(carry, n_chains: int) -> dict[str, np.ndarray]:
-    """The carry's first ``n_chains`` rows as NumPy (PRNG keys as their key data)."""
-    out = {}
-    for name, x in flatten(carry).items():
-        a = jax.random.key_data(x) if _is_key(x) else x
-        out[name] = np.asarray(a)[:n_chains]
-    return out
-
-
-def carry_from_host(template, stored: dict[str, np.ndarray], n_chains: int):
-    """``template`` (a freshly initialised carry, possibly padded and sharded) with its
-    first ``n_chains`` rows replaced by the stored ones, placed as the template is."""
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
-    names = [_path_name(p) for p, _ in leaves]
-    if sorted(names) != sorted(stored):
-        raise ValueError(f"the stored carry holds {sorted(stored)} but this run needs "
-                         f"{sorted(names)}; the checkpoint is not from this configuration")
-    new = []
-    for (_, x), name in zip(leaves, names, strict=True):
-        data = jax.random.key_data(x) if _is_key(x) else x
-        full = np.array(data)
-        if full[:n_chains].shape != stored[name].shape or full.dtype != stored[name].dtype:
-            raise ValueError(f"stored carry {name!r} has shape {stored[name].shape} "
-                             f"{stored[name].dtype}; this run needs "
-                             f"{full[:n_chains].shape} {full.dtype}")
-        full[:n_chains] = stored[name]
-        placed = jax.device_put(full, x.sharding)
-        new.append(jax.random.wrap_key_data(placed, impl=jax.random.key_impl(x))
-                   if _is_key(x) else placed)
-    return jax.tree_util.tree_unflatten(treedef, new)
+        name = _carry(self.chunks_done - 1)
+        return read_npz(self.directory / name, self.checksums.get(name))
 
 
 # --------------------------------------------------------------------------- reader
@@ -308,10 +234,10 @@ class StoredResult:
         if not path.exists():
             raise FileNotFoundError(f"no jaxcollapse run in {str(self.directory)!r} "
                                     f"(missing {MANIFEST})")
-        m = load_json(path)
-        if m.get("format") != FORMAT:
-            raise ValueError(f"{str(path)!r} is not a jaxcollapse run manifest")
+        m = load_manifest(path, FORMAT)
         self.manifest = m
+        self.checksums: dict[str, str] = dict(m.get("checksums") or {})
+        self._verified: dict[int, tuple] = {}
         fp = m["fingerprint"]
         self.chunk_size = int(m["chunk_size"])
         self.n_chains = fp["chains"][1] - fp["chains"][0]
@@ -331,8 +257,26 @@ class StoredResult:
         return start, min((k + 1) * C, self.n_generations) + 1
 
     def _read(self, k: int, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        with np.load(self.directory / f"chunk_{k:06d}.npz") as z:
-            return {n: z[n] for n in (z.files if names is None else names)}
+        path = self.directory / _chunk(k)
+        try:
+            st_ = path.stat()
+            sig = (st_.st_size, st_.st_mtime_ns, st_.st_ino)
+        except OSError:
+            sig = None
+        # a file verified once and unchanged since is not hashed again (zip's CRC-32
+        # still checks every array read)
+        verified = sig is not None and self._verified.get(k) == sig
+        try:
+            out = read_npz(path, None if verified else self.checksums.get(_chunk(k)),
+                           None if names is None else list(names))
+            self._verified[k] = sig
+            return out
+        except StoreError as e:
+            last = k + 1 == self.chunks_done
+            raise StoreError(f"{e}; " + (
+                "resume the run (simulate with the same arguments and checkpoint_dir) to "
+                "compute it again" if last else "this chunk cannot be recomputed: run "
+                "again into a new directory")) from None
 
     def chunks(self) -> Iterator[tuple[int, int, Any]]:
         """Yields ``(start, stop, chunk)`` for every written chunk, where ``chunk`` is a
@@ -426,13 +370,15 @@ def merge(directory: str | Path, shards: Sequence[StoredResult], fp: dict[str, A
         raise ValueError("merge needs complete shard stores")
     (directory / MANIFEST).unlink(missing_ok=True)
     n_chunks = shards[0].chunks_done
+    sums = {}
     for k in range(n_chunks):
         parts = [s._read(k) for s in shards]
         flat = {name: np.concatenate([p[name] for p in parts], axis=0)
                 for name in parts[0] if name != "n_samples"}
-        save_npz(directory / f"chunk_{k:06d}.npz", dict(flat, n_samples=parts[0]["n_samples"]))
+        sums[_chunk(k)] = write_npz(directory / _chunk(k),
+                                    dict(flat, n_samples=parts[0]["n_samples"]))
     _write_manifest(directory, fp, n_chunks, n_chunks, True,
-                    shards[0].manifest.get("params_type"))
+                    shards[0].manifest.get("params_type"), sums)
     return StoredResult(directory)
 
 

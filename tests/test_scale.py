@@ -71,7 +71,9 @@ def test_chunked_to_disk_equals_unchunked_and_lays_out_the_store(tmp_path):
     np.testing.assert_allclose(whole.metrics["w2sq"], disk.metrics["w2sq"], rtol=1e-9,
                                atol=1e-15)
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == [f"chunk_{k:06d}.npz" for k in range(4)] + ["manifest.json"]
+    # the carry before the last chunk stays, to recompute that chunk if it is damaged
+    assert names == (["carry_000002.npz"] + [f"chunk_{k:06d}.npz" for k in range(4)]
+                     + ["manifest.json"])
     man = json.loads((tmp_path / "manifest.json").read_text())
     assert man["complete"] and man["chunks_done"] == 4 and man["chunk_size"] == 4
     # the lazy reader gives back exactly what the in-memory run returned
@@ -107,7 +109,8 @@ def test_resume_after_a_kill_between_chunks_equals_the_uninterrupted_run(tmp_pat
                     checkpoint_dir=tmp_path, on_chunk=die_after_second, **_kw(regime))
     man = json.loads((tmp_path / "manifest.json").read_text())
     assert man["chunks_done"] == 2 and not man["complete"]
-    assert sorted(p.name for p in tmp_path.glob("carry_*")) == ["carry_000001.npz"]
+    assert sorted(p.name for p in tmp_path.glob("carry_*")) == ["carry_000000.npz",
+                                                                "carry_000001.npz"]
     assert jc.load_run(tmp_path).generations_done == 8
 
     seen = []
@@ -116,7 +119,8 @@ def test_resume_after_a_kill_between_chunks_equals_the_uninterrupted_run(tmp_pat
                       **_kw(regime))
     assert seen == [(9, 13), (13, 15)]  # only the missing chunks were computed
     _assert_same(res, ref)
-    assert not list(tmp_path.glob("carry_*"))  # a finished run keeps no carry
+    # a finished run keeps only the carry before its last chunk
+    assert sorted(p.name for p in tmp_path.glob("carry_*")) == ["carry_000002.npz"]
 
 
 _KILLED_CHILD = """

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from pathlib import Path
 from typing import NamedTuple
 
@@ -51,7 +52,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Reads an idx file (gzipped or not) into a uint8 array of its header's shape.
 
     Raises:
-        ValueError: a bad magic number, a non-uint8 type, or a truncated payload.
+        ValueError: naming the file: a damaged gzip stream, a bad magic number, a
+            non-uint8 type, a header with no dimensions or cut short, or a payload
+            whose size differs from the header's shape.
 
     Example:
         >>> import tempfile, gzip, pathlib
@@ -64,12 +67,23 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e:  # truncated or corrupted stream
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ValueError(f"{path} is a damaged gzip file ({why}); download it "
+                             f"again") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise ValueError(f"{path} is not an idx file (bad magic number)")
     if raw[2] != 0x08:
         raise ValueError(f"{path}: only uint8 idx files are supported; type code {raw[2]:#x}")
     ndim = raw[3]
+    if ndim == 0:
+        raise ValueError(f"{path}: the idx header gives 0 dimensions; an idx file has at "
+                         f"least 1 (labels 1, images 3)")
+    if len(raw) < 4 + 4 * ndim:
+        raise ValueError(f"{path}: the idx header is cut short ({len(raw)} bytes for "
+                         f"{ndim} dimensions)")
     shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     payload = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if payload.size != int(np.prod(shape)):
@@ -85,6 +99,10 @@ def load_mnist(directory: str | os.PathLike) -> ImageData:
 
     Raises:
         FileNotFoundError: the folder or the files are missing (names listed).
+        ValueError: naming the file: a damaged file (see :func:`read_idx`), images
+            that are not ``(n, h, w)``, labels that are not ``(n,)``, label and image
+            counts that differ, labels outside 0..9, or a split that comes out empty
+            (a test-only folder needs more than 8,000 images).
 
     Example:
         >>> import tempfile
@@ -108,18 +126,42 @@ def load_mnist(directory: str | os.PathLike) -> ImageData:
         raise FileNotFoundError(
             f"data directory {d} lacks MNIST files; looked for: "
             "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]")
-    test_x, test_y = read_idx(tx), read_idx(ty)
+    test_x, test_y = _read_pair(tx, ty)
     rx, ry = find("train-images-idx3-ubyte"), find("train-labels-idx1-ubyte")
     if rx is not None and ry is not None:
-        train_x, train_y, name = read_idx(rx), read_idx(ry), "mnist (official split)"
+        (train_x, train_y), name = _read_pair(rx, ry), "mnist (official split)"
+        if len(train_x) == 0 or len(test_x) == 0:
+            raise ValueError(f"{rx if len(train_x) == 0 else tx} holds no images")
     else:
         n = N_TRAIN_FROM_TEST
+        if len(test_x) <= n:
+            raise ValueError(f"{tx} holds {len(test_x)} images; without the train files "
+                             f"the first {n:,} train and the rest test, so the test split "
+                             f"would be empty (give the full test file, or the train "
+                             f"files too)")
         train_x, train_y = test_x[:n], test_y[:n]
         test_x, test_y = test_x[n:], test_y[n:]
         name = "mnist (official test split: first 8000 train / last 2000 test)"
     f = lambda x: (x.astype(np.float32) / 255.0)
     return ImageData(f(train_x), train_y.astype(np.int32), f(test_x), test_y.astype(np.int32),
                      name)
+
+
+def _read_pair(images: Path, labels: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One split's images ``(n, h, w)`` and labels ``(n,)`` in 0..9, checked."""
+    x, y = read_idx(images), read_idx(labels)
+    if x.ndim != 3:
+        raise ValueError(f"{images}: images must have 3 dimensions (n, height, width); "
+                         f"the header gives shape {x.shape}")
+    if y.ndim != 1:
+        raise ValueError(f"{labels}: labels must have 1 dimension (n,); the header gives "
+                         f"shape {y.shape}")
+    if len(x) != len(y):
+        raise ValueError(f"{labels} holds {len(y)} labels but {images} holds {len(x)} "
+                         f"images; they must match")
+    if y.size and int(y.max()) > 9:
+        raise ValueError(f"{labels}: labels must lie in 0..9; found {int(y.max())}")
+    return x, y
 
 
 def load_digits(n_test: int = 297) -> ImageData:

@@ -76,7 +76,15 @@ class Vocabulary:
         return [self.itos[int(i)] for i in np.asarray(ids).reshape(-1)]
 
 
-class TextCorpus(NamedTuple):
+class _CorpusFields(NamedTuple):
+    train: np.ndarray
+    valid: np.ndarray
+    test: np.ndarray
+    vocab: Vocabulary
+    name: str
+
+
+class TextCorpus(_CorpusFields):
     """Three token streams (int32 arrays of ids) and their vocabulary.
 
     Attributes:
@@ -84,18 +92,37 @@ class TextCorpus(NamedTuple):
         vocab: the :class:`Vocabulary` built from ``train``.
         name: where the text came from (printed in every report).
 
+    Raises:
+        TypeError, ValueError: on construction, naming the split, when a token stream
+            is not a 1-D integer array or holds an id outside ``0..len(vocab) - 1``.
+
     Example:
         >>> v = build_vocab([["a", "b", "a"]])
         >>> c = TextCorpus(v.encode(["a", "b"]), v.encode(["b"]), v.encode(["a"]), v, "toy")
         >>> v.decode(c.train), c.name
         (['a', 'b'], 'toy')
+        >>> TextCorpus(np.array([0, 2]), c.valid, c.test, v, "bad")
+        Traceback (most recent call last):
+        ...
+        ValueError: TextCorpus train holds token id 2, outside the vocabulary of 2 types ...
     """
 
-    train: np.ndarray
-    valid: np.ndarray
-    test: np.ndarray
-    vocab: Vocabulary
-    name: str
+    __slots__ = ()
+
+    def __new__(cls, train, valid, test, vocab, name):
+        self = super().__new__(cls, train, valid, test, vocab, name)
+        n = len(vocab)
+        for split in ("train", "valid", "test"):
+            ids = np.asarray(getattr(self, split))
+            if ids.ndim != 1 or ids.dtype.kind not in "iu":
+                raise TypeError(f"TextCorpus {split} must be a 1-D integer array of token "
+                                f"ids; got {ids.dtype} of shape {ids.shape}")
+            if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= n):
+                bad = int(ids.max()) if int(ids.max()) >= n else int(ids.min())
+                raise ValueError(f"TextCorpus {split} holds token id {bad}, outside the "
+                                 f"vocabulary of {n} types (ids 0..{n - 1}); encode the "
+                                 f"text with the corpus's vocabulary")
+        return self
 
 
 def build_vocab(lines: Iterable[Sequence[str]], *, max_size: int | None = None,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -11,7 +10,11 @@ import numpy as np
 
 import jaxcollapse as jc
 from jaxcollapse import distributed
-from jaxcollapse.experiments._common import print_table, report_generations
+from jaxcollapse.experiments._common import (
+    print_table,
+    remove_checkpoint,
+    report_generations,
+)
 from jaxcollapse.io import save_json, save_npz
 from jaxcollapse.theory import gaussian as tg
 
@@ -103,7 +106,7 @@ def run(args) -> int:
         if len(args.alpha) != 1:
             raise ValueError(f"--alpha takes one value for 'run gaussian'; got {args.alpha}")
         regime = jc.mix(args.alpha[0], args.source)
-        n_h = args.human or 10 * int(sched.max())
+        n_h = args.human if args.human is not None else 10 * int(sched.max())
         human = fam.sample(k_human, p0, n_h)
     out = Path(args.out)
     gens = report_generations(G, args.report)
@@ -137,8 +140,8 @@ def run(args) -> int:
     chunk_size = getattr(args, "chunk_size", None)
     t0 = time.perf_counter()
     if info.num_processes == 1:
-        if not resume and ckpt.exists():
-            shutil.rmtree(ckpt)
+        if not resume:
+            remove_checkpoint(ckpt)  # the store's own files only
         res = jc.simulate(k_run, fam, p0, n_generations=G, n_samples=sched,
                           n_chains=args.chains, regime=regime, human_data=human,
                           progress=not args.no_progress, on_chunk=save_progress,
@@ -146,7 +149,7 @@ def run(args) -> int:
     else:
         pid, n_proc = info.process_id, info.num_processes
         if not resume:
-            shutil.rmtree(distributed.shard_dir(ckpt, pid, n_proc), ignore_errors=True)
+            remove_checkpoint(distributed.shard_dir(ckpt, pid, n_proc))
         try:
             stored = distributed.simulate_processes(
                 k_run, fam, p0, out=ckpt, n_chains=args.chains, n_generations=G,
@@ -163,7 +166,7 @@ def run(args) -> int:
     jax.block_until_ready(res)
     seconds = time.perf_counter() - t0
     save_npz(out / "arrays.npz", arrays_of(res))
-    shutil.rmtree(ckpt, ignore_errors=True)
+    remove_checkpoint(ckpt)
     save_json(out / "progress.json", dict(config=config, generations_done=G, complete=True))
 
     var = np.asarray(res.metrics["var_ratio"])
