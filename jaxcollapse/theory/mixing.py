@@ -228,8 +228,8 @@ def mix_stationary(n_samples: int, alpha: float, *, source: str = "fresh",
 
     Example:
         >>> r = mix_stationary(100, 0.1)
-        >>> round(float(r.mean_shift), 5)  # about 1/(M alpha (2 - alpha)) = 0.0526
-        0.05526
+        >>> round(float(r.mean_shift), 5)  # replace would grow as t/M without bound
+        0.055
     """
     M, h, m, S, mu0, S0, n_pool, D = _mix_setup(n_samples, alpha, source, human_mean,
                                                 human_cov, mean0, cov0, n_pool, ddof)
