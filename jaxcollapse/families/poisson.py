@@ -36,7 +36,14 @@ class PoissonParams(NamedTuple):
 
 
 class PoissonStats(NamedTuple):
-    """Sufficient statistics: the weight ``n`` and the weighted ``total`` of counts."""
+    """Sufficient statistics: the weight ``n`` and the weighted ``total`` of counts.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> s = Poisson().stats(jnp.array([1, 4]), jnp.ones(2))
+        >>> float(s.n), float(s.total)
+        (2.0, 5.0)
+    """
 
     n: jax.Array
     total: jax.Array

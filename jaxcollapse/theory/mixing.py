@@ -100,6 +100,10 @@ class MixMoments(NamedTuple):
         second: E mu_t mu_t^T, shape ``(n + 1, d, d)``.
         cov: E Sigma_t, shape ``(n + 1, d, d)``.
         mean_shift: E |mu_t - mu_0|^2, shape ``(n + 1,)``.
+
+    Example:
+        >>> mix_moments(3, 10, 0.5).cov.shape
+        (4, 1, 1)
     """
 
     mean: np.ndarray
@@ -265,6 +269,11 @@ class W2Approx(NamedTuple):
         lower: E(mu_t - mu_0)^2 + (sqrt(E s_t^2) - s_0)^2 (E s_t <= sqrt(E s_t^2)).
         approx: E s_t approximated as the mean of a scaled chi with the first two
             moments of s_t^2 (the second from a linearised recursion).
+
+    Example:
+        >>> r = w2sq_mix(5, 50, 0.1)
+        >>> bool(r.lower[5] <= r.approx[5])
+        True
     """
 
     lower: np.ndarray
@@ -345,7 +354,7 @@ def smallest_alpha(target: float, n_generations: int, n_samples: int, *,
 
     Example:
         >>> smallest_alpha(0.05, 100, 100)
-        0.11
+        0.12
         >>> smallest_alpha(0.0, 100, 100)
         Traceback (most recent call last):
         ...
@@ -384,6 +393,10 @@ class WFMixMoments(NamedTuple):
     Attributes:
         mean: E p_t, shape ``(n + 1, K)``.
         homozygosity: E sum_i p_{t,i}^2, shape ``(n + 1,)``; heterozygosity is 1 minus it.
+
+    Example:
+        >>> wf_mix_moments(2, 10, 0.1, [0.5, 0.5]).mean.shape
+        (3, 2)
     """
 
     mean: np.ndarray
@@ -604,6 +617,10 @@ class WeightedMoments(NamedTuple):
         cov: E Sigma_t, ``(n + 1, d, d)``.
         cov_error: E|Sigma_t - Sigma_0|_F^2 (the variance parameter's error),
             ``(n + 1,)``.
+
+    Example:
+        >>> weighted_fresh_moments(2, 0.5, 10, 10).cov.shape
+        (3, 1, 1)
     """
 
     mean_shift: np.ndarray
