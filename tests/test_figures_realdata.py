@@ -10,6 +10,7 @@ pytest.importorskip("matplotlib")
 Z = 5.0
 
 
+@pytest.mark.slow
 def test_figure_14_strong_collapse(tmp_path):
     d = _render("fig14_strong_collapse", tmp_path)
     for p2 in (0.0, 0.001, 0.01, 0.1):
