@@ -13,6 +13,7 @@ from jaxcollapse.families import (
     GMMParams,
     KDEParams,
     LinearRegression,
+    Poisson,
     RegressionParams,
 )
 from jaxcollapse.families.base import successive, with_key
@@ -42,6 +43,7 @@ __all__ = [
     "GaussianParams",
     "KDEParams",
     "LinearRegression",
+    "Poisson",
     "RegressionParams",
     "SimulationResult",
     "StoredResult",

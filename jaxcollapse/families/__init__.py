@@ -5,6 +5,7 @@ from jaxcollapse.families.categorical import Categorical, CategoricalParams
 from jaxcollapse.families.gaussian import Gaussian, GaussianParams
 from jaxcollapse.families.gmm import GMM, GMMParams
 from jaxcollapse.families.kde import KDE, KDEParams
+from jaxcollapse.families.poisson import Poisson, PoissonParams
 from jaxcollapse.families.regression import LinearRegression, RegressionParams
 
 FAMILIES: dict[str, type] = {
@@ -13,8 +14,9 @@ FAMILIES: dict[str, type] = {
     "regression": LinearRegression,
     "gmm": GMM,
     "kde": KDE,
+    "poisson": Poisson,
 }
 
 __all__ = ["FAMILIES", "GMM", "KDE", "Categorical", "CategoricalParams", "ExactFamily", "Family",
            "GMMParams", "Gaussian", "GaussianParams", "KDEParams", "LinearRegression",
-           "RegressionParams", "successive", "with_key"]
+           "Poisson", "PoissonParams", "RegressionParams", "successive", "with_key"]

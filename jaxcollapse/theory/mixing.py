@@ -1,0 +1,676 @@
+"""How much real data: exact moment recursions of loops that mix in human data.
+
+Gaussian under ``mix(alpha, source)`` (THEORY.md section 11): each generation fits
+(unbiased, ``ddof=1`` as :class:`jaxcollapse.Gaussian` does by default) on the pooled
+``h = round(alpha M)`` human rows, a uniformly random subset of a pool of ``N`` rows
+with mean ``m`` and covariance ``S`` (``ddof=0``; ``N=None`` for an infinite pool),
+and ``s = M - h`` draws from the previous fit. With ``a`` the subset's mean,
+``A = E a a^T = m m^T + S (N - h)/(h (N - 1))`` and ``E q = (h - 1) N S/(N - 1)`` the
+subset's expected scatter, the moments ``e = E mu_t``, ``P = E mu_t mu_t^T``,
+``V = E Sigma_t`` and ``C = E a mu_t^T`` follow the affine map (``D = M - ddof``)::
+
+    e' = (h m + s e)/M
+    P' = (h^2 A + h s (C + C^T) + s^2 P + s V)/M^2
+    V' = (E q + (s - 1) V + (h s/M)(A - C - C^T + P) + (h/M) V)/D
+    C' = (h A + s C)/M        (source "fixed": the same subset every generation)
+    C  = m e^T                (source "fresh": a new subset, independent of the past)
+
+which is exact for every t (pooled-scatter identity of Chan et al.; Wishart moments)
+and has an explicit fixed point when ``h >= 1``. ``E sigma_t`` (hence ``E W2^2``) does
+not close on these moments: :func:`w2sq_mix` gives a Jensen lower bound and a
+moment-matched approximation.
+
+Categorical under ``mix(alpha, "fresh"|"fixed")`` is Wright–Fisher with migration
+from the human pool: :func:`wf_mix_moments` (E p_t, E sum p_i^2) and
+:func:`wf_mix_survivors` (the exact law of each category's count, a Markov chain on
+0..M). Weighted fresh data (He, Xu, Cheng 2025) is :func:`weighted_fresh_moments`.
+
+Everything here runs on the host in NumPy float64.
+
+References:
+    Shumailov et al., Nature 631 (2024) (mix with 10% human data); He, Xu, Cheng,
+    Recursive Learning Without Collapse, arXiv 2502.18049 (2025); Ewens, Mathematical
+    Population Genetics (2004) (Wright–Fisher with migration). THEORY.md section 11.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+from scipy import special, stats
+
+from jaxcollapse.regimes import HUMAN_SOURCES
+
+__all__ = ["MixMoments", "W2Approx", "WFMixMoments", "WeightedMoments", "mix_moments",
+           "mix_stationary", "optimal_weight", "smallest_alpha", "w2sq_mix",
+           "weighted_fresh_moments", "weighted_mean_variance", "wf_mix_moments",
+           "wf_mix_stationary", "wf_mix_survivors"]
+
+
+# ----------------------------------------------------------------------- validation
+
+
+def _check_unit(value: Any, name: str) -> np.ndarray:
+    a = np.asarray(value, dtype=float)
+    if not np.all(np.isfinite(a)) or np.any(a < 0) or np.any(a > 1):
+        raise ValueError(f"{name} must lie in [0, 1]; got {value!r}")
+    return a
+
+
+def _check_int(value: Any, name: str, lo: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}; got {value!r}")
+    return int(value)
+
+
+def _check_source(source: str) -> None:
+    if source not in HUMAN_SOURCES:
+        raise ValueError(f"source must be one of {HUMAN_SOURCES}; got {source!r}")
+
+
+def _n_human(alpha: float, M: int) -> int:
+    # the simulator's rule, jnp.round(alpha * M): round half to even, as np.round
+    return int(np.round(float(alpha) * M))
+
+
+def _as_mean_cov(mean: Any, cov: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+    m = np.atleast_1d(np.asarray(mean, dtype=float))
+    c = np.asarray(cov, dtype=float)
+    c = c.reshape(1, 1) if c.ndim < 2 else c
+    d = m.shape[0]
+    if m.ndim != 1 or c.shape != (d, d):
+        raise ValueError(f"{name} mean and covariance must have shapes (d,) and (d, d); got "
+                         f"{m.shape} and {c.shape}")
+    if not (np.all(np.isfinite(m)) and np.all(np.isfinite(c))):
+        raise ValueError(f"{name} mean and covariance must be finite")
+    if np.linalg.eigvalsh(0.5 * (c + c.T)).min() < 0:
+        raise ValueError(f"{name} covariance must be positive semi-definite")
+    return m, c
+
+
+# ------------------------------------------------------------------- Gaussian, mix
+
+
+class MixMoments(NamedTuple):
+    """Exact moments of the Gaussian loop under mix, generations 0..n.
+
+    Attributes:
+        mean: E mu_t, shape ``(n + 1, d)``.
+        second: E mu_t mu_t^T, shape ``(n + 1, d, d)``.
+        cov: E Sigma_t, shape ``(n + 1, d, d)``.
+        mean_shift: E |mu_t - mu_0|^2, shape ``(n + 1,)``.
+
+    Example:
+        >>> mix_moments(3, 10, 0.5).cov.shape
+        (4, 1, 1)
+    """
+
+    mean: np.ndarray
+    second: np.ndarray
+    cov: np.ndarray
+    mean_shift: np.ndarray
+
+
+def _pool_terms(h, m, S, n_pool):
+    """E a a^T and E q (subset mean's second moment, subset scatter) for h rows."""
+    h = np.asarray(h, float)[..., None, None]
+    hs = np.maximum(h, 1.0)
+    fpc = 1.0 if n_pool is None else (n_pool - h) / (n_pool - 1.0)
+    inflate = 1.0 if n_pool is None else n_pool / (n_pool - 1.0)
+    A = np.outer(m, m) + S * fpc / hs
+    Eq = np.maximum(h - 1.0, 0.0) * inflate * S
+    return A, Eq
+
+
+def _mix_step(state, h, M, D, m, A, Eq, fixed):
+    e, P, V, C = state
+    s = M - h
+    hv, sv = h[..., None], s[..., None]
+    h2, s2 = h[..., None, None], s[..., None, None]
+    if not fixed:
+        C = m[None, :, None] * e[..., None, :]
+    CT = np.swapaxes(C, -1, -2)
+    e_new = (hv * m + sv * e) / M
+    P_new = (h2**2 * A + h2 * s2 * (C + CT) + s2**2 * P + s2 * V) / M**2
+    V_new = (Eq + np.maximum(s2 - 1.0, 0.0) * V + (h2 * s2 / M) * (A - C - CT + P)
+             + np.where(s2 > 0, h2 / M, 0.0) * V) / D
+    C_new = (h2 * A + s2 * C) / M if fixed else C
+    return e_new, P_new, V_new, C_new
+
+
+def _mix_setup(n_samples, alpha, source, human_mean, human_cov, mean0, cov0, n_pool, ddof):
+    M = _check_int(n_samples, "n_samples", 2)
+    _check_source(source)
+    if ddof not in (0, 1):
+        raise ValueError(f"ddof must be 0 or 1; got {ddof!r}")
+    m, S = _as_mean_cov(human_mean, human_cov, "human")
+    mu0, S0 = _as_mean_cov(m if mean0 is None else mean0, S if cov0 is None else cov0,
+                           "generation-0")
+    if mu0.shape != m.shape:
+        raise ValueError(f"mean0 must have shape {m.shape}; got {mu0.shape}")
+    h = np.atleast_1d(np.asarray(alpha))
+    if h.dtype.kind != "i":  # alpha given as fractions
+        h = np.array([_n_human(a, M) for a in np.atleast_1d(_check_unit(alpha, "alpha"))])
+    if n_pool is not None:
+        n_pool = _check_int(n_pool, "n_pool", 2)
+        if h.max() > n_pool:
+            raise ValueError(f"n_pool={n_pool} is smaller than the {h.max()} human rows "
+                             f"round(alpha * n_samples) needs")
+    return M, h.astype(float), m, S, mu0, S0, n_pool, float(M - ddof)
+
+
+def _mix_run(n, M, h, m, S, mu0, S0, n_pool, D, fixed):
+    A, Eq = _pool_terms(h, m, S, n_pool)
+    B = h.shape[0]
+    e = np.broadcast_to(mu0, (B,) + mu0.shape).copy()
+    P = np.broadcast_to(np.outer(mu0, mu0), (B,) + S0.shape).copy()
+    V = np.broadcast_to(S0, (B,) + S0.shape).copy()
+    C = np.broadcast_to(np.outer(m, mu0), (B,) + S0.shape).copy()
+    out = [(e, P, V)]
+    state = (e, P, V, C)
+    for _ in range(n):
+        state = _mix_step(state, h, M, D, m, A, Eq, fixed)
+        out.append(state[:3])
+    e, P, V = (np.stack(x, axis=1) for x in zip(*out, strict=True))
+    shift = np.trace(P, axis1=-2, axis2=-1) - 2 * e @ mu0 + mu0 @ mu0
+    return MixMoments(e, P, V, shift)
+
+
+def mix_moments(n_generations: int, n_samples: int, alpha: Any, *, source: str = "fresh",
+                human_mean: Any = 0.0, human_cov: Any = 1.0, mean0: Any = None,
+                cov0: Any = None, n_pool: int | None = None, ddof: int = 1) -> MixMoments:
+    """E mu_t, E mu_t mu_t^T, E Sigma_t and E|mu_t - mu_0|^2 under mix(alpha, source).
+
+    Args:
+        n_generations: n >= 0.
+        n_samples: M, the training-set size (human plus synthetic rows).
+        alpha: human fraction in [0, 1] (``round(alpha M)`` human rows, as the
+            simulator); a scalar, or an array for a batch (leading axis of the output).
+        source: ``"fresh"`` (a new random human subset every generation) or ``"fixed"``
+            (one random subset, reused).
+        human_mean, human_cov: the human pool's mean ``(d,)`` and covariance ``(d, d)``
+            with ``ddof=0`` (scalars in one dimension).
+        mean0, cov0: generation 0 (default: the pool's).
+        n_pool: the pool's size N (subsets without replacement), or None (infinite).
+        ddof: the fit's ``ddof`` (the Gaussian family's default is 1).
+
+    Returns:
+        :class:`MixMoments`; fields have shape ``(n + 1, ...)``, or ``(B, n + 1, ...)``
+        for an array ``alpha`` of length B.
+
+    References:
+        Shumailov et al., Nature 631 (2024); THEORY.md section 11.
+
+    Example:
+        >>> r = mix_moments(2, 10, 0.0)  # replace: E|mu_t - mu_0|^2 = t/M
+        >>> [round(float(x), 6) for x in r.mean_shift]
+        [0.0, 0.1, 0.2]
+        >>> mix_moments(2, 10, 1.5)
+        Traceback (most recent call last):
+        ...
+        ValueError: alpha must lie in [0, 1]; got 1.5
+    """
+    n = _check_int(n_generations, "n_generations", 0)
+    M, h, m, S, mu0, S0, n_pool, D = _mix_setup(n_samples, alpha, source, human_mean,
+                                                human_cov, mean0, cov0, n_pool, ddof)
+    res = _mix_run(n, M, h, m, S, mu0, S0, n_pool, D, source == "fixed")
+    if np.ndim(alpha) == 0:
+        res = MixMoments(*(x[0] for x in res))
+    return res
+
+
+def mix_stationary(n_samples: int, alpha: float, *, source: str = "fresh",
+                   human_mean: Any = 0.0, human_cov: Any = 1.0, mean0: Any = None,
+                   cov0: Any = None, n_pool: int | None = None, ddof: int = 1) -> MixMoments:
+    """The fixed point (t -> infinity) of :func:`mix_moments`; needs round(alpha M) >= 1.
+
+    Returns a :class:`MixMoments` without the generation axis.
+
+    References:
+        THEORY.md section 11.
+
+    Example:
+        >>> r = mix_stationary(100, 0.1)
+        >>> round(float(r.mean_shift), 5)  # replace would grow as t/M without bound
+        0.055
+    """
+    M, h, m, S, mu0, S0, n_pool, D = _mix_setup(n_samples, alpha, source, human_mean,
+                                                human_cov, mean0, cov0, n_pool, ddof)
+    if h[0] < 1:
+        raise ValueError(f"alpha={alpha} gives round(alpha * n_samples) = 0 human rows: no "
+                         "fixed point (E|mu_t - mu_0|^2 grows without bound)")
+    d = m.shape[0]
+    A, Eq = _pool_terms(h, m, S, n_pool)
+    fixed = source == "fixed"
+    sizes = (d, d * d, d * d, d * d)
+
+    def f(x):
+        parts = np.split(x, np.cumsum(sizes)[:-1])
+        st = (parts[0][None], *(p.reshape(1, d, d) for p in parts[1:]))
+        return np.concatenate([y.reshape(-1) for y in _mix_step(st, h, M, D, m, A, Eq,
+                                                                 fixed)])
+
+    n_x = sum(sizes)
+    b = f(np.zeros(n_x))
+    lin = np.stack([f(col) - b for col in np.eye(n_x)], axis=1)
+    x = np.linalg.lstsq(np.eye(n_x) - lin, b, rcond=None)[0]
+    e = x[:d]
+    P = x[d: d + d * d].reshape(d, d)
+    V = x[d + d * d: d + 2 * d * d].reshape(d, d)
+    shift = np.trace(P) - 2 * e @ mu0 + mu0 @ mu0
+    return MixMoments(e, P, V, np.asarray(shift))
+
+
+class W2Approx(NamedTuple):
+    """E W2^2 of the 1-D loop: a Jensen lower bound and an approximation, ``(n + 1,)``.
+
+    Attributes:
+        lower: E(mu_t - mu_0)^2 + (sqrt(E s_t^2) - s_0)^2 (E s_t <= sqrt(E s_t^2)).
+        approx: E s_t approximated as the mean of a scaled chi with the first two
+            moments of s_t^2 (the second from a linearised recursion).
+
+    Example:
+        >>> r = w2sq_mix(5, 50, 0.1)
+        >>> bool(r.lower[5] <= r.approx[5])
+        True
+    """
+
+    lower: np.ndarray
+    approx: np.ndarray
+
+
+def w2sq_mix(n_generations: int, n_samples: int, alpha: float, *, source: str = "fresh",
+             human_mean: float = 0.0, human_var: float = 1.0, mean0: float | None = None,
+             var0: float | None = None, n_pool: int | None = None, ddof: int = 1
+             ) -> W2Approx:
+    """E W2^2(N(mu_t, s_t^2), N(mu_0, s_0^2)) in one dimension under mix: bound and
+    approximation (E s_t does not close on the exact moments of :func:`mix_moments`).
+
+    The approximation tracks Var s_t^2 through the linearised recursion
+    W' = [2(s-1)(W + V^2) + (s-1)^2 W + 2(h-1)S^2 + 2((hs/M) Q)^2]/D^2 (Q the expected
+    squared gap between human and synthetic means), then takes E s_t of a scaled chi
+    with E s_t^2 = V and Var s_t^2 = W (W is exact at alpha = 0, where the
+    approximation is within 1% of the exact E W2^2). Its error against Monte Carlo is
+    measured in tests/test_theory_mixing.py.
+
+    References:
+        Shumailov et al., Nature 631 (2024); THEORY.md sections 2 and 11.
+
+    Example:
+        >>> r = w2sq_mix(3, 100, 0.0)
+        >>> round(float(r.approx[3]), 4)  # exact (THEORY.md section 2): 0.0451
+        0.0454
+    """
+    n = _check_int(n_generations, "n_generations", 0)
+    mom = mix_moments(n, n_samples, alpha, source=source, human_mean=human_mean,
+                      human_cov=human_var, mean0=mean0, cov0=var0, n_pool=n_pool, ddof=ddof)
+    M = int(n_samples)
+    h = float(_n_human(alpha, M))
+    s = M - h
+    D = float(M - ddof)
+    S = float(human_var)
+    s0sq = float(mom.cov[0, 0, 0])
+    s0 = np.sqrt(s0sq)
+    V = mom.cov[:, 0, 0]
+    e, P = mom.mean[:, 0], mom.second[:, 0, 0]
+    m = float(human_mean)
+    W = np.zeros(n + 1)
+    for t in range(n):
+        Q = S / max(h, 1.0) + m * m - 2 * m * e[t] + P[t] + V[t] / max(s, 1.0)
+        W[t + 1] = (2 * max(s - 1, 0) * (W[t] + V[t] ** 2) + max(s - 1, 0) ** 2 * W[t]
+                    + 2 * max(h - 1, 0) * S * S + 2 * (h * s / M * Q) ** 2) / D**2
+    lower = mom.mean_shift + (np.sqrt(V) - s0) ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        nu = np.where(W > 0, 2 * V**2 / np.where(W > 0, W, 1.0), np.inf)
+        # E sqrt(V chi2_nu / nu) = sqrt(V) sqrt(2/nu) Gamma((nu+1)/2)/Gamma(nu/2)
+        big = nu > 1e8
+        nus = np.where(big, 1.0, nu)
+        ratio = np.exp(0.5 * np.log(2 / nus) + special.gammaln((nus + 1) / 2)
+                       - special.gammaln(nus / 2))
+        ratio = np.where(big, 1.0, ratio)
+    e_sigma = np.sqrt(V) * ratio
+    approx = mom.mean_shift + V - 2 * s0 * e_sigma + s0sq
+    return W2Approx(lower, approx)
+
+
+def smallest_alpha(target: float, n_generations: int, n_samples: int, *,
+                   metric: str = "mean_shift", **kwargs: Any) -> float:
+    """The smallest human fraction alpha = h/M whose error at generation n is <= target.
+
+    Args:
+        target: the error to stay below (> 0).
+        n_generations: the generation n at which the error is measured.
+        n_samples: M.
+        metric: ``"mean_shift"`` (E|mu_n - mu_0|^2, exact) or ``"w2sq"`` (1-D
+            E W2^2, by the approximation of :func:`w2sq_mix`).
+        **kwargs: passed to :func:`mix_moments` (source, human_mean, human_cov, ...).
+
+    Returns:
+        h/M for the smallest number of human rows h that reaches the target.
+
+    References:
+        Shumailov et al., Nature 631 (2024); THEORY.md section 11.
+
+    Example:
+        >>> smallest_alpha(0.05, 100, 100)
+        0.12
+        >>> smallest_alpha(0.0, 100, 100)
+        Traceback (most recent call last):
+        ...
+        ValueError: target must be a finite number > 0; got 0.0
+    """
+    if not np.isfinite(target) or target <= 0:
+        raise ValueError(f"target must be a finite number > 0; got {target!r}")
+    if metric not in ("mean_shift", "w2sq"):
+        raise ValueError(f"metric must be 'mean_shift' or 'w2sq'; got {metric!r}")
+    M = _check_int(n_samples, "n_samples", 2)
+    n = _check_int(n_generations, "n_generations", 0)
+    hs = np.arange(M + 1)
+    if metric == "mean_shift":
+        err = mix_moments(n, M, hs, **kwargs).mean_shift[:, n]
+    else:
+        kw = dict(kwargs)
+        if "human_cov" in kw:
+            kw["human_var"] = kw.pop("human_cov")
+        if "cov0" in kw:
+            kw["var0"] = kw.pop("cov0")
+        err = np.array([w2sq_mix(n, M, h / M, **kw).approx[n] for h in hs])
+    ok = np.nonzero(err <= target)[0]
+    if ok.size == 0:
+        raise ValueError(f"target={target} is unreachable: no alpha in [0, 1] keeps the "
+                         f"{metric} at generation {n} below it (the smallest is "
+                         f"{err.min():.4g}, at alpha={hs[np.argmin(err)] / M})")
+    return float(hs[ok[0]] / M)
+
+
+# ---------------------------------------------------- categorical: WF with migration
+
+
+class WFMixMoments(NamedTuple):
+    """Exact moments of the categorical loop under mix, generations 0..n.
+
+    Attributes:
+        mean: E p_t, shape ``(n + 1, K)``.
+        homozygosity: E sum_i p_{t,i}^2, shape ``(n + 1,)``; heterozygosity is 1 minus it.
+
+    Example:
+        >>> wf_mix_moments(2, 10, 0.1, [0.5, 0.5]).mean.shape
+        (3, 2)
+    """
+
+    mean: np.ndarray
+    homozygosity: np.ndarray
+
+    @property
+    def heterozygosity(self) -> np.ndarray:
+        return 1.0 - self.homozygosity
+
+
+def _wf_setup(n_samples, alpha, probs0, pool_probs, n_pool, source):
+    M = _check_int(n_samples, "n_samples", 1)
+    _check_source(source)
+    h = float(_n_human(float(_check_unit(alpha, "alpha")), M))
+    p0 = np.asarray(probs0, float)
+    q = p0 if pool_probs is None else np.asarray(pool_probs, float)
+    for name, v in (("probs0", p0), ("pool_probs", q)):
+        if v.ndim != 1 or np.any(v < 0) or abs(v.sum() - 1) > 1e-6 or v.shape != p0.shape:
+            raise ValueError(f"{name} must be probabilities of shape (K,) summing to 1")
+    if n_pool is not None:
+        n_pool = _check_int(n_pool, "n_pool", max(int(h), 2))
+    fpc = 1.0 if n_pool is None else (n_pool - h) / (n_pool - 1.0)
+    EH2 = h * q * (1 - q) * fpc + h * h * q * q  # E H_i^2 (hypergeometric)
+    return M, h, p0, q, n_pool, EH2
+
+
+def _wf_step(state, M, h, q, EH2, fixed):
+    e, r, c = state
+    s = M - h
+    if not fixed:
+        c = h * q * e
+    e_new = (h * q + s * e) / M
+    r_new = (EH2 + 2 * s * c + s * e + s * (s - 1) * r) / M**2
+    c_new = (EH2 + s * c) / M if fixed else c
+    return e_new, r_new, c_new
+
+
+def wf_mix_moments(n_generations: int, n_samples: int, alpha: float, probs0: Any, *,
+                   pool_probs: Any = None, n_pool: int | None = None,
+                   source: str = "fresh") -> WFMixMoments:
+    """E p_t and E sum p_i^2 (Wright–Fisher with migration from the human pool).
+
+    The training set of generation t + 1 holds H_i human draws of category i (a random
+    subset of h = round(alpha M) of the pool's N labels, frequencies ``pool_probs``) and
+    S ~ Multinomial(M - h, p_t); per category (e = E p_i, r = E p_i^2, c = E H_i p_i):
+    e' = (h q + s e)/M, r' = (E H^2 + 2 s c + s e + s (s - 1) r)/M^2, with
+    c = h q e (fresh) or c' = (E H^2 + s c)/M (fixed).
+
+    References:
+        Shumailov et al., Nature 631 (2024); Ewens (2004). THEORY.md sections 4, 11.
+
+    Example:
+        >>> r = wf_mix_moments(1, 10, 0.0, [0.5, 0.5])  # E H_1 = (1 - 1/M) H_0
+        >>> round(float(r.heterozygosity[1]), 6)
+        0.45
+    """
+    n = _check_int(n_generations, "n_generations", 0)
+    M, h, p0, q, n_pool, EH2 = _wf_setup(n_samples, alpha, probs0, pool_probs, n_pool,
+                                         source)
+    state = (p0, p0**2, h * q * p0)
+    es, rs = [p0], [np.sum(p0**2)]
+    for _ in range(n):
+        state = _wf_step(state, M, h, q, EH2, source == "fixed")
+        es.append(state[0])
+        rs.append(np.sum(state[1]))
+    return WFMixMoments(np.stack(es), np.asarray(rs))
+
+
+def wf_mix_stationary(n_samples: int, alpha: float, probs0: Any, *, pool_probs: Any = None,
+                      n_pool: int | None = None, source: str = "fresh") -> WFMixMoments:
+    """The fixed point of :func:`wf_mix_moments` (needs round(alpha M) >= 1).
+
+    Per category: e = q, c = h q^2 (fresh) or E H^2/h (fixed) and
+    r = (E H^2 + 2 s c + s q)/(M^2 - s (s - 1)).
+
+    References:
+        Ewens (2004); THEORY.md section 11.
+
+    Example:
+        >>> r = wf_mix_stationary(10, 1.0, [0.5, 0.5])  # all human: multinomial of M
+        >>> round(float(r.heterozygosity), 6)  # (1 - 1/M) H
+        0.45
+    """
+    M, h, p0, q, n_pool, EH2 = _wf_setup(n_samples, alpha, probs0, pool_probs, n_pool,
+                                         source)
+    if h < 1:
+        raise ValueError(f"alpha={alpha} gives no human draws: the chain is absorbed "
+                         "(no migration fixed point)")
+    fixed = source == "fixed"
+    s = M - h
+    e = q.copy()  # e' = (h q + s e)/M has the fixed point q
+    if fixed:
+        c = EH2 / (M - s)
+    else:
+        c = h * q * e
+    r = (EH2 + 2 * s * c + s * e) / (M**2 - s * (s - 1))
+    return WFMixMoments(e, np.asarray(np.sum(r)))
+
+
+def _count_laws(p0i, qi, M, h, n_pool, n, fixed):
+    """Law of one category's count (0..M) at generations 1..n, shape (n, M + 1)."""
+    s = M - h
+    c = np.arange(M + 1)
+    if n_pool is None:
+        ph = stats.binom.pmf(np.arange(h + 1), h, qi)
+    else:
+        ph = stats.hypergeom.pmf(np.arange(h + 1), n_pool, int(round(qi * n_pool)), h)
+    syn = stats.binom.pmf(np.arange(s + 1)[None, :], s, (c / M)[:, None])  # (M+1, s+1)
+    first = stats.binom.pmf(np.arange(s + 1), s, p0i)
+
+    def shift(v, a):  # law of a + S for S with law v (length s + 1)
+        out = np.zeros(v.shape[:-1] + (M + 1,))
+        out[..., a:a + s + 1] = v
+        return out
+
+    if not fixed:
+        T = sum(ph[a] * shift(syn, a) for a in range(h + 1))
+        law = sum(ph[a] * shift(first, a) for a in range(h + 1))
+        laws = [law]
+        for _ in range(n - 1):
+            law = law @ T
+            laws.append(law)
+        return np.stack(laws)
+    total = np.zeros((n, M + 1))
+    for a in range(h + 1):  # the fixed subset holds a of this category
+        if ph[a] == 0:
+            continue
+        T = shift(syn, a)
+        law = shift(first, a)
+        laws = [law]
+        for _ in range(n - 1):
+            law = law @ T
+            laws.append(law)
+        total += ph[a] * np.stack(laws)
+    return total
+
+
+def wf_mix_survivors(n_generations: int, n_samples: int, alpha: float, probs0: Any, *,
+                     pool_probs: Any = None, n_pool: int | None = None,
+                     source: str = "fresh") -> np.ndarray:
+    """Expected number of categories with positive probability, generations 0..n.
+
+    Exact: each category's count is a Markov chain on 0..M (human count plus a
+    binomial of the synthetic draws), run for every category; O(n K M^2) work (times
+    h + 1 for "fixed"), for moderate M. With alpha = 0 it is pure Wright–Fisher.
+
+    References:
+        Shumailov et al., Nature 631 (2024); THEORY.md sections 4 and 11.
+
+    Example:
+        >>> s = wf_mix_survivors(1, 5, 0.0, [0.5, 0.5])
+        >>> round(float(s[1]), 6)  # 2 - 2 (1/2)^5
+        1.9375
+    """
+    n = _check_int(n_generations, "n_generations", 0)
+    M, h, p0, q, n_pool, _ = _wf_setup(n_samples, alpha, probs0, pool_probs, n_pool,
+                                       source)
+    out = np.zeros(n + 1)
+    out[0] = np.sum(p0 > 0)
+    if n == 0:
+        return out
+    for p0i, qi in zip(p0, q, strict=True):
+        laws = _count_laws(p0i, qi, M, int(h), n_pool, n, source == "fixed")
+        out[1:] += 1.0 - laws[:, 0]
+    return out
+
+
+# ------------------------------------------------------ weighted fresh (He et al.)
+
+
+def optimal_weight(k: Any) -> np.ndarray:
+    """w* = (sqrt(k^2 + 4k) - k)/2, the weight on fresh real data minimising the
+    mean's stationary variance, k = n_real/M.
+
+    References:
+        He, Xu, Cheng, arXiv 2502.18049 (2025). THEORY.md section 11.
+
+    Example:
+        >>> round(float(optimal_weight(1.0)), 6)  # 1/phi
+        0.618034
+        >>> optimal_weight(0.0)
+        Traceback (most recent call last):
+        ...
+        ValueError: k must be > 0; got 0.0
+    """
+    k = np.asarray(k, float)
+    if not np.all(np.isfinite(k)) or np.any(k <= 0):
+        raise ValueError(f"k must be > 0; got {k.tolist()!r}")
+    return (np.sqrt(k * k + 4 * k) - k) / 2
+
+
+def weighted_mean_variance(w: Any, n_real: int, n_samples: int, sigma0_sq: float = 1.0
+                           ) -> np.ndarray:
+    """Stationary E(mu_t - mu_0)^2 = (s^2/n)[k(1-w)^2 + w^2]/(1 - (1-w)^2), k = n/M.
+
+    Exact for the unbiased variance (E s_t^2 = s_0^2 at every t); infinite at w = 0.
+
+    References:
+        He, Xu, Cheng, arXiv 2502.18049 (2025). THEORY.md section 11.
+
+    Example:
+        >>> round(float(weighted_mean_variance(1.0, 10, 10)), 6)  # only real data
+        0.1
+    """
+    w = _check_unit(w, "w")
+    n = _check_int(n_real, "n_real", 1)
+    M = _check_int(n_samples, "n_samples", 2)
+    k = n / M
+    with np.errstate(divide="ignore"):
+        return sigma0_sq / n * (k * (1 - w) ** 2 + w**2) / (1 - (1 - w) ** 2)
+
+
+class WeightedMoments(NamedTuple):
+    """Moments under weighted fresh data, generations 0..n.
+
+    Attributes:
+        mean_shift: E|mu_t - mu_0|^2, ``(n + 1,)``.
+        cov: E Sigma_t, ``(n + 1, d, d)``.
+        cov_error: E|Sigma_t - Sigma_0|_F^2 (the variance parameter's error),
+            ``(n + 1,)``.
+
+    Example:
+        >>> weighted_fresh_moments(2, 0.5, 10, 10).cov.shape
+        (3, 1, 1)
+    """
+
+    mean_shift: np.ndarray
+    cov: np.ndarray
+    cov_error: np.ndarray
+
+
+def weighted_fresh_moments(n_generations: int, w: float, n_real: int, n_samples: int,
+                           cov0: Any = 1.0, ddof: int = 1) -> WeightedMoments:
+    """theta_t = (1 - w) thetahat(M synthetic draws) + w thetahat(n fresh real draws).
+
+    Mean: u' = (1-w)^2 (u + tr E S_t / M) + w^2 tr S_0 / n. Covariance (Wishart
+    moments, S_syn = W(S_t, M - 1)/D): E S' = (1-w) ((M-1)/D) E S_t + w ((n-1)/D_n) S_0,
+    and a = E tr S_t^2, b = E (tr S_t)^2 follow the affine map of their Wishart second
+    moments, giving E|S_t - S_0|_F^2 = a - 2 tr(E S_t S_0) + tr S_0^2.
+
+    References:
+        He, Xu, Cheng, arXiv 2502.18049 (2025). THEORY.md section 11.
+
+    Example:
+        >>> r = weighted_fresh_moments(400, 0.5, 10, 10)
+        >>> round(float(r.mean_shift[-1]), 6)  # (1/10)(0.25 + 0.25)/0.75
+        0.066667
+    """
+    n = _check_int(n_generations, "n_generations", 0)
+    wt = float(_check_unit(w, "w"))
+    nr = _check_int(n_real, "n_real", 2)
+    M = _check_int(n_samples, "n_samples", 2)
+    if ddof not in (0, 1):
+        raise ValueError(f"ddof must be 0 or 1; got {ddof!r}")
+    _, S0 = _as_mean_cov(np.zeros(np.atleast_2d(cov0).shape[-1]), cov0, "cov0")
+    nu_s, nu_r = M - 1.0, nr - 1.0
+    fs, fr = nu_s / (M - ddof), nu_r / (nr - ddof)  # E of the fit / the true covariance
+    trS0, trS02 = np.trace(S0), np.trace(S0 @ S0)
+    u, E, a, b = 0.0, S0.copy(), trS02, trS0**2
+    us, Es, errs = [u], [E], [0.0]
+    for _ in range(n):
+        trE = np.trace(E)
+        u = (1 - wt) ** 2 * (u + trE / M) + wt**2 * trS0 / nr
+        # second moments of W(S, nu)/nu scaled by f: tr X^2 and (tr X)^2
+        a_syn = fs**2 * (a * (1 + 1 / nu_s) + b / nu_s)
+        b_syn = fs**2 * (b + 2 * a / nu_s)
+        a_r = fr**2 * (trS02 * (1 + 1 / nu_r) + trS0**2 / nu_r)
+        b_r = fr**2 * (trS0**2 + 2 * trS02 / nu_r)
+        cross_a = fs * fr * np.trace(E @ S0)
+        cross_b = fs * fr * trE * trS0
+        a = (1 - wt) ** 2 * a_syn + 2 * wt * (1 - wt) * cross_a + wt**2 * a_r
+        b = (1 - wt) ** 2 * b_syn + 2 * wt * (1 - wt) * cross_b + wt**2 * b_r
+        E = (1 - wt) * fs * E + wt * fr * S0
+        us.append(u)
+        Es.append(E)
+        errs.append(a - 2 * np.trace(E @ S0) + trS02)
+    return WeightedMoments(np.asarray(us), np.stack(Es), np.asarray(errs))
