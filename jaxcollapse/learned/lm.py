@@ -446,7 +446,9 @@ def run_lm(key: jax.Array, corpus: TextCorpus, protocol: LMProtocol, arms, *,
 
 
 def format_table(runs: dict[str, list[dict]] | list[dict[str, list[dict]]]) -> str:
-    """A generation x arm table of test perplexity and accuracy (mean over seeds).
+    """A generation x arm table of test perplexity and accuracy (mean over seeds);
+    where the records have it, also ``known``: top-1 accuracy on targets that are
+    not ``<unk>`` (plain accuracy with a capped vocabulary mostly counts ``<unk>``).
 
     Example:
         >>> r = {"alpha=0": [dict(generation=0, test_ppl=100.0, test_acc=0.2)]}
@@ -457,7 +459,9 @@ def format_table(runs: dict[str, list[dict]] | list[dict[str, list[dict]]]) -> s
     runs = [runs] if isinstance(runs, dict) else list(runs)
     arms = list(runs[0])
     n_gen = max(len(r) for r in runs[0].values())
-    head = "gen" + "".join(f"  {a + ' ppl':>11s}  {a + ' acc':>11s}" for a in arms)
+    known = all("test_accuracy" in rec for r in runs for recs in r.values() for rec in recs)
+    head = "gen" + "".join(f"  {a + ' ppl':>11s}  {a + ' acc':>11s}"
+                           + (f"  {a + ' known':>13s}" if known else "") for a in arms)
     lines = [head]
     for g in range(n_gen):
         row = f"{g:3d}"
@@ -465,5 +469,9 @@ def format_table(runs: dict[str, list[dict]] | list[dict[str, list[dict]]]) -> s
             vals = [r[a][g] for r in runs if len(r[a]) > g]
             row += f"  {np.mean([v['test_ppl'] for v in vals]):11.2f}"
             row += f"  {np.mean([v['test_acc'] for v in vals]):11.4f}"
+            if known:
+                k = [v["test_accuracy"]["top1_known"] for v in vals]
+                k = [x for x in k if x is not None]
+                row += f"  {np.mean(k) if k else float('nan'):13.4f}"
         lines.append(row)
     return "\n".join(lines)
