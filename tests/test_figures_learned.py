@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from jaxcollapse.data import load_mnist, load_wikitext2
+from jaxcollapse.learned.checkpoints import load_params
 from jaxcollapse.models import (
     TransformerConfig,
     evaluate,
@@ -21,7 +22,6 @@ from jaxcollapse.models import (
     make_optimizer,
     sequence_perplexity,
 )
-from jaxcollapse.models.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 pytest.importorskip("matplotlib")
@@ -73,8 +73,8 @@ def test_figure_9_language_model(tmp_path, shared_data):
     assert human.shape[0] == S and np.all(np.isfinite(human))
     rows = np.asarray(corpus.test[: human.shape[1] * block]).reshape(-1, block)
     for i, s in enumerate(seeds):
-        state, _ = load_checkpoint(Path(meta["runs"]) / f"seed{s}" / "checkpoints" / "gen0.npz",
-                                   init_state(jax.random.key(0), cfg, tx))
+        state, _ = load_params(Path(meta["runs"]) / f"seed{s}" / "checkpoints" / "gen0",
+                               lambda: init_state(jax.random.key(0), cfg, tx))
         ev = evaluate(state.params, cfg, corpus.test[: proto["eval_tokens"]],
                       seq_len=proto["seq_len"])
         assert d["test_ppl[alpha=0]"][i, 0] == pytest.approx(ev.perplexity, rel=1e-5)

@@ -12,12 +12,14 @@ from jaxcollapse.data import load_wikitext2
 from jaxcollapse.learned import (
     LMProtocol,
     NaNLossError,
+    RegimeArm,
     make_arms,
     run_lm,
     unigram_stats,
 )
+from jaxcollapse.learned.checkpoints import load_params
+from jaxcollapse.learned.decoding import Decoding, decoding_arms, format_text_table
 from jaxcollapse.models import apply, init_state, make_optimizer, preset
-from jaxcollapse.models.checkpoint import load_checkpoint
 
 P = 8  # prompt and continuation length
 
@@ -82,8 +84,8 @@ def test_human_reference_perplexities_recomputed_independently(setup, full_run):
     cfg = proto.model
     tx = make_optimizer(proto.learning_rate, total_steps=proto.steps,
                         warmup_steps=proto.warmup_steps, weight_decay=proto.weight_decay)
-    state0, _ = load_checkpoint(out / "checkpoints" / "gen0.npz",
-                                init_state(jax.random.key(0), cfg, tx))
+    state0, _ = load_params(out / "checkpoints" / "gen0",
+                            lambda: init_state(jax.random.key(0), cfg, tx))
     m = min(proto.n_score, len(corpus.test) // (2 * P))
     assert run.human_perplexities.shape == (m,) and m == 1_024 // 16
     rows = np.asarray(corpus.test[: m * 2 * P]).reshape(m, 2 * P)
@@ -128,12 +130,39 @@ def test_resume_mismatches(setup, full_run, shared_data):
                arms, out=out, resume=True)
 
 
+def test_decoding_arms_share_keys_and_report_text_statistics(setup, full_run, tmp_path):
+    corpus, proto = setup
+    run, out = full_run
+    beam = Decoding("beam", n_beams=2, repetition_penalty=3.0)
+    one = proto.__class__(**{**proto.__dict__, "n_generations": 1})
+    arms = decoding_arms(make_arms([0.0], accumulate=False), [proto.default_decoding, beam])
+    r = run_lm(jax.random.key(7), corpus, one, arms)
+    # the arm that decodes as the protocol does is bitwise the plain alpha=0 arm
+    assert _strip(r.records["alpha=0 | sample"]) == _strip(run.records["alpha=0"][:2])
+    np.testing.assert_array_equal(r.sample_perplexities["alpha=0 | sample"][0],
+                                  run.sample_perplexities["alpha=0"][0])
+    b = r.records["alpha=0 | beam2 rp3"][1]
+    s = r.records["alpha=0 | sample"][1]
+    assert b["train_tokens"] == s["train_tokens"] and b["human_tokens"] == s["human_tokens"]
+    for rec in (b, s):  # per arm: unigram entropy and lost mass of the generated text
+        assert 0 < rec["synthetic"]["entropy"] <= np.log(proto.model.vocab_size)
+        assert 0 <= rec["synthetic"]["lost_mass"] <= 1
+    assert b["synthetic"] != s["synthetic"]
+    table = format_text_table(r.records)
+    assert "alpha=0 | beam2 rp3" in table and f"{b['synthetic']['entropy']:8.4f}" in table
+    # a checkpoint written with one decoding is not resumed with another
+    with pytest.raises(ValueError, match=r"different config \(arm: .*decoding"):
+        run_lm(jax.random.key(7), corpus, proto,
+               [RegimeArm("alpha=0", make_arms([0.0])[0].regime, (("decoding", beam),))],
+               out=out, resume=True)
+
+
 def test_nan_loss_stops_with_clear_message(setup, tmp_path):
     corpus, proto = setup
     bad = proto.__class__(**{**proto.__dict__, "learning_rate": 1e30})
     with pytest.raises(NaNLossError, match="loss became nan at step"):
         run_lm(jax.random.key(0), corpus, bad, make_arms([0.0]), out=tmp_path)
-    assert not (tmp_path / "checkpoints" / "gen0.npz").exists()
+    assert not list((tmp_path / "checkpoints").glob("gen0/[0-9]*"))  # no step committed
 
 
 def test_bad_protocol_settings(setup):
@@ -144,6 +173,8 @@ def test_bad_protocol_settings(setup):
         LMProtocol(proto.model, prompt_len=12, gen_len=8)
     with pytest.raises(ValueError, match="temperature must be > 0"):
         LMProtocol(proto.model, seq_len=16, prompt_len=8, gen_len=8, temperature=0.0)
+    with pytest.raises(ValueError, match="repetition_penalty must be >= 1"):
+        LMProtocol(proto.model, seq_len=16, prompt_len=8, gen_len=8, repetition_penalty=0.5)
     with pytest.raises(ValueError, match="vocab_size"):
         run_lm(jax.random.key(0), corpus,
                proto.__class__(**{**proto.__dict__, "model": preset("tiny", 7, max_len=16)}),
@@ -174,7 +205,7 @@ def test_cli_end_to_end(shared_data, tmp_path, capsys):
     res = json.loads((tmp_path / "results.json").read_text())
     assert set(res["records"]["0"]) == {"alpha=0", "alpha=0.1"}
     # every generation of a new run may start from a base checkpoint instead
-    base = tmp_path / "seed0" / "checkpoints" / "gen0.npz"
+    base = tmp_path / "seed0" / "checkpoints" / "gen0"
     rc = cli.main(["run", "lm", "--preset", "tiny", "--data", str(shared_data / "wikitext-2"),
                    "--generations", "0", "--steps", "20", "--no-accumulate",
                    "--max-train-tokens", "2048", "--out", str(tmp_path / "b"), "--no-progress",
@@ -189,3 +220,20 @@ def test_cli_end_to_end(shared_data, tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["run", "lm", "--data", str(tmp_path / "missing"), "--out", str(tmp_path)])
     assert "data directory does not exist" in capsys.readouterr().err
+
+
+def test_cli_decoding_flags_build_arms_or_the_protocol_decoding():
+    from jaxcollapse.experiments.lm import build
+
+    parse = cli.build_parser().parse_args
+    _, proto, arms, _ = build(parse(["run", "lm", "--preset", "tiny", "--no-accumulate",
+                                     "--alpha", "0", "0.1", "--decoding", "sample:t=0.8",
+                                     "beam:rp=3", "--beams", "3"]))
+    assert [a.name for a in arms] == ["alpha=0 | sample T0.8", "alpha=0 | beam3 rp3",
+                                      "alpha=0.1 | sample T0.8", "alpha=0.1 | beam3 rp3"]
+    _, proto, arms, _ = build(parse(["run", "lm", "--preset", "tiny", "--decoding",
+                                     "beam:rp=3"]))
+    assert (proto.decoding, proto.n_beams, proto.repetition_penalty) == ("beam", 5, 3.0)
+    assert [a.name for a in arms] == ["alpha=0", "alpha=0.1", "accumulate"]
+    with pytest.raises(ValueError, match="top_p must lie in"):
+        build(parse(["run", "lm", "--preset", "tiny", "--decoding", "sample:p=2"]))

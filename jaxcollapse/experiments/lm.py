@@ -25,6 +25,7 @@ EXAMPLES = """examples:
   jaxcollapse run lm --preset tiny --generations 2             # embedded text, seconds
   jaxcollapse run lm --preset paper --data DIR --seeds 0 1 2 3 4   # GPU
   jaxcollapse run lm --preset quick --data DIR --resume         # continue a run
+  jaxcollapse run lm --preset tiny --decoding sample beam:rp=3 'sample:t=0.8,p=0.9'
 """
 
 DEFAULTS = dict(seed=0, chains=1, generations=None, samples=0, alpha=None)
@@ -46,7 +47,8 @@ PRESETS: dict[str, dict] = {
                   protocol=dict(n_generations=10, steps=20_000, warmup_steps=1_000,
                                 batch_size=32, seq_len=256, prompt_len=64, gen_len=64,
                                 eval_tokens=None, n_score=4_096, learning_rate=6e-4,
-                                decoding="beam", n_beams=5, gen_batch=512),
+                                decoding="beam", n_beams=5, repetition_penalty=3.0,
+                                gen_batch=512),
                   alphas=(0.0, 0.1), accumulate=True, seeds=(0, 1, 2, 3, 4)),
 }
 
@@ -78,14 +80,26 @@ def add_arguments(p) -> None:
                    help="use only the first N human training tokens (0: all)")
     p.add_argument("--max-vocab", type=int, default=None,
                    help="cap the vocabulary (0: none; rarer words become <unk>)")
-    p.add_argument("--decoding", choices=["sample", "beam"], default=None)
-    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--decoding", nargs="+", default=None, metavar="SPEC",
+                   help="how each generation writes its text: method[:field=value,...] "
+                        "with method sample or beam and fields t (temperature), k (top-k), "
+                        "p (top-p), rp (repetition penalty), beams; several SPECs are "
+                        "swept as arms (every regime x every decoding), e.g. "
+                        "--decoding sample beam:rp=3 'sample:t=0.8,p=0.9'")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="default sampling temperature (a SPEC may override it)")
+    p.add_argument("--top-k", type=int, default=None, help="default top-k (0: none)")
+    p.add_argument("--top-p", type=float, default=None, help="default top-p (1: none)")
+    p.add_argument("--repetition-penalty", type=float, default=None,
+                   help="default repetition penalty (>= 1; the seed study's code: 3.0)")
+    p.add_argument("--beams", type=int, default=None, help="default beams of beam search")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its checkpoints")
     p.add_argument("--init-checkpoint", default=None,
                    help="start every generation from the parameters of this checkpoint "
-                        "(a gen0.npz or latest.npz written by an earlier run of the same "
-                        "model and vocabulary) instead of a fresh initialisation")
+                        "folder (checkpoints/gen0 or checkpoints/<arm> of an earlier run "
+                        "of the same model and vocabulary) instead of a fresh "
+                        "initialisation")
 
 
 def _corpus(args, preset):
@@ -119,6 +133,7 @@ def build(args):
         (['alpha=0', 'alpha=0.1'], 2, (0,))
     """
     from jaxcollapse.learned import LMProtocol, make_arms
+    from jaxcollapse.learned.decoding import decoding_arms, parse_decoding
     from jaxcollapse.models import preset as model_preset
 
     pre = PRESETS[args.preset]
@@ -132,9 +147,19 @@ def build(args):
     corpus = _corpus(args, pre)
     proto = dict(pre["protocol"])
     for k, v in (("n_generations", args.generations), ("steps", args.steps),
-                 ("decoding", args.decoding), ("temperature", args.temperature)):
+                 ("temperature", args.temperature), ("top_k", args.top_k),
+                 ("top_p", args.top_p), ("repetition_penalty", args.repetition_penalty),
+                 ("n_beams", args.beams)):
         if v is not None:
             proto[k] = v
+    decodings = [parse_decoding(d, **proto) for d in args.decoding or ()]
+    if len(decodings) == 1:  # one decoding: the protocol's own
+        d = decodings[0]
+        proto.update(decoding=d.method, temperature=d.temperature, top_k=d.top_k,
+                     top_p=d.top_p, repetition_penalty=d.repetition_penalty,
+                     n_beams=d.n_beams)
+    elif decodings:
+        arms = decoding_arms(arms, decodings)
     proto["warmup_steps"] = min(proto["warmup_steps"], proto["steps"])
     cfg = model_preset(args.model or pre["model"], len(corpus.vocab),
                        **({} if (args.model or pre["model"]) != "tiny" else
@@ -148,8 +173,8 @@ def _load_base(path, protocol, corpus):
     import jax
 
     from jaxcollapse.learned import _compiled
+    from jaxcollapse.learned.checkpoints import load_params, read_meta
     from jaxcollapse.models import init_state
-    from jaxcollapse.models.checkpoint import load_checkpoint, read_meta
 
     meta = read_meta(path)
     if meta.get("vocab") not in (None, corpus.vocab.fingerprint):
@@ -158,16 +183,16 @@ def _load_base(path, protocol, corpus):
     tx = _compiled(protocol.model, protocol.learning_rate, protocol.steps,
                    protocol.warmup_steps, protocol.weight_decay)[0]
     tmpl = init_state(jax.random.key(0), protocol.model, tx)
-    tree, _ = load_checkpoint(path, (tmpl, jax.random.key(0)) if "generation" in meta and
-                              meta["generation"] > 0 else tmpl)
-    return tree[0].params if isinstance(tree, tuple) and not hasattr(tree, "params") \
-        else tree.params
+    arm = meta.get("generation", 0) > 0  # an arm's folder holds (state, key)
+    tree, _ = load_params(path, lambda: (tmpl, jax.random.key(0)) if arm else tmpl)
+    return (tree[0] if arm else tree).params
 
 
 def run(args) -> int:
     """Runs every seed, prints the table, writes ``results.json``; returns 0."""
     from jaxcollapse.experiments._common import run_seeds
     from jaxcollapse.learned import format_table, run_lm
+    from jaxcollapse.learned.decoding import format_text_table
 
     corpus, protocol, arms, seeds = build(args)
     out = Path(args.out)
@@ -182,9 +207,13 @@ def run(args) -> int:
         lambda key, folder: run_lm(key, corpus, protocol, arms, out=folder, resume=args.resume,
                                    base_params=base, progress=not args.no_progress),
         seeds, out, dict(corpus=corpus.name, protocol=dataclasses.asdict(protocol),
-                         arms=[a._asdict() for a in arms]))
+                         arms=[a.describe() if hasattr(a, "describe") else a._asdict()
+                               for a in arms]))
     print(f"test perplexity and next-token accuracy ({corpus.name}; mean over "
           f"{len(seeds)} seed(s)):")
     print(format_table(list(results.values())))
+    if protocol.n_generations:
+        print("unigram entropy (nats) and lost human mass of the synthetic text:")
+        print(format_text_table(list(results.values())))
     print(f"results: {out / 'results.json'}", file=sys.stderr)
     return 0
