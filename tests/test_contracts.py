@@ -39,8 +39,13 @@ def _kde():
     return fam, fam.params(jax.random.normal(jax.random.key(5), (17, 1)))
 
 
+def _poisson():
+    fam = jc.Poisson()
+    return fam, fam.params(rate=3.0)
+
+
 EXAMPLES = {"gaussian": _gaussian, "categorical": _categorical, "regression": _regression,
-            "gmm": _gmm, "kde": _kde}
+            "gmm": _gmm, "kde": _kde, "poisson": _poisson}
 
 REGIME_EXAMPLES = {
     "replace": lambda: jc.replace(),
