@@ -13,6 +13,8 @@ References:
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -103,12 +105,16 @@ def fresh_moments(n_generations: int, n_real: int, n_synth: int, lam, mu0=0.0,
     A, b = fresh_moment_map(n_real, n_synth, lam, mu0, sigma0_sq)
     mu_s, v_s = (mu0, sigma0_sq) if start is None else start
     x0 = jnp.stack([_float(mu_s), _float(mu_s) ** 2, _float(v_s)])
+    return _iterate(A, b, x0, n=int(n_generations))
 
+
+@functools.partial(jax.jit, static_argnames="n")
+def _iterate(A, b, x0, *, n):
     def step(x, _):
         y = A @ x + b
         return y, y
 
-    _, xs = jax.lax.scan(step, x0, None, length=int(n_generations))
+    _, xs = jax.lax.scan(step, x0, None, length=n)
     return jnp.concatenate([x0[None], xs])
 
 

@@ -22,6 +22,8 @@ References:
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -219,12 +221,18 @@ def deterministic_path(probs0, n_generations: int, tau=1.0, k: int | None = None
         check_top_p(p)
     if k is not None:
         check_top_k(k, p0.shape[-1])
+    return _path(p0, jnp.asarray(tau, p0.dtype), jnp.asarray(1.0 if p is None else p, p0.dtype),
+                 n=int(n_generations), k=k, truncate_p=p is not None)
 
+
+@functools.partial(jax.jit, static_argnames=("n", "k", "truncate_p"))
+def _path(p0, tau, p, *, n, k, truncate_p):
+    # jitted once per (shape, n, k): host callers iterate it without recompiling
     def step(q, _):
-        q = decode_map(q, tau, k, p)
+        q = decode_map(q, tau, k, p if truncate_p else None)
         return q, q
 
-    _, qs = jax.lax.scan(step, p0, None, length=int(n_generations))
+    _, qs = jax.lax.scan(step, p0, None, length=n)
     return jnp.concatenate([p0[None], qs])
 
 
