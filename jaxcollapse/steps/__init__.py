@@ -1,9 +1,24 @@
 """Loop steps: what happens to the synthetic draws between sampling and fitting.
 
 ``simulate(..., step=...)`` takes one step or a sequence applied in order. See
-:mod:`jaxcollapse.steps._base` for the contract a step follows.
+:mod:`jaxcollapse.steps._base` for the contract a step follows and
+``docs/architecture.md`` for where to add one.
+
+* :func:`sampling_bias`, :func:`temperature`, :func:`top_k`, :func:`top_p`: sampling
+  that does not follow the model (Alemohammad et al., ICLR 2024; Marchi et al. 2024).
 """
 
 from jaxcollapse.steps._base import Identity, Step, as_steps, identity
+from jaxcollapse.steps.bias import (
+    SamplingBias,
+    Temperature,
+    TopK,
+    TopP,
+    sampling_bias,
+    temperature,
+    top_k,
+    top_p,
+)
 
-__all__ = ["Identity", "Step", "as_steps", "identity"]
+__all__ = ["Identity", "SamplingBias", "Step", "Temperature", "TopK", "TopP", "as_steps",
+           "identity", "sampling_bias", "temperature", "top_k", "top_p"]

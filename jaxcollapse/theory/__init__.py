@@ -1,5 +1,17 @@
 """Closed-form theory, one module per model class (see ``../shared/THEORY.md``)."""
 
-from jaxcollapse.theory import discrete, gaussian, kde, mixing, rates, regression, regression_mix
+from jaxcollapse.theory import (
+    bias,
+    bias_fresh,
+    decoding,
+    discrete,
+    gaussian,
+    kde,
+    mixing,
+    rates,
+    regression,
+    regression_mix,
+)
 
-__all__ = ["discrete", "gaussian", "kde", "mixing", "rates", "regression", "regression_mix"]
+__all__ = ["bias", "bias_fresh", "decoding", "discrete", "gaussian", "kde", "mixing", "rates",
+           "regression", "regression_mix"]
