@@ -1,5 +1,5 @@
 """Closed-form theory, one module per model class (see ``../shared/THEORY.md``)."""
 
-from jaxcollapse.theory import discrete, gaussian, kde, regression
+from jaxcollapse.theory import curation, discrete, gaussian, kde, regression, verification
 
-__all__ = ["discrete", "gaussian", "kde", "regression"]
+__all__ = ["curation", "discrete", "gaussian", "kde", "regression", "verification"]
