@@ -98,9 +98,11 @@ def truncated_normal_moments(mean: Any, var: Any, center: Any,
 
     Computed in log space on the side of the interval away from the mean (reflecting
     when the mean lies above the centre), with ``log_ndtr``, so a region deep in the
-    tail still gives finite moments (relative accuracy ~1e-12 in float64 for
-    standardized endpoints up to 10, ~1e-6 up to 1e3, where the variance formula's
-    cancellation grows like α⁴ ε). Broadcasts over its arguments.
+    tail still gives finite moments. Relative accuracy in float64: ~1e-12 for
+    standardized endpoints up to 10; the variance formula cancels like α⁴ ε beyond, so
+    it is capped by its bound σ²/α² (the normal truncated to [α, ∞) has a variance
+    below it), which is within 6/α² of the truth (0.2% at α = 50). Broadcasts over its
+    arguments.
 
     Args:
         mean, var: the generator N(mean, var), var > 0.
@@ -141,6 +143,10 @@ def truncated_normal_moments(mean: Any, var: Any, center: Any,
     ta = jnp.where(jnp.isfinite(alpha), alpha * lam_a, 0.0)
     tb = jnp.where(jnp.isfinite(beta), beta * lam_b, 0.0)
     v_new = v * (1.0 + ta - tb - shift**2)
+    # deep in the tail the formula cancels (error ~ α⁴ ε); the variance of the normal
+    # truncated to [α, ∞), and so to any sub-interval (log-concave), is below 1/α²
+    v_new = jnp.where(alpha > 0, jnp.minimum(v_new, v / jnp.where(alpha > 0, alpha, 1.0)**2),
+                      v_new)
     lo, hi = c - hw, c + hw
     m_r = jnp.where(empty, c, jnp.clip(m_r, lo, hi))
     v_new = jnp.where(empty, hw**2 / 3.0, jnp.clip(v_new, jnp.finfo(dtype).tiny, hw**2))
