@@ -38,7 +38,7 @@ def test_page_python_blocks_run(page, tmp_path, monkeypatch):
 def test_theory_page_covers_every_theory_function():
     text = (DOCS / "theory.md").read_text()
     missing = []
-    for sub in ("gaussian", "discrete", "regression", "kde"):
+    for sub in ("gaussian", "discrete", "regression", "kde", "curation", "verification"):
         modname = f"jaxcollapse.theory.{sub}"
         mod = importlib.import_module(modname)
         names = getattr(mod, "__all__", None) or [
