@@ -5,6 +5,7 @@ Until ``simulate(..., step=...)`` lands, the loop is a tiny reference scan: a st
 ``select`` and the family fits the kept rows with their weights.
 """
 
+import functools
 import math
 
 import jax
@@ -21,8 +22,10 @@ from jaxcollapse.theory import verification as tv
 Z = 5.0  # |mc - theory| <= Z * se: two-sided false-failure rate 6e-7 per comparison
 
 
-def _loop(key, family, step, params0, m, n_gen, n_chains):
-    """Chains x generations of: params -> (law or candidates + select) -> fit."""
+@functools.partial(jax.jit, static_argnames=("family", "m", "n_gen", "n_chains"))
+def _loop(key, step, params0, *, family, m, n_gen, n_chains):
+    """Chains x generations of: params -> (law or candidates + select) -> fit. The step
+    is a traced argument, so steps that differ only in their leaves share one compile."""
 
     def one_gen(params, key):
         k_draw, k_sel, k_fit = jax.random.split(key, 3)
@@ -41,7 +44,7 @@ def _loop(key, family, step, params0, m, n_gen, n_chains):
         return ps, kept
 
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n_chains))
-    return jax.jit(jax.vmap(chain))(keys)
+    return jax.vmap(chain)(keys)
 
 
 def _close(mc, theory, axis=0):
@@ -59,12 +62,14 @@ REF = np.array([0.25, 0.25, 0.5])
 def categorical_runs():
     fam = Categorical(3)
     p0 = CategoricalParams(jnp.asarray(P0))
-    pure = curate(jnp.asarray(R), k=4)
+    # eta = 1 with a reference has the same structure as eta = 0.7: one compile
+    pure = curate(jnp.asarray(R), k=4, eta=1.0, reference=REF)
     mixed = curate(jnp.asarray(R), k=4, eta=0.7, reference=REF)
     key = jax.random.key(3)
-    a = _loop(key, fam, pure, p0, 50, 4, 2000)[0].probs
+    kw = dict(family=fam, m=50, n_gen=4, n_chains=2000)
+    a = _loop(key, pure, p0, **kw)[0].probs
     fp = th.curation_fixed_point(P0, R, 4, 0.7, REF)
-    b = _loop(key, fam, mixed, CategoricalParams(fp), 50, 4, 2000)[0].probs
+    b = _loop(key, mixed, CategoricalParams(fp), **kw)[0].probs
     return pure, mixed, fp, np.asarray(a), np.asarray(b)
 
 
@@ -72,8 +77,8 @@ def test_categorical_curation_exact_law_every_generation(categorical_runs):
     pure, _, _, ps, _ = categorical_runs
     _close(ps[:, 0], th.curated_law(P0, R, 4))
     # E[p_{t+1}] = E[map(p_t)] at every generation (conditional expectation, exact)
-    mapped = np.asarray(jax.vmap(jax.vmap(lambda p: pure.law(
-        Categorical(3), CategoricalParams(p)).probs))(jnp.asarray(ps[:, :-1])))
+    mapped = np.asarray(jax.jit(jax.vmap(jax.vmap(lambda p: pure.law(
+        Categorical(3), CategoricalParams(p)).probs)))(jnp.asarray(ps[:, :-1])))
     _close(ps[:, 1:] - mapped, 0.0)
     # the expected reward rises every generation (Ferbach et al., Theorem 2.1)
     rew = ps @ R
@@ -97,8 +102,8 @@ def test_categorical_verifier():
     fam = Categorical(2)
     q0, a, b, m = 0.3, 0.8, 0.3, 40
     step = verify(tpr=a, fpr=b)
-    ps = np.asarray(_loop(jax.random.key(5), fam, step, CategoricalParams(
-        jnp.array([q0, 1 - q0])), m, 3, 3000)[0].probs)[..., 0]
+    ps = np.asarray(_loop(jax.random.key(5), step, CategoricalParams(jnp.array([q0, 1 - q0])),
+                          family=fam, m=m, n_gen=3, n_chains=3000)[0].probs)[..., 0]
     f1 = float(tv.verifier_kept_accuracy(q0, a, b))
     _close(ps[:, 0], f1)  # E q_1 = a q/(a q + b(1-q)) for finite M
     _close(ps[:, 0] ** 2, f1**2 + f1 * (1 - f1) / m)  # Binomial(M, f) / M
@@ -112,25 +117,26 @@ def _gauss(mu, var):
     return GaussianParams(jnp.array([mu]), jnp.array([[var]]))
 
 
-def test_gaussian_curation_one_step():
+def _quadratic(x):
+    return -0.5 * jnp.sum((x - 2.0) ** 2)
+
+
+def test_gaussian_curation():
+    # reward -beta (x - c)^2 with beta = 0.5, c = 2; K = 4; M = 32 kept draws
     fam = Gaussian(dim=1)
-    beta, c, k, m = 0.5, 2.0, 4, 32
-    step = curate(lambda x: -beta * jnp.sum((x - c) ** 2), k=k)
+    k, m, eta = 4, 32, 0.75
+    ref = _gauss(-1.0, 0.5)
+    step = curate(_quadratic, k=k, eta=1.0, reference=ref)
     assert step.law(fam, _gauss(0.0, 1.0)) is None and step.n_candidates == k
-    ps, kept = _loop(jax.random.key(7), fam, step, _gauss(0.0, 1.0), m, 1, 3000)
-    mt, vt = th.curated_gaussian_moments(0.0, 1.0, beta, c, k)
+    kw = dict(family=fam, m=m, n_gen=1, n_chains=2000)
+    ps, kept = _loop(jax.random.key(7), step, _gauss(0.0, 1.0), **kw)
+    mt, vt = th.curated_gaussian_moments(0.0, 1.0, 0.5, 2.0, k, n_x=1001, n_nodes=1024)
     _close(ps.mean[:, 0, 0], mt)
     _close(ps.cov[:, 0, 0, 0], vt)  # unbiased fit of M iid kept draws
     assert np.all(np.asarray(kept) == m)
-
-
-def test_gaussian_curation_reference_share():
-    fam = Gaussian(dim=1)
-    beta, c, k, m, eta = 0.5, 2.0, 2, 32, 0.75
-    ref = _gauss(-1.0, 0.5)
-    step = curate(lambda x: -beta * jnp.sum((x - c) ** 2), k=k, eta=eta, reference=ref)
-    ps, _ = _loop(jax.random.key(8), fam, step, _gauss(0.0, 1.0), m, 1, 3000)
-    mt, _ = th.curated_gaussian_moments(0.0, 1.0, beta, c, k)
+    # a share 1 - eta from the reference: the first round((1 - eta) M) rows
+    mixed = curate(_quadratic, k=k, eta=eta, reference=ref)
+    ps, _ = _loop(jax.random.key(8), mixed, _gauss(0.0, 1.0), **kw)
     n_ref = round((1 - eta) * m)
     _close(ps.mean[:, 0, 0], (n_ref * -1.0 + (m - n_ref) * float(mt)) / m)
 
@@ -140,7 +146,8 @@ def test_gaussian_verifier_one_step():
     c, a, m = 1.0, 0.8, 40
     step = verify(region=(c, a))
     assert step.law(fam, _gauss(0.0, 1.0)) is None and step.n_candidates == 1
-    ps, kept = _loop(jax.random.key(9), fam, step, _gauss(0.0, 1.0), m, 1, 3000)
+    ps, kept = _loop(jax.random.key(9), step, _gauss(0.0, 1.0), family=fam, m=m, n_gen=1,
+                     n_chains=2000)
     t = tv.truncated_normal_moments(0.0, 1.0, c, a)
     kept = np.asarray(kept)[:, 0]
     # P(fewer than 2 kept) = (1-acc)^40 + ... < 1e-6: all chains fit >= 2 kept draws

@@ -119,11 +119,11 @@ def test_curated_gaussian_moments():
         return x**j * st.norm.pdf(x, mu, 1.0) * h
 
     m1, m2 = (si.quad(kept, -12, 12, args=(j,), epsabs=0, epsrel=1e-12)[0] for j in (1, 2))
-    m, v = th.curated_gaussian_moments(mu, s2, beta, c, 2)
+    m, v = th.curated_gaussian_moments(mu, s2, beta, c, 2, n_x=2001, n_nodes=2048)
     np.testing.assert_allclose([m, v], [m1, m2 - m1**2], rtol=1e-6)
     # large K tends to the tilt at rate 1/K (a priori bound 10/K on the difference)
     mt, vt = th.tilted_gaussian([mu], [[s2]], beta, [c])
-    m, v = th.curated_gaussian_moments(mu, s2, beta, c, 10**5)
+    m, v = th.curated_gaussian_moments(mu, s2, beta, c, 10**5, n_x=2001, n_nodes=2048)
     assert abs(float(m) - float(mt[0])) < 1e-4 and abs(float(v) - float(vt[0, 0])) < 1e-4
     mi, vi = th.curated_gaussian_moments(mu, s2, beta, c, math.inf)
     assert (float(mi), float(vi)) == (float(mt[0]), float(vt[0, 0]))

@@ -304,7 +304,7 @@ def verifier_time_to_reach(q0: float, level: float, tpr: float, fpr: float) -> f
     for v, n in ((q0, "q0"), (tpr, "tpr"), (fpr, "fpr")):
         check_rate(v, n)
     check_rate(level, "level")
-    up = tpr > fpr
+    up = tpr >= fpr  # a = b: q never moves, so "reached" means q0 >= level already
     if (q0 >= level) if up else (q0 <= level):
         return 0
     if tpr == fpr or q0 in (0.0, 1.0) or level in (0.0, 1.0):
