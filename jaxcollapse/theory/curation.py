@@ -315,8 +315,8 @@ def curation_fixed_point(probs: Any, reward: Any, k: Any, eta: Any,
 
     Example:
         >>> p = curation_fixed_point([0.5, 0.5], [0.0, 1.0], math.inf, 0.5)
-        >>> [round(float(x), 6) for x in p]
-        [0.325335, 0.674666]
+        >>> [round(float(x), 4) for x in p]
+        [0.3253, 0.6747]
     """
     p, r, kk, eta_a, ref = _check_common(probs, reward, k, eta, reference)
     if not isinstance(eta, jax.core.Tracer) and not float(eta) < 1.0:
