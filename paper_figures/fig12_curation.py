@@ -114,11 +114,13 @@ def main(argv=None):
         qs = np.concatenate([np.full((chains, 1), q0), qs], axis=1)
         pmf = np.asarray(tv.verifier_q_distribution(q0, a, b, Mv, Gv))
         exact = pmf @ (np.arange(Mv + 1) / Mv)
+        exact_sd = np.sqrt(np.maximum(pmf @ (np.arange(Mv + 1) / Mv) ** 2 - exact**2, 0.0))
         acc = np.asarray(tv.verifier_acceptance(qs, a, b)).mean(0)
         tag = f"a{a:g}_b{b:g}"
         data.update({f"q_mean_{tag}": qs.mean(0),
                      f"q_se_{tag}": qs.std(0, ddof=1) / np.sqrt(chains),
-                     f"theory_q_{tag}": exact, f"acceptance_mean_{tag}": acc,
+                     f"theory_q_{tag}": exact, f"theory_q_sd_{tag}": exact_sd,
+                     f"acceptance_mean_{tag}": acc,
                      f"theory_q_map_{tag}": np.asarray(tv.verifier_iterate(q0, a, b, gv))})
         ax3.plot(gv, qs.mean(0), color=c, label=f"q_t, a = {a:g}, b = {b:g}", **st.MC)
         ax3.plot(gv, exact, **st.THEORY)
