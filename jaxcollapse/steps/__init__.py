@@ -6,6 +6,8 @@
 
 * :func:`sampling_bias`, :func:`temperature`, :func:`top_k`, :func:`top_p`: sampling
   that does not follow the model (Alemohammad et al., ICLR 2024; Marchi et al. 2024).
+* :func:`curate`, :func:`verify`: curated and verified loops (Ferbach et al., NeurIPS
+  2024; Feng et al., ICLR 2025).
 """
 
 from jaxcollapse.steps._base import Identity, Step, as_steps, identity
@@ -19,6 +21,8 @@ from jaxcollapse.steps.bias import (
     top_k,
     top_p,
 )
+from jaxcollapse.steps.curation import Curate, Verify, curate, verify
 
-__all__ = ["Identity", "SamplingBias", "Step", "Temperature", "TopK", "TopP", "as_steps",
-           "identity", "sampling_bias", "temperature", "top_k", "top_p"]
+__all__ = ["Curate", "Identity", "SamplingBias", "Step", "Temperature", "TopK", "TopP",
+           "Verify", "as_steps", "curate", "identity", "sampling_bias", "temperature", "top_k",
+           "top_p", "verify"]

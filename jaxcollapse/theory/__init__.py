@@ -3,6 +3,7 @@
 from jaxcollapse.theory import (
     bias,
     bias_fresh,
+    curation,
     decoding,
     discrete,
     gaussian,
@@ -11,7 +12,8 @@ from jaxcollapse.theory import (
     rates,
     regression,
     regression_mix,
+    verification,
 )
 
-__all__ = ["bias", "bias_fresh", "decoding", "discrete", "gaussian", "kde", "mixing", "rates",
-           "regression", "regression_mix"]
+__all__ = ["bias", "bias_fresh", "curation", "decoding", "discrete", "gaussian", "kde",
+           "mixing", "rates", "regression", "regression_mix", "verification"]
