@@ -57,7 +57,7 @@ def _show(value: Any) -> str:
     text = repr(value)
     if isinstance(value, np.ndarray | jax.Array) and np.size(value) > 6:
         a = np.asarray(value)
-        text = f"array of shape {a.shape} (min {np.nanmin(a) if a.size else '-'})"
+        text = f"array of shape {a.shape} starting {a.ravel()[:4].tolist()}"
     return text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN] + "..."
 
 
@@ -141,25 +141,24 @@ def check_int_array(value: Any, name: str, minimum: int | None = None) -> Any:
         >>> check_int_array([0, -1], "n", minimum=0)
         Traceback (most recent call last):
         ...
-        ValueError: n must hold integers >= 0; got [0, -1]
+        ValueError: n must be >= 0 (integer valued); got [0, -1]
     """
-    allowed = "integers" + ("" if minimum is None else f" >= {minimum}")
+    allowed = ("" if minimum is None else f">= {minimum} ") + "(integer valued)"
     if is_traced(value):
         if jnp.issubdtype(jnp.result_type(value), jnp.complexfloating):
-            raise TypeError(f"{name} must hold {allowed}; got a complex dtype")
+            raise TypeError(f"{name} must be integer valued; got a complex dtype")
         return value
     a = _numeric(value, name)
     if a.dtype.kind == "b":
-        raise TypeError(f"{name} must hold {allowed}; got booleans")
+        raise TypeError(f"{name} must be integer valued; got booleans")
     if a.dtype.kind == "f" or a.dtype.name == "bfloat16":
         af = a.astype(np.float64)
         if not np.all(np.isfinite(af)):
-            raise ValueError(f"{name} must hold {allowed}; got NaN or inf in {_show(value)}")
+            raise ValueError(f"{name} must be {allowed}; got NaN or inf in {_show(value)}")
         if not np.all(af == np.round(af)):
-            raise TypeError(f"{name} must hold {allowed}; got non-integer values "
-                            f"{_show(value)}")
+            raise TypeError(f"{name} must be integer valued; got {_show(value)}")
     if minimum is not None and a.size and np.min(a) < minimum:
-        raise ValueError(f"{name} must hold {allowed}; got {_show(value)}")
+        raise ValueError(f"{name} must be {allowed}; got {_show(value)}")
     return value
 
 
@@ -177,17 +176,18 @@ def check_real(value: Any, name: str, *, minimum: float | None = None,
         >>> check_real(-1.0, "sigma0_sq", minimum=0)
         Traceback (most recent call last):
         ...
-        ValueError: sigma0_sq must be finite and >= 0; got -1.0
+        ValueError: sigma0_sq must be >= 0 and finite; got -1.0
         >>> check_real(1j, "h")
         Traceback (most recent call last):
         ...
         TypeError: h must be real; got complex dtype complex128 (pass the real part ...
     """
-    parts = ["finite" if finite else "not NaN"]
+    parts = []
     if minimum is not None:
         parts.append(f"{'>' if strict_min else '>='} {minimum:g}")
     if maximum is not None:
         parts.append(f"<= {maximum:g}")
+    parts.append("finite" if finite else "not NaN")
     allowed = " and ".join(parts)
     if is_traced(value):
         if jnp.issubdtype(jnp.result_type(value), jnp.complexfloating):
@@ -211,7 +211,7 @@ def check_positive(value: Any, name: str, allow_zero: bool = False) -> Any:
         >>> check_positive(0.0, "h")
         Traceback (most recent call last):
         ...
-        ValueError: h must be finite and > 0; got 0.0
+        ValueError: h must be > 0 and finite; got 0.0
     """
     return check_real(value, name, minimum=0.0, strict_min=not allow_zero)
 
@@ -223,7 +223,7 @@ def check_fraction(value: Any, name: str) -> Any:
         >>> check_fraction(1.5, "q")
         Traceback (most recent call last):
         ...
-        ValueError: q must be finite and >= 0 and <= 1; got 1.5
+        ValueError: q must be >= 0 and <= 1 and finite; got 1.5
     """
     return check_real(value, name, minimum=0.0, maximum=1.0)
 
