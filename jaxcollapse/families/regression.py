@@ -35,8 +35,8 @@ import numpy as np
 from jax import lax
 
 from jaxcollapse import random as jcr
-from jaxcollapse.families.base import successive
 from jaxcollapse._validate import float_array
+from jaxcollapse.families.base import successive
 from jaxcollapse.theory.regression import _check_positive, _design_rank
 
 __all__ = [

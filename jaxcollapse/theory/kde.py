@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxcollapse._validate import check_int, check_int_array, check_positive, check_real
+from jaxcollapse._validate import check_int, check_int_array, check_positive
 
 RULES = ("scott", "silverman")
 
