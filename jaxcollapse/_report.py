@@ -6,6 +6,15 @@ one row a reported generation, Monte Carlo columns ``X_mean``/``X_se``/``X_media
 beside ``theory_X``) and ``arrays.npz`` (``(chain, generation)`` arrays). The
 learned-generator experiments (lm, vae) write ``results.json`` (``protocol``,
 ``arms``, ``seeds``, ``records``: seed -> arm -> one dict a generation).
+
+Collapsed chains. Metrics that are infinite for a collapsed (degenerate) model,
+``log det`` ratios and Gaussian KL, are clamped at the float floor inside the
+simulation (``log`` of the smallest normal float: -87.34 a dimension in float32), so
+that nothing turns NaN. A mean over chains that includes such a floor is not an
+estimate of anything: wherever a generation has degenerate chains (the
+``degenerate`` column of a summary, or the ``degenerate`` array of
+``arrays.npz``), tables print ``collapsed(N%)`` instead of that mean, and figures
+leave the degenerate chains' values out and say so in the panel title.
 """
 
 from __future__ import annotations
@@ -18,6 +27,39 @@ import numpy as np
 
 TABLE_WIDTH = 100
 _PREFIXES = ("metric_", "distance_")
+# quantities clamped at a float floor where a chain is degenerate (see module doc)
+CLAMPED = ("logdet", "logdet_ratio", "kl")
+_DEGENERATE_KEYS = ("degenerate", "degenerate_mean")
+
+
+def _is_clamped(key: str) -> bool:
+    base = _base(key)
+    for suffix in ("_mean", "_median", "_se"):
+        base = base.removesuffix(suffix)
+    return not key.startswith("theory_") and base in CLAMPED
+
+
+def _degenerate_fraction(row: dict) -> float:
+    for k in _DEGENERATE_KEYS:
+        v = row.get(k)
+        if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v):
+            return float(v)
+    return 0.0
+
+
+def collapsed_cell(value: Any, fraction: float) -> str:
+    """The table cell of a clamped quantity (log det ratio, KL) at a generation where
+    ``fraction`` of the chains are degenerate: ``collapsed(N%)`` rather than a mean
+    that mixes in float floors; the formatted value where none are.
+
+    Example:
+        >>> collapsed_cell(-87.34, 0.25), collapsed_cell(-1.5, 0.0)
+        ('collapsed(25%)', '-1.5')
+    """
+    if fraction > 0:
+        pct = 100.0 * fraction
+        return f"collapsed({pct:.0f}%)" if pct >= 1 else f"collapsed({pct:.1g}%)"
+    return _fmt(value)
 
 
 class ReportError(ValueError):
@@ -91,7 +133,9 @@ def _columns(rows: list[dict]) -> list[tuple[str, str, str | None]]:
 
 def format_table(rows: list[dict], width: int = TABLE_WIDTH) -> str:
     """The rows of a ``summary.json`` table: Monte Carlo ``mean±se`` beside theory,
-    split into blocks of at most ``width`` characters (each repeating ``gen``).
+    split into blocks of at most ``width`` characters (each repeating ``gen``). A
+    clamped quantity (``CLAMPED``) at a generation with degenerate chains prints as
+    :func:`collapsed_cell`, never as the mean of float floors.
 
     Example:
         >>> rows = [dict(generation=0, w2sq_mean=0.0, w2sq_se=0.0, theory_w2sq_mean=0.0),
@@ -100,6 +144,11 @@ def format_table(rows: list[dict], width: int = TABLE_WIDTH) -> str:
          gen        w2sq  theory
            0       0±0       0
           10  0.21±0.01     0.2
+        >>> rows = [dict(generation=500, logdet_mean=-87.34, theory_logdet_mean=-410.9,
+        ...              degenerate=1.0)]
+        >>> print(format_table(rows))
+         gen          logdet  theory  degenerate
+         500  collapsed(100%)  -410.9           1
     """
     cols = _columns(rows)
     cells = []
@@ -107,6 +156,10 @@ def format_table(rows: list[dict], width: int = TABLE_WIDTH) -> str:
         col = []
         for r in rows:
             v = r.get(key)
+            frac = _degenerate_fraction(r) if _is_clamped(key) else 0.0
+            if frac > 0:
+                col.append(collapsed_cell(v, frac))
+                continue
             col.append(_fmt(v) + ("" if se is None or r.get(se) is None or v is None
                                   else f"±{r[se]:.2g}"))
         w = max(len(label), *(len(c) for c in col)) + 2
@@ -298,8 +351,15 @@ def plot_summary(d: Path, data: dict, path: str) -> list[str]:
                           f"arrays to plot")
     table = data["table"]
     theory_keys = sorted({k for r in table for k in r if k.startswith("theory_")})
+    degenerate = arrays.get("degenerate")
     fig, axes = _figure(len(arrays))
     for ax, (name, a) in zip(axes, arrays.items(), strict=False):
+        omitted = ""
+        if _is_clamped(name) and degenerate is not None and degenerate.shape == a.shape \
+                and degenerate.any():
+            # the floors of collapsed chains are not values: leave them out, say so
+            a = np.where(degenerate > 0, np.nan, a)
+            omitted = f" ({100 * degenerate.mean():.0f}% collapsed, left out)"
         g = np.arange(a.shape[1])
         lo, hi = np.nanquantile(a, [0.05, 0.95], axis=0)
         ax.fill_between(g, lo, hi, alpha=0.2, lw=0, label="5-95% of chains")
@@ -311,7 +371,7 @@ def plot_summary(d: Path, data: dict, path: str) -> list[str]:
             if pts:
                 x, y = zip(*pts, strict=True)
                 ax.plot(x, y, "k--o", ms=3, lw=0.8, label=t)
-        ax.set_title(_base(name))
+        ax.set_title(_base(name) + omitted, fontsize=9 if omitted else None)
         ax.set_xlabel("generation")
         ax.legend(fontsize=7)
     cfg = data["config"]

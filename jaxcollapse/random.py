@@ -48,6 +48,7 @@ import numpy as np
 from jax import lax
 
 from jaxcollapse._fusion import apart, runtime_true
+from jaxcollapse._validate import check_int, check_int_array, check_key, check_real, is_traced
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _PARITY = np.uint32(0x1BD11BDA)
@@ -169,7 +170,10 @@ def _cis_2pi32(u):
 
 
 def _float_dtype(dtype):
-    dtype = jnp.dtype(dtype or jnp.result_type(float))
+    try:
+        dtype = jnp.dtype(dtype or jnp.result_type(float))
+    except TypeError:
+        raise TypeError(f"dtype must be float32 or float64; got {dtype!r}") from None
     if dtype not in (jnp.float32, jnp.float64):
         raise ValueError(f"dtype must be float32 or float64; got {dtype}")
     return dtype
@@ -178,7 +182,34 @@ def _float_dtype(dtype):
 def _as_float(x):
     """Keeps a floating dtype (float32 stays float32 under x64); else the default."""
     x = jnp.asarray(x)
+    if x.dtype in (jnp.float16, jnp.bfloat16):  # the samplers work in float32 at least
+        return x.astype(jnp.float32)
     return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
+
+
+def _check_shape(shape, name="shape") -> tuple:
+    """A static shape: a tuple of integers >= 0 (an int is one axis)."""
+    if isinstance(shape, int | np.integer) and not isinstance(shape, bool):
+        shape = (shape,)
+    if not isinstance(shape, tuple | list):
+        raise TypeError(f"{name} must be a tuple of integers >= 0; got {shape!r}"[:200])
+    out = tuple(check_int(s, f"{name}[{i}]", minimum=0) for i, s in enumerate(shape))
+    if math.prod(out) > np.iinfo(np.uint32).max:
+        raise ValueError(f"{name} {out} holds {math.prod(out)} variates; at most 2**32 - 1 "
+                         f"have distinct counters under one key (split the key)")
+    return out
+
+
+# Beyond this shape Marsaglia-Tsang's acceptance test, d (1 - v + log v) with
+# v = 1 + O(1/sqrt(d)), is lost to rounding (float64 rejects every candidate near
+# 1e30: the loop would never end); a traced shape is not checked.
+_MAX_SHAPE = 1e15
+
+
+def _check_shape_param(a, name, scale=1.0):
+    """A gamma shape / degrees of freedom: real, >= 0, finite, at most 1e15 (host)."""
+    if not is_traced(a):
+        check_real(a, name, minimum=0.0, maximum=_MAX_SHAPE * scale)
 
 
 def _index(shape):
@@ -204,6 +235,11 @@ def fold_in(key: jax.Array, data) -> jax.Array:
         ...       == jax.random.key_data(jax.random.fold_in(key, 2))).all())
         True
     """
+    check_key(key)
+    if not is_traced(data):
+        check_int_array(data, "data", minimum=0)
+        if np.size(data) and np.max(np.asarray(data)) > np.iinfo(np.uint32).max:
+            raise ValueError(f"data must be 32-bit integers (< 2**32); got {data!r}"[:200])
     if str(jax.random.key_impl(key)) != "threefry2x32":
         return jax.vmap(jax.random.fold_in)(*jnp.broadcast_arrays(key, jnp.asarray(data)))
     k0, k1 = _key_words(key)
@@ -225,7 +261,8 @@ def bits(key: jax.Array, shape) -> jax.Array:
         >>> bool((w.reshape(-1)[:2] == jax.random.key_data(jax.random.fold_in(key, 0))).all())
         True
     """
-    shape = tuple(shape)
+    check_key(key)
+    shape = _check_shape(shape)
     n = math.prod(shape)
     a, b = _hash(key, 0, _index((-(-n // 2),)))
     return _interleave(a, b, n, shape)
@@ -244,8 +281,9 @@ def uniform(key: jax.Array, shape=(), dtype=None) -> jax.Array:
         >>> bool((u > 0).all() and (u < 1).all())
         True
     """
+    check_key(key)
     dtype = _float_dtype(dtype)
-    shape = tuple(shape)
+    shape = _check_shape(shape)
     if dtype == jnp.float64:
         return _unit64(*_hash(key, 0, _index(shape)))
     return _unit32(bits(key, shape))
@@ -266,8 +304,9 @@ def complex_normal(key: jax.Array, shape=(), dtype=None) -> jax.Array:
         >>> bool(abs(float(z.real.std()) - 1) < 0.05 and abs(float(z.imag.std()) - 1) < 0.05)
         True
     """
+    check_key(key)
     dtype = _float_dtype(dtype)
-    shape = tuple(shape)
+    shape = _check_shape(shape)
     if dtype == jnp.float64:
         a, b = _hash(key, 0, 2 * _index(shape))
         c, d = _hash(key, 0, 2 * _index(shape) + 1)
@@ -291,7 +330,7 @@ def normal(key: jax.Array, shape=(), dtype=None) -> jax.Array:
         >>> bool(abs(float(z.mean())) < 0.05 and abs(float(z.std()) - 1) < 0.05)
         True
     """
-    shape = tuple(shape)
+    shape = _check_shape(shape)
     n = math.prod(shape)
     z = complex_normal(key, (-(-n // 2),), dtype)
     return _interleave(jnp.real(z), jnp.imag(z), n, shape)
@@ -514,9 +553,8 @@ def normal_gamma(key: jax.Array, a: jax.Array, index=0) -> tuple[jax.Array, jax.
         True
     """
     _key_words(key)  # a clear TypeError for anything but a PRNG key
+    _check_shape_param(a, "a")
     a = _as_float(a)
-    if not isinstance(a, jax.core.Tracer) and not bool(jnp.all(a >= 0)):
-        raise ValueError(f"a must be >= 0 (and not NaN); got {a}"[:200])
     if not isinstance(index, jax.core.Tracer):
         index_np = np.asarray(index)
         if not np.issubdtype(index_np.dtype, np.integer) or np.any(index_np < 0) or \
@@ -534,8 +572,16 @@ def normal_gamma(key: jax.Array, a: jax.Array, index=0) -> tuple[jax.Array, jax.
 
 def _per_key_shape(key, a, shape):
     if shape is None:
-        return a.shape[key.ndim:] if a.ndim >= key.ndim else a.shape
-    return tuple(shape)
+        shape = a.shape[key.ndim:] if a.ndim >= key.ndim else a.shape
+    shape = _check_shape(shape)
+    try:
+        ok = jnp.broadcast_shapes(a.shape, key.shape + shape) == key.shape + shape
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"a of shape {a.shape} must broadcast to key.shape + shape = "
+                         f"{key.shape + shape}")
+    return shape
 
 
 def log_gamma_variate(key: jax.Array, a: jax.Array, shape=None) -> jax.Array:
@@ -555,6 +601,8 @@ def log_gamma_variate(key: jax.Array, a: jax.Array, shape=None) -> jax.Array:
         >>> x.shape
         (4,)
     """
+    check_key(key)
+    _check_shape_param(a, "a")
     a = _as_float(a)
     return _gamma_flat(key, a, _per_key_shape(key, a, shape), log=True)
 
@@ -576,6 +624,8 @@ def gamma(key: jax.Array, a: jax.Array, shape=None) -> jax.Array:
     References:
         Marsaglia, Tsang, ACM TOMS 26(3), 2000.
     """
+    check_key(key)
+    _check_shape_param(a, "a")
     a = _as_float(a)
     return _gamma_flat(key, a, _per_key_shape(key, a, shape), log=False)
 
@@ -589,6 +639,7 @@ def chisquare(key: jax.Array, df: jax.Array, shape=None) -> jax.Array:
         >>> bool(abs(x.mean() - 5.0) < 0.15)
         True
     """
+    _check_shape_param(df, "df", scale=2.0)
     df = _as_float(df)
     return 2.0 * gamma(key, 0.5 * df, shape)
 

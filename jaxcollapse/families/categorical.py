@@ -36,6 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxcollapse._validate import check_int_array, check_key, check_real, float_array, is_traced
+
 __all__ = [
     "Categorical",
     "CategoricalParams",
@@ -208,10 +210,17 @@ def binomial(key: jax.Array, n: jax.Array, p: jax.Array) -> jax.Array:
         >>> [int(k[0]), int(k[1]), 400 < int(k[2]) < 600]
         [0, 5, True]
     """
-    p = jnp.asarray(p)
-    if not jnp.issubdtype(p.dtype, jnp.floating):
-        p = p.astype(jnp.result_type(float))
-    n, p = jnp.broadcast_arrays(jnp.asarray(n, p.dtype), p)
+    check_key(key)
+    if not is_traced(n):
+        check_int_array(n, "n", minimum=0)
+    if not is_traced(p):
+        check_real(p, "p", minimum=0.0, maximum=1.0)
+    p = float_array(p, "p")
+    try:
+        n, p = jnp.broadcast_arrays(jnp.asarray(n, p.dtype), p)
+    except ValueError:
+        raise ValueError(f"n of shape {jnp.shape(n)} and p of shape {p.shape} do not "
+                         f"broadcast together") from None
     if n.size == 0:
         return n
     k_u, k_bt = jax.random.split(key)
@@ -307,10 +316,23 @@ def multinomial(key: jax.Array, n: Any, probs: jax.Array) -> jax.Array:
         >>> int(c.sum()), int(c[1])
         (100, 0)
     """
-    probs = jnp.asarray(probs)
-    if not jnp.issubdtype(probs.dtype, jnp.floating):
-        probs = probs.astype(jnp.result_type(float))
-    n0 = jnp.broadcast_to(jnp.asarray(n, probs.dtype), probs.shape[:-1])
+    check_key(key)
+    if not is_traced(probs):
+        check_real(probs, "probs", minimum=0.0)
+        pr = np.asarray(probs, np.float64)
+        if pr.ndim < 1 or pr.shape[-1] < 1:
+            raise ValueError(f"probs must have shape (..., K) with K >= 1; got {pr.shape}")
+        if np.any(pr.sum(-1) <= 0):
+            raise ValueError("probs must have a positive sum along the last axis (K); got "
+                             "an all-zero row")
+    if not is_traced(n):
+        check_int_array(n, "n", minimum=0)
+    probs = float_array(probs, "probs")
+    try:
+        n0 = jnp.broadcast_to(jnp.asarray(n, probs.dtype), probs.shape[:-1])
+    except ValueError:
+        raise ValueError(f"n must be a scalar or have shape probs.shape[:-1] = "
+                         f"{probs.shape[:-1]}; got {jnp.shape(n)}") from None
     return _sequential(key, n0, probs)
 
 
@@ -550,13 +572,17 @@ class Categorical:
 
     # -- validation -------------------------------------------------------------------
     def check_params(self, params: Any, name: str = "params") -> CategoricalParams:
-        """Validates probabilities on the host: shape (K,), finite, >= 0, sum 1."""
+        """Validates probabilities on the host: shape (K,), finite, >= 0, sum 1.
+
+        dtypes: float32 and float64 are kept, float16 and bfloat16 become float32;
+        integer, boolean and complex probabilities are refused (a ``TypeError``).
+        """
         probs = params.probs if isinstance(params, CategoricalParams) else params
         a = np.asarray(probs)
         if a.shape != (self.n_categories,):
             raise ValueError(f"{name}.probs must have shape ({self.n_categories},); "
                              f"got {a.shape}")
-        if not np.issubdtype(a.dtype, np.floating):
+        if not np.issubdtype(a.dtype, np.floating) and a.dtype.name != "bfloat16":
             raise TypeError(f"{name}.probs must be floating point; got dtype {a.dtype}")
         a64 = a.astype(np.float64)
         if not np.all(np.isfinite(a64)):
@@ -566,10 +592,12 @@ class Categorical:
         s = a64.sum()
         if abs(s - 1.0) > SUM_TOL:
             raise ValueError(f"{name}.probs must sum to 1 (within {SUM_TOL}); got {s}")
-        return CategoricalParams(jnp.asarray(probs))
+        # float16/bfloat16 become float32 (the samplers' loops need it)
+        return CategoricalParams(float_array(probs, f"{name}.probs"))
 
     def check_data(self, data: Any, name: str = "data") -> jax.Array:
-        """Validates category indices on the host: 1-D integers in [0, K)."""
+        """Validates category indices on the host: 1-D integers in [0, K) (floats,
+        booleans and complex numbers are refused with a ``TypeError``)."""
         a = np.asarray(data)
         if not np.issubdtype(a.dtype, np.integer):
             raise TypeError(f"{name} must hold integer category indices; got dtype {a.dtype}")

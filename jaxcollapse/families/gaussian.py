@@ -23,6 +23,7 @@ import numpy as np
 
 from jaxcollapse import random as jcr
 from jaxcollapse._fusion import apart, runtime_true
+from jaxcollapse._validate import float_array
 from jaxcollapse.families.base import check_points
 from jaxcollapse.theory import gaussian as theory
 
@@ -230,17 +231,26 @@ class Gaussian:
     # -- validation (host side) --------------------------------------------------------
 
     def check_params(self, params) -> GaussianParams:
-        """Validates ``params`` (shapes, finiteness, positive-definite covariance)."""
+        """Validates ``params`` (shapes, finiteness, positive-definite covariance that
+        is not already degenerate in the working precision).
+
+        dtypes (:func:`jaxcollapse._validate.float_array`): the mean's float32 or
+        float64 is kept and the covariance takes the mean's dtype; float16 and
+        bfloat16 become float32; integers and booleans become the default float
+        dtype; complex values are refused with a ``TypeError``.
+
+        Example:
+            >>> import numpy as np
+            >>> Gaussian(dim=1).check_params((np.zeros(1, np.float16), np.eye(1))).cov.dtype
+            dtype('float32')
+        """
         if not isinstance(params, GaussianParams):
             if isinstance(params, tuple) and len(params) == 2:
                 params = GaussianParams(*params)
             else:
                 raise TypeError(f"params0 must be GaussianParams(mean, cov); got {type(params)}")
-        mean = jnp.asarray(params.mean)
-        cov = jnp.asarray(params.cov)
-        if not jnp.issubdtype(mean.dtype, jnp.floating):
-            mean = mean.astype(jnp.result_type(float))
-        cov = cov.astype(mean.dtype)
+        mean = float_array(params.mean, "params0.mean")
+        cov = float_array(params.cov, "params0.cov").astype(mean.dtype)
         d = self.dim
         if mean.shape != (d,):
             raise ValueError(f"params0.mean must have shape ({d},); got {mean.shape}")
@@ -251,13 +261,30 @@ class Gaussian:
             raise ValueError("params0 must be finite; got NaN or inf in mean or cov")
         if not np.allclose(c, c.T, rtol=1e-5, atol=1e-8 * max(1.0, np.abs(c).max())):
             raise ValueError("params0.cov must be symmetric")
-        if np.linalg.eigvalsh(c.astype(np.float64)).min() <= 0:
+        w = np.linalg.eigvalsh(c.astype(np.float64))
+        if w.min() <= 0:
             raise ValueError("params0.cov must be positive definite; got an eigenvalue <= 0")
+        if bool(self.is_degenerate(GaussianParams(mean, cov))):
+            fi = jnp.finfo(cov.dtype)
+            raise ValueError(
+                f"params0.cov is degenerate in {cov.dtype}: eigenvalues [{w.min():.3g}, "
+                f"{w.max():.3g}] must exceed {1e3 * float(fi.tiny):.3g} (1e3 x the smallest "
+                f"normal {cov.dtype}) and have a condition number below "
+                f"{1 / (d * float(fi.eps)):.3g} (1/(d eps)); rescale or use float64")
         return GaussianParams(mean, cov)
 
     def check_data(self, data, name: str = "data") -> jax.Array:
-        """Validates a data array of shape (n, d) with finite values."""
-        return check_points(data, self.dim, name)
+        """Validates a data array of shape (n, d) with finite values.
+
+        dtypes as :meth:`check_params`: float32/float64 kept, float16/bfloat16 to
+        float32, integers and booleans to the default float dtype, complex refused.
+
+        Example:
+            >>> import numpy as np
+            >>> Gaussian(dim=1).check_data(np.arange(3)).shape
+            (3, 1)
+        """
+        return check_points(float_array(data, name), self.dim, name)
 
     def min_samples(self) -> int:
         """Smallest training-set size: 2, or d + 1 for ddof=1 in d > 1 (M > d)."""
@@ -490,15 +517,27 @@ class Gaussian:
         return _METRICS
 
     def is_degenerate(self, params: GaussianParams) -> jax.Array:
-        """True where a variance has underflowed to (near) zero or the covariance is
-        no longer positive definite in the working precision."""
-        tiny = jnp.finfo(params.cov.dtype).tiny
+        """True where a variance has underflowed to (near) zero, the covariance is no
+        longer numerically positive definite (its condition number exceeds
+        ``1/(d eps)`` of the dtype, where the eigenvalues below ``eps`` times the
+        largest are rounding noise and ``log det`` is meaningless), or it is not
+        finite.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> fam = Gaussian(dim=2)
+            >>> bool(fam.is_degenerate(GaussianParams(jnp.zeros(2), jnp.diag(
+            ...     jnp.array([1.0, 1e-17])))))
+            True
+        """
+        fi = jnp.finfo(params.cov.dtype)
         if self.dim == 1:  # elementwise (XLA:CPU is slow at tiny fused reductions)
             var = params.cov[..., 0, 0]
-            return (var <= 1e3 * tiny) | ~jnp.isfinite(var)
-        diag = jnp.diagonal(params.cov, axis1=-2, axis2=-1)
-        bad = jnp.any(diag <= 1e3 * tiny, axis=-1)
-        if self.dim > 1:
-            w = jnp.linalg.eigvalsh(_sym(params.cov))
-            bad = bad | (w[..., 0] <= 1e3 * tiny * jnp.maximum(w[..., -1], tiny))
-        return bad | ~jnp.all(jnp.isfinite(params.cov))
+            return (var <= 1e3 * fi.tiny) | ~jnp.isfinite(var)
+        finite = jnp.all(jnp.isfinite(params.cov), axis=(-2, -1))
+        cov = jnp.where(finite[..., None, None], params.cov, 1.0)
+        diag = jnp.diagonal(cov, axis1=-2, axis2=-1)
+        bad = jnp.any(diag <= 1e3 * fi.tiny, axis=-1)
+        w = jnp.linalg.eigvalsh(_sym(cov))
+        ill = w[..., 0] <= self.dim * fi.eps * jnp.maximum(w[..., -1], fi.tiny)
+        return bad | ill | ~finite

@@ -30,6 +30,7 @@ from jax import lax
 from jax.scipy.linalg import solve_triangular
 
 from jaxcollapse import metrics as mt
+from jaxcollapse._validate import float_array
 from jaxcollapse.families.base import as_params, check_points, check_weights
 
 COVARIANCE_TYPES = ("full", "diag")
@@ -303,6 +304,22 @@ def _metrics(k: int):
 # ---------------------------------------------------------------------------- family
 
 
+def _em_range(dtype) -> float:
+    """The largest magnitude of data and means that EM handles in ``dtype``: it
+    squares distances, so values must stay well below ``sqrt(max float)``."""
+    return float(np.sqrt(np.finfo(dtype).max)) / 100.0
+
+
+def _check_range(a, name: str, limit: float, dtype) -> None:
+    top = float(np.max(np.abs(a))) if np.size(a) else 0.0
+    if top > limit:
+        raise ValueError(f"{name} must have magnitudes below {limit:.3g} for EM in {dtype} "
+                         f"(squared distances must stay within the float range, max "
+                         f"{float(np.finfo(dtype).max):.3g}); got {top:.3g}: rescale the "
+                         f"data (EM is not scale invariant: reg_covar is absolute) or use "
+                         f"float64")
+
+
 def _check_pos_int(name, v, lo):
     if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < lo:
         raise ValueError(f"{name} must be an integer >= {lo}; got {v!r}")
@@ -370,16 +387,25 @@ class GMM:
         return self.n_components
 
     def check_data(self, data, name: str = "data") -> jax.Array:
-        """Validates a data array ``(n, d)`` (``(n,)`` for d = 1) with finite values.
+        """Validates a data array ``(n, d)`` (``(n,)`` for d = 1) with finite values
+        whose magnitudes stay below ``sqrt(max float) / 100`` of the dtype (EM squares
+        them: about 1.8e17 in float32, 1.3e152 in float64).
+
+        dtypes: float32/float64 kept, float16/bfloat16 become float32, integers and
+        booleans the default float dtype, complex refused (``TypeError``).
 
         Example:
             >>> GMM(2, 1).check_data([0.0, 1.0]).shape
             (2, 1)
         """
-        return check_points(data, self.dim, name)
+        x = check_points(float_array(data, name), self.dim, name)
+        _check_range(np.asarray(x), name, _em_range(x.dtype), x.dtype)
+        return x
 
     def check_params(self, params) -> GMMParams:
-        """Validates shapes, weights on the simplex and positive-definite covariances.
+        """Validates shapes, weights on the simplex and positive-definite covariances,
+        with means and covariance scales within EM's float range (see
+        :meth:`check_data`); dtypes as :meth:`check_data` (all take the weights' dtype).
 
         Example:
             >>> p = GMMParams([1.0], [[0.0]], [[[1.0]]])
@@ -387,11 +413,9 @@ class GMM:
             (1, 1)
         """
         params = as_params(params, GMMParams)
-        w = jnp.asarray(params.weights)
-        if not jnp.issubdtype(w.dtype, jnp.floating):
-            w = w.astype(jnp.result_type(float))
-        m = jnp.asarray(params.means, w.dtype)
-        c = jnp.asarray(params.covs, w.dtype)
+        w = float_array(params.weights, "params0.weights")
+        m = float_array(params.means, "params0.means").astype(w.dtype)
+        c = float_array(params.covs, "params0.covs").astype(w.dtype)
         k, d = self.n_components, self.dim
         for nm, a, shape in (("weights", w, (k,)), ("means", m, (k, d)), ("covs", c, (k, d, d))):
             if a.shape != shape:
@@ -403,6 +427,9 @@ class GMM:
             raise ValueError(f"params0.weights must be >= 0 and sum to 1; got {wn.tolist()}")
         if np.linalg.eigvalsh(0.5 * (cn + np.swapaxes(cn, -1, -2))).min() <= 0:
             raise ValueError("params0.covs must be positive definite")
+        limit = _em_range(w.dtype)
+        _check_range(mn, "params0.means", limit, w.dtype)
+        _check_range(np.sqrt(np.abs(cn)), "the square roots of params0.covs", limit, w.dtype)
         return GMMParams(w, m, c)
 
     def params(self, weights, means, covs, dtype=None) -> GMMParams:

@@ -35,8 +35,9 @@ import numpy as np
 from jax import lax
 
 from jaxcollapse import random as jcr
+from jaxcollapse._validate import float_array
 from jaxcollapse.families.base import successive
-from jaxcollapse.theory.regression import _check_positive
+from jaxcollapse.theory.regression import _check_positive, _design_rank
 
 __all__ = [
     "LinearRegression",
@@ -199,12 +200,17 @@ class LinearRegression:
 
     # -- validation ---------------------------------------------------------------------
     def check_params(self, params: Any) -> RegressionParams:
-        """Validates ``w`` (shape (d,), finite) and the design (shape (T, d), finite)."""
+        """Validates ``w`` (shape (d,), finite) and the design (shape (T, d), finite,
+        and of full column rank d for OLS: with ``ridge = 0`` a rank-deficient design
+        leaves ``w`` unidentified and the excess risk infinite, so it is refused).
+
+        dtypes: float32/float64 kept (the design takes ``w``'s dtype), float16 and
+        bfloat16 become float32, integers and booleans the default float dtype,
+        complex refused (``TypeError``).
+        """
         if not isinstance(params, RegressionParams):
             raise TypeError(f"params0 must be RegressionParams(w, design); got {type(params)}")
-        w = jnp.asarray(params.w)
-        if not jnp.issubdtype(w.dtype, jnp.floating):
-            w = w.astype(jnp.result_type(float))
+        w = float_array(params.w, "params0.w")
         if w.shape != (self.dim,):
             raise ValueError(f"params0.w must have shape ({self.dim},); got {w.shape}")
         if not np.all(np.isfinite(np.asarray(w))):
@@ -217,19 +223,28 @@ class LinearRegression:
         if params.design is None:
             raise ValueError(f"params0.design must be a ({self.n_design}, {self.dim}) array "
                              f"for a fixed design; got None")
-        x = jnp.asarray(params.design, w.dtype)
+        x = float_array(params.design, "params0.design").astype(w.dtype)
         if x.shape != (self.n_design, self.dim):
             raise ValueError(f"params0.design must have shape ({self.n_design}, {self.dim}); "
                              f"got {x.shape}")
         if not np.all(np.isfinite(np.asarray(x))):
             raise ValueError("params0.design must be finite; got NaN or inf")
+        if self.ridge == 0:
+            rank = _design_rank(np.asarray(x))
+            if rank < self.dim:
+                raise ValueError(f"params0.design must have full column rank d = {self.dim} "
+                                 f"for OLS (ridge=0); got rank {rank} at {x.dtype} precision: "
+                                 f"w is not identified and the excess risk is infinite "
+                                 f"(use ridge > 0 or another design)")
         return RegressionParams(w, x)
 
     def check_data(self, data: Any, name: str = "data") -> tuple:
-        """Validates ``(X, y)``: shapes ``(n, d)`` and ``(n,)``, finite values."""
+        """Validates ``(X, y)``: shapes ``(n, d)`` and ``(n,)``, finite values (dtypes
+        as :meth:`check_params`; ``y`` takes ``X``'s dtype)."""
         if not isinstance(data, tuple | list) or len(data) != 2:
             raise TypeError(f"{name} must be a pair (X, y); got {type(data)}")
-        x, y = jnp.asarray(data[0]), jnp.asarray(data[1])
+        x = float_array(data[0], f"{name} X")
+        y = float_array(data[1], f"{name} y").astype(x.dtype)
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"{name} X must have shape (n, {self.dim}); got {x.shape}")
         if y.shape != (x.shape[0],):

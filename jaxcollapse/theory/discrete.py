@@ -22,6 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln
 
+from jaxcollapse._validate import check_int, check_int_array, check_real
+
 __all__ = [
     "expected_fixation_time",
     "expected_heterozygosity",
@@ -40,6 +42,7 @@ _SUM_TOL = 1e-4
 
 
 def _check_probs(probs: Any, name: str = "probs") -> jax.Array:
+    check_real(probs, name)  # real and finite (no complex, no strings)
     a = np.asarray(probs, dtype=np.float64)
     if a.ndim != 1 or a.shape[0] < 2:
         raise ValueError(f"{name} must have shape (K,) with K >= 2; got {a.shape}")
@@ -53,16 +56,12 @@ def _check_probs(probs: Any, name: str = "probs") -> jax.Array:
 
 
 def _check_count(value: Any, name: str, lo: int = 1) -> None:
-    a = np.asarray(value)
-    if not (np.issubdtype(a.dtype, np.integer) or (
-            np.issubdtype(a.dtype, np.floating) and np.all(a == np.round(a)))):
-        raise TypeError(f"{name} must be integer valued; got {value!r}")
-    if np.any(a < lo):
-        raise ValueError(f"{name} must be >= {lo}; got {value!r}")
+    check_int_array(value, name, minimum=lo)
 
 
 def _check_beta(beta: Any, lo: float, what: str) -> float:
-    if not isinstance(beta, int | float | np.integer | np.floating) or not math.isfinite(beta):
+    if isinstance(beta, bool) or not isinstance(beta, int | float | np.integer | np.floating) \
+            or not math.isfinite(beta):
         raise ValueError(f"beta must be a finite number; got {beta!r}")
     if beta <= lo:
         raise ValueError(f"beta must be > {lo:g} ({what}); got {beta}")
@@ -73,7 +72,7 @@ def expected_heterozygosity(h0: Any, n_samples: int, n_generations: Any) -> jax.
     """``E[H_n] = (1 - 1/M)^n H_0`` with ``H = 1 - Σ p_i²`` (replace regime).
 
     Args:
-        h0: initial heterozygosity, scalar.
+        h0: initial heterozygosity ``1 - Σ p_i²``, in [0, 1].
         n_samples: M >= 1.
         n_generations: n (scalar or array of generations).
 
@@ -84,6 +83,7 @@ def expected_heterozygosity(h0: Any, n_samples: int, n_generations: Any) -> jax.
         >>> round(float(expected_heterozygosity(0.5, 10, 2)), 4)
         0.405
     """
+    check_real(h0, "h0", minimum=0.0, maximum=1.0)
     _check_count(n_samples, "n_samples")
     _check_count(n_generations, "n_generations", lo=0)
     n = jnp.asarray(n_generations)
@@ -255,8 +255,8 @@ def fixation_time_exact(count0: int, n_samples: int) -> jax.Array:
         >>> round(float(fixation_time_exact(1, 2)), 3)  # leaves {1} w.p. 1/2 a step
         2.0
     """
-    _check_count(n_samples, "n_samples", lo=2)
-    _check_count(count0, "count0", lo=0)
+    n_samples = check_int(n_samples, "n_samples", minimum=2)
+    count0 = check_int(count0, "count0", minimum=0)
     if count0 > n_samples:
         raise ValueError(f"count0 must be <= n_samples = {n_samples}; got {count0}")
     if count0 in (0, n_samples):

@@ -22,6 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import digamma, gammaln, polygamma
 
+from jaxcollapse._validate import check_int, check_psd, check_real
+
 
 def _float(x):
     return jnp.asarray(x, dtype=jnp.result_type(float))
@@ -33,8 +35,31 @@ def _divisor(M, ddof):
 
 
 def _check_ddof(ddof):
-    if ddof not in (0, 1):
+    if isinstance(ddof, bool) or ddof not in (0, 1):
         raise ValueError(f"ddof must be 0 or 1; got {ddof!r}")
+
+
+# Domain checks of the closed forms (host side; a traced argument passes). The
+# formulas are analytic in n and M, so non-integer values are allowed (smooth
+# theory curves); what is refused is outside the domain: n < 0, M <= 1 (k = M - 1
+# degrees of freedom must be positive), a negative variance.
+def _check_n(n, name="n"):
+    check_real(n, name, minimum=0.0)
+
+
+def _check_m(M, name="M", more_than=1):
+    check_real(M, name, minimum=float(more_than), strict_min=True)
+
+
+def _check_var(v, name="sigma0_sq"):
+    check_real(v, name, minimum=0.0)
+
+
+def _check_schedule(M):
+    if np.ndim(M) < 1:
+        raise ValueError(f"M must be a schedule with the generations along the last axis "
+                         f"(shape (..., n)); got a scalar {M!r}")
+    _check_m(M)
 
 
 def variance_factor(M, ddof: int = 1):
@@ -45,6 +70,7 @@ def variance_factor(M, ddof: int = 1):
         0.9
     """
     _check_ddof(ddof)
+    _check_m(M)
     M = _float(M)
     return (M - 1.0) / _divisor(M, ddof)
 
@@ -56,6 +82,8 @@ def variance_mean(n, M, sigma0_sq=1.0, ddof: int = 1):
         >>> float(variance_mean(5, 10, ddof=0))  # 0.9 ** 5
         0.59049
     """
+    _check_n(n)
+    _check_var(sigma0_sq)
     return _float(sigma0_sq) * variance_factor(M, ddof) ** _float(n)
 
 
@@ -82,6 +110,7 @@ def log_std_factor(M, ddof: int = 1):
         -2.5
     """
     _check_ddof(ddof)
+    _check_m(M)
     M = _float(M)
     k = M - 1.0
     # log c = log G(M/2) - log G(k/2) + log(2/D)/2, and log(k/2)/2 + log(2/k)/2 = 0
@@ -97,6 +126,7 @@ def log_variance_factor(M, ddof: int = 1):
         (0.0, -0.693147)
     """
     _check_ddof(ddof)
+    _check_m(M)
     M = _float(M)
     return jnp.zeros_like(M) if ddof == 1 else jnp.log1p(-1.0 / M)
 
@@ -118,6 +148,8 @@ def std_mean(n, M, sigma0=1.0, ddof: int = 1):
         >>> round(float(std_mean(1, 2)), 6)
         0.797885
     """
+    _check_n(n)
+    _check_var(sigma0, "sigma0")
     return _float(sigma0) * std_factor(M, ddof) ** _float(n)
 
 
@@ -129,6 +161,8 @@ def log_variance_mean(n, M, ddof: int = 1):
         -1.003
     """
     _check_ddof(ddof)
+    _check_n(n)
+    _check_m(M)
     M = _float(M)
     return _float(n) * (digamma((M - 1) / 2) + jnp.log(2.0 / _divisor(M, ddof)))
 
@@ -140,6 +174,8 @@ def log_variance_var(n, M):
         >>> round(float(log_variance_var(100, 101)), 3)  # about 2n/k = 2
         2.02
     """
+    _check_n(n)
+    _check_m(M)
     M = _float(M)
     return _float(n) * polygamma(1, (M - 1) / 2)
 
@@ -151,6 +187,8 @@ def mean_shift(n, M, sigma0_sq=1.0, ddof: int = 1):
         >>> round(float(mean_shift(10, 100)), 6)
         0.1
     """
+    _check_n(n)
+    _check_var(sigma0_sq)
     lr = log_variance_factor(M, ddof)
     n = _float(n)
     safe = jnp.where(lr == 0, -1.0, lr)
@@ -180,6 +218,8 @@ def w2sq_mean(n, M, sigma0_sq=1.0, ddof: int = 1):
         >>> round(float(w2sq_mean(10, 1000)), 4)  # about 1.5 * 10/1000
         0.015
     """
+    _check_n(n)
+    _check_var(sigma0_sq)
     s2 = _float(sigma0_sq)
     n = _float(n)
     # E(s_n - s_0)^2 = s_0^2 [(r^n - 1) - 2 (c^n - 1)], with expm1 against cancellation
@@ -203,6 +243,8 @@ def variance_mean_schedule(M, sigma0_sq=1.0, ddof: int = 1):
         [1.0, 0.9, 0.81]
     """
     _check_ddof(ddof)
+    _check_schedule(M)
+    _check_var(sigma0_sq)
     return _float(sigma0_sq) * _schedule_products(M, lambda m: variance_factor(m, ddof))
 
 
@@ -215,6 +257,7 @@ def mean_shift_schedule(M, sigma0_sq=1.0, ddof: int = 1):
         >>> [round(float(x), 4) for x in mean_shift_schedule([10, 20])]
         [0.0, 0.1, 0.15]
     """
+    _check_schedule(M)
     M = _float(M)
     ev = variance_mean_schedule(M, sigma0_sq, ddof)[..., :-1]
     terms = ev / M
@@ -229,6 +272,8 @@ def w2sq_mean_schedule(M, sigma0_sq=1.0, ddof: int = 1):
         >>> [round(float(x), 5) for x in w2sq_mean_schedule([100, 100])]
         [0.0, 0.01504, 0.03008]
     """
+    _check_schedule(M)
+    _check_var(sigma0_sq)
     s2 = _float(sigma0_sq)
     M = _float(M)
     zero = jnp.zeros(M.shape[:-1] + (1,), M.dtype)
@@ -274,6 +319,17 @@ def _log_variance_density_grid(n, M, ddof, n_grid=1 << 16):
     return x, pdf
 
 
+def _check_grid_args(n, M, sigma0_sq):
+    """The host-side exact law takes one (n, M): scalars, n an integer >= 0."""
+    n = check_int(n, "n", minimum=0)
+    if np.ndim(M) != 0:
+        raise ValueError(f"M must be a scalar here (one exact law at a time); got shape "
+                         f"{np.shape(M)}")
+    _check_m(M)
+    check_real(sigma0_sq, "sigma0_sq", minimum=0.0, strict_min=True)
+    return n, float(M)
+
+
 def prob_variance_below(eps, n, M, sigma0_sq=1.0, ddof: int = 1) -> np.ndarray:
     """P(s_n^2 < eps) from the exact law of a sum of n log-chi-square variables.
 
@@ -286,6 +342,8 @@ def prob_variance_below(eps, n, M, sigma0_sq=1.0, ddof: int = 1) -> np.ndarray:
         True
     """
     _check_ddof(ddof)
+    n, M = _check_grid_args(n, M, sigma0_sq)
+    check_real(eps, "eps", minimum=0.0, finite=False)
     x, pdf = _log_variance_density_grid(n, M, ddof)
     cdf = np.cumsum(pdf)
     target = np.log(np.asarray(eps, float) / float(sigma0_sq))
@@ -301,6 +359,8 @@ def variance_quantile(q, n, M, sigma0_sq=1.0, ddof: int = 1) -> np.ndarray:
         True
     """
     _check_ddof(ddof)
+    n, M = _check_grid_args(n, M, sigma0_sq)
+    check_real(q, "q", minimum=0.0, maximum=1.0)
     x, pdf = _log_variance_density_grid(n, M, ddof)
     cdf = np.cumsum(pdf) - 0.5 * pdf
     return float(sigma0_sq) * np.exp(np.interp(np.asarray(q, float), cdf, x))
@@ -317,8 +377,10 @@ def logdet_drift(M, d, ddof: int = 1):
         True
     """
     _check_ddof(ddof)
+    d = check_int(d, "d", minimum=1)
+    _check_m(M, more_than=d)
     M = _float(M)
-    j = jnp.arange(1, int(d) + 1, dtype=M.dtype)
+    j = jnp.arange(1, d + 1, dtype=M.dtype)
     s = jnp.sum(digamma((M[..., None] - j) / 2.0), axis=-1)
     return s + d * jnp.log(2.0) - d * jnp.log(_divisor(M, ddof))
 
@@ -330,6 +392,8 @@ def logdet_mean(n, M, d, logdet0=0.0, ddof: int = 1):
         >>> float(logdet_mean(0, 10, 3, logdet0=1.5))
         1.5
     """
+    _check_n(n)
+    check_real(logdet0, "logdet0")
     return _float(logdet0) + _float(n) * logdet_drift(M, d, ddof)
 
 
@@ -340,6 +404,7 @@ def cov_mean_factor(n, M, ddof: int = 1):
         >>> float(cov_mean_factor(2, 10, ddof=0))
         0.81
     """
+    _check_n(n)
     return variance_factor(M, ddof) ** _float(n)
 
 
@@ -350,6 +415,7 @@ def mean_shift_mv(n, M, trace_cov0, ddof: int = 1):
         >>> float(mean_shift_mv(10, 100, 3.0))
         0.3
     """
+    _check_var(trace_cov0, "trace_cov0")
     return _float(trace_cov0) * mean_shift(n, M, 1.0, ddof)
 
 
@@ -361,29 +427,87 @@ def _sqrtm_psd(a):
     return (v * jnp.sqrt(jnp.clip(w, 0.0))[..., None, :]) @ jnp.swapaxes(v, -1, -2)
 
 
+def _check_pair(mean1, cov1, mean2, cov2):
+    """Shapes ``(..., d)`` and ``(..., d, d)`` that agree in d, real and finite
+    means, finite symmetric positive semi-definite covariances (host side)."""
+    for nm, v in (("mean1", mean1), ("mean2", mean2)):
+        check_real(v, nm)
+        if np.ndim(v) < 1:
+            raise ValueError(f"{nm} must have shape (..., d); got a scalar")
+    d = np.shape(mean1)[-1]
+    for nm, c in (("cov1", cov1), ("cov2", cov2)):
+        check_psd(c, nm)
+        if np.shape(c)[-1] != d:
+            raise ValueError(f"{nm} must have shape (..., {d}, {d}) to match mean1 "
+                             f"{np.shape(mean1)}; got {np.shape(c)}")
+    if np.shape(mean2)[-1] != d:
+        raise ValueError(f"mean2 must have shape (..., {d}) to match mean1; got "
+                         f"{np.shape(mean2)}")
+    try:
+        np.broadcast_shapes(np.shape(mean1)[:-1], np.shape(mean2)[:-1],
+                            np.shape(cov1)[:-2], np.shape(cov2)[:-2])
+    except ValueError:
+        raise ValueError(f"the batch axes of mean1 {np.shape(mean1)}, cov1 {np.shape(cov1)}, "
+                         f"mean2 {np.shape(mean2)} and cov2 {np.shape(cov2)} do not "
+                         f"broadcast together") from None
+
+
+def _as_floats(*xs):
+    xs = [jnp.asarray(x) for x in xs]
+    dtype = jnp.result_type(*xs, float) if not any(
+        jnp.issubdtype(x.dtype, jnp.floating) for x in xs) else jnp.result_type(*xs)
+    return [x.astype(dtype) for x in xs]
+
+
+def _scale(cov1, cov2):
+    """A positive scale per batch element (the larger mean eigenvalue of the two
+    covariances): computing in units of it keeps products of covariances within the
+    float range (1e36 in float32 would overflow when squared)."""
+    d = cov1.shape[-1]
+    t = jnp.maximum(jnp.trace(cov1, axis1=-2, axis2=-1), jnp.trace(cov2, axis1=-2, axis2=-1))
+    t = t / d
+    return jnp.where(jnp.isfinite(t) & (t > jnp.finfo(t.dtype).tiny), t, 1.0)
+
+
 def w2sq(mean1, cov1, mean2, cov2):
     """Squared 2-Wasserstein distance between N(mean1, cov1) and N(mean2, cov2).
 
     |m1 - m2|^2 + tr(S1 + S2 - 2 (S2^1/2 S1 S2^1/2)^1/2); batched over leading axes.
+    The covariance term is computed in units of the covariances' scale, so it stays
+    finite from the smallest to the largest covariances the float type holds.
+
+    Args:
+        mean1, mean2: means, shape ``(..., d)``, finite.
+        cov1, cov2: covariances, shape ``(..., d, d)``, symmetric positive
+            semi-definite (checked on the host; a traced argument is not checked).
+
+    Raises:
+        ValueError: a shape, a non-finite value or a covariance that is not PSD.
+
+    References:
+        Givens & Shortt, A class of Wasserstein metrics for probability
+        distributions (1984); THEORY.md section 3.
 
     Example:
         >>> import jax.numpy as jnp
         >>> float(w2sq(jnp.zeros(1), jnp.eye(1) * 4, jnp.ones(1), jnp.eye(1)))  # 1 + (2-1)^2
         2.0
     """
-    mean1, mean2 = jnp.asarray(mean1), jnp.asarray(mean2)
-    cov1, cov2 = jnp.asarray(cov1), jnp.asarray(cov2)
+    _check_pair(mean1, cov1, mean2, cov2)
+    mean1, cov1, mean2, cov2 = _as_floats(mean1, cov1, mean2, cov2)
     dm = jnp.sum((mean1 - mean2) ** 2, axis=-1)
     if cov1.shape[-1] == 1:
         s1 = jnp.sqrt(jnp.clip(cov1[..., 0, 0], 0.0))
         s2 = jnp.sqrt(jnp.clip(cov2[..., 0, 0], 0.0))
         return dm + (s1 - s2) ** 2
-    r2 = _sqrtm_psd(cov2)
-    cross = r2 @ cov1 @ r2
+    s = _scale(cov1, cov2)
+    c1, c2 = cov1 / s[..., None, None], cov2 / s[..., None, None]
+    r2 = _sqrtm_psd(c2)
+    cross = r2 @ c1 @ r2
     w = jnp.linalg.eigvalsh(0.5 * (cross + jnp.swapaxes(cross, -1, -2)))
-    tr = (jnp.trace(cov1, axis1=-2, axis2=-1) + jnp.trace(cov2, axis1=-2, axis2=-1)
+    tr = (jnp.trace(c1, axis1=-2, axis2=-1) + jnp.trace(c2, axis1=-2, axis2=-1)
           - 2.0 * jnp.sum(jnp.sqrt(jnp.clip(w, 0.0)), axis=-1))
-    return dm + jnp.clip(tr, 0.0)
+    return dm + s * jnp.clip(tr, 0.0)
 
 
 def _logdet_psd(cov):
@@ -393,27 +517,45 @@ def _logdet_psd(cov):
 
 
 def kl(mean1, cov1, mean2, cov2):
-    """KL(N(mean1, cov1) || N(mean2, cov2)); batched. Degenerate covariances are
-    clamped at the smallest normal float so the result stays finite.
+    """KL(N(mean1, cov1) || N(mean2, cov2)); batched.
+
+    Computed in units of ``cov2``'s scale (KL does not change when both Gaussians
+    are rescaled), so very large or very small but valid covariances give finite
+    values. A singular covariance (KL is then infinite or undefined) is clamped at
+    the smallest normal float so that the result stays finite: the families flag
+    such states as degenerate.
+
+    Args:
+        mean1, mean2: means, shape ``(..., d)``, finite.
+        cov1, cov2: covariances, shape ``(..., d, d)``, symmetric positive
+            semi-definite (checked on the host; a traced argument is not checked).
+
+    Raises:
+        ValueError: a shape, a non-finite value or a covariance that is not PSD.
+
+    References:
+        Kullback & Leibler (1951); THEORY.md section 3.
 
     Example:
         >>> import jax.numpy as jnp
         >>> round(float(kl(jnp.zeros(1), jnp.eye(1), jnp.ones(1), jnp.eye(1))), 6)
         0.5
     """
-    mean1, mean2 = jnp.asarray(mean1), jnp.asarray(mean2)
-    cov1, cov2 = jnp.asarray(cov1), jnp.asarray(cov2)
+    _check_pair(mean1, cov1, mean2, cov2)
+    mean1, cov1, mean2, cov2 = _as_floats(mean1, cov1, mean2, cov2)
     d = mean1.shape[-1]
+    s = _scale(cov2, cov2)
+    cov1, cov2 = cov1 / s[..., None, None], cov2 / s[..., None, None]
     tiny = jnp.finfo(cov2.dtype).tiny
     w, v = jnp.linalg.eigh(0.5 * (cov2 + jnp.swapaxes(cov2, -1, -2)))
     w = jnp.maximum(w, tiny)
     inv2 = (v / w[..., None, :]) @ jnp.swapaxes(v, -1, -2)
-    dm = mean2 - mean1
+    dm = (mean2 - mean1) / jnp.sqrt(s)[..., None]
     quad = jnp.einsum("...i,...ij,...j->...", dm, inv2, dm)
     tr = jnp.trace(inv2 @ cov1, axis1=-2, axis2=-1)
     out = 0.5 * (tr + quad - d + jnp.sum(jnp.log(w), axis=-1) - _logdet_psd(cov1))
     big = jnp.finfo(out.dtype).max
-    return jnp.clip(out, 0.0, big)
+    return jnp.clip(jnp.where(jnp.isnan(out), big, out), 0.0, big)
 
 
 def w2sq_mean_mv_approx(n, M, d, sigma0_sq=1.0):
@@ -428,5 +570,9 @@ def w2sq_mean_mv_approx(n, M, d, sigma0_sq=1.0):
         >>> round(float(w2sq_mean_mv_approx(10, 1000, 1)), 5)
         0.015
     """
+    _check_n(n)
+    d = check_int(d, "d", minimum=1)
+    _check_m(M, more_than=1)
+    _check_var(sigma0_sq)
     n, M = _float(n), _float(M)
     return _float(sigma0_sq) * (n * d / M + n * d * (d + 1) / (4.0 * (M - 1.0)))

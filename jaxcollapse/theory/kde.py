@@ -23,13 +23,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxcollapse._validate import check_int, check_int_array, check_positive
+
 RULES = ("scott", "silverman")
 
 
 def _check_m(m):
-    if isinstance(m, bool) or int(m) != m or m < 2:
-        raise ValueError(f"M must be an integer >= 2; got {m!r}")
-    return int(m)
+    return check_int(m, "M", minimum=2)
+
+
+def _check_rule(dim, rule):
+    check_int(dim, "dim", minimum=1)
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}; got {rule!r}")
 
 
 def rule_factor_sq(m: int, dim: int = 1, rule: str = "scott") -> float:
@@ -43,6 +49,7 @@ def rule_factor_sq(m: int, dim: int = 1, rule: str = "scott") -> float:
         Scott (1992); Silverman (1986); THEORY.md section 6.
     """
     m = _check_m(m)
+    _check_rule(dim, rule)
     if rule == "scott":
         return float(m ** (-2.0 / (dim + 4)))
     if rule == "silverman":
@@ -61,6 +68,7 @@ def growth_factor(m: int, dim: int = 1, rule: str = "scott") -> float:
         THEORY.md section 6.
     """
     m = _check_m(m)
+    _check_rule(dim, rule)
     return (m - 1) / m + rule_factor_sq(m, dim, rule)
 
 
@@ -79,6 +87,8 @@ def expected_var_rule(n, m: int, s0sq, dim: int = 1, rule: str = "scott") -> np.
     References:
         THEORY.md section 6.
     """
+    check_int_array(n, "n", minimum=0)
+    check_positive(s0sq, "s0sq", allow_zero=True)
     n = np.asarray(n, dtype=float)
     return growth_factor(m, dim, rule) ** n * np.asarray(s0sq, dtype=float)
 
@@ -96,8 +106,9 @@ def expected_var_fixed(n, m: int, h, s0sq) -> np.ndarray:
         THEORY.md section 6.
     """
     m = _check_m(m)
-    if not np.all(np.asarray(h, dtype=float) > 0):
-        raise ValueError(f"h must be > 0; got {h!r}")
+    check_positive(h, "h")
+    check_int_array(n, "n", minimum=0)
+    check_positive(s0sq, "s0sq", allow_zero=True)
     n = np.asarray(n, dtype=float)
     a = 1.0 - 1.0 / m
     h2 = np.asarray(h, dtype=float) ** 2
@@ -115,6 +126,7 @@ def fixed_point_var(m: int, h) -> np.ndarray:
         Scott (1992); Silverman (1986); THEORY.md section 6.
     """
     m = _check_m(m)
+    check_positive(h, "h")
     return (m - 1) * np.asarray(h, dtype=float) ** 2
 
 
@@ -129,4 +141,6 @@ def one_step_var(s_sq, m: int, h_sq) -> np.ndarray:
         Scott (1992); Silverman (1986); THEORY.md section 6.
     """
     m = _check_m(m)
+    check_positive(s_sq, "s_sq", allow_zero=True)
+    check_positive(h_sq, "h_sq", allow_zero=True)
     return (1.0 - 1.0 / m) * (np.asarray(s_sq, dtype=float) + np.asarray(h_sq, dtype=float))

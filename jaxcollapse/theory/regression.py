@@ -27,6 +27,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.scipy.special import polygamma
+
+from jaxcollapse._validate import check_real
 
 __all__ = [
     "excess_accumulate",
@@ -40,13 +43,14 @@ __all__ = [
 
 def _check_generations(n: Any) -> jax.Array:
     a = np.asarray(n)
-    if not np.issubdtype(a.dtype, np.integer) or np.any(a < 0):
+    if isinstance(n, bool) or not np.issubdtype(a.dtype, np.integer) or np.any(a < 0):
         raise ValueError(f"n_generations must be integers >= 0; got {n!r}")
     return jnp.asarray(n)
 
 
 def _check_positive(value: Any, name: str, allow_zero: bool = False) -> None:
-    if not isinstance(value, int | float | np.number) or not np.isfinite(value) or (
+    if isinstance(value, bool | np.bool_ | complex | np.complexfloating) or \
+            not isinstance(value, int | float | np.number) or not np.isfinite(value) or (
             value < 0 if allow_zero else value <= 0):
         allowed = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be a finite number {allowed}; got {value!r}")
@@ -61,21 +65,52 @@ def _check_dims(dim: Any, n_design: Any) -> None:
                          f"d/(T - d - 1) to be finite; got n_design={n_design}")
 
 
-def _check_design(design: Any) -> jax.Array:
+def _design_rank(x: np.ndarray) -> int:
+    """Numerical rank of a design ``(T, d)`` at the precision of its dtype (singular
+    values above ``max(T, d) * eps * largest``, as ``numpy.linalg.matrix_rank``).
+
+    Example:
+        >>> _design_rank(np.array([[1.0, 2.0], [2.0, 4.0], [3.0, 6.0]]))
+        1
+    """
+    x = np.asarray(x)
+    eps = np.finfo(x.dtype if x.dtype.kind == "f" else np.float64).eps
+    sv = np.linalg.svd(x.astype(np.float64), compute_uv=False)
+    if sv.size == 0 or sv[0] == 0:
+        return 0
+    return int(np.sum(sv > max(x.shape) * eps * sv[0]))
+
+
+def _check_design(design: Any, name: str = "design", full_rank: bool = True) -> jax.Array:
+    check_real(design, name)  # real and finite: complex and strings refused
     x = np.asarray(design)
-    if x.ndim != 2:
-        raise ValueError(f"design must have shape (T, d); got {x.shape}")
+    if x.ndim != 2 or x.shape[1] < 1:
+        raise ValueError(f"{name} must have shape (T, d); got {x.shape}")
     if not np.all(np.isfinite(x)):
-        raise ValueError("design must be finite; got NaN or inf")
+        raise ValueError(f"{name} must be finite; got NaN or inf")
+    if not full_rank:
+        return jnp.asarray(design, jnp.result_type(float) if x.dtype.kind != "f" else None)
     if x.shape[0] < x.shape[1]:
-        raise ValueError(f"design must have T >= d rows for XᵀX to be invertible; got "
+        raise ValueError(f"{name} must have T >= d rows for XᵀX to be invertible; got "
                          f"shape {x.shape}")
-    return jnp.asarray(design)
+    rank = _design_rank(x)
+    if rank < x.shape[1]:
+        raise ValueError(f"{name} must have full column rank d = {x.shape[1]} (XᵀX "
+                         f"invertible; otherwise the excess risk is infinite); got rank "
+                         f"{rank} at {x.dtype} precision")
+    x = jnp.asarray(design)
+    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
+
+
+# Above this many generations Σ 1/i² comes from its closed form (no table).
+_TABLE_MAX = 100_000
 
 
 def _harmonic2(n: jax.Array) -> jax.Array:
     # Σ_{i<=n} 1/i² for integer arrays n (exact partial sums up to max n).
     n_max = int(np.max(np.asarray(n))) if np.size(n) else 0
+    if n_max > _TABLE_MAX:  # π²/6 - ψ'(n + 1)
+        return jnp.pi**2 / 6 - polygamma(1, jnp.asarray(n, jnp.result_type(float)) + 1.0)
     i = jnp.arange(1, max(n_max, 1) + 1, dtype=jnp.result_type(float))
     table = jnp.concatenate([jnp.zeros((1,), i.dtype), jnp.cumsum(1.0 / i**2)])
     return table[n]
@@ -202,12 +237,13 @@ def excess_ridge_replace_fixed(n_generations: Any, design: Any, w0: Any, noise: 
         0.625
     """
     n = _check_generations(n_generations)
-    x = _check_design(design)
+    _check_positive(noise, "noise")
+    _check_positive(ridge, "ridge", allow_zero=True)
+    x = _check_design(design, full_rank=ridge == 0)
+    check_real(w0, "w0")
     w0 = jnp.asarray(w0, x.dtype)
     if w0.shape != (x.shape[1],):
         raise ValueError(f"w0 must have shape ({x.shape[1]},); got {w0.shape}")
-    _check_positive(noise, "noise")
-    _check_positive(ridge, "ridge", allow_zero=True)
     g, q = jnp.linalg.eigh(x.T @ x)
     wr = q.T @ w0
     a = g / (g + ridge)
