@@ -339,6 +339,19 @@ class StoredResult:
                                axis=0)) for k in range(self.chunks_done)]
         return np.concatenate(parts, axis=0) if parts else np.empty((0,))
 
+    def to_xarray(self, **kwargs):
+        """As an ``xarray.Dataset`` (:func:`jaxcollapse.export.to_xarray`; needs the
+        ``analysis`` extra)."""
+        from jaxcollapse.export import to_xarray
+
+        return to_xarray(self, **kwargs)
+
+    def to_dataframe(self, **kwargs):
+        """As a long ``pandas.DataFrame`` (:func:`jaxcollapse.export.to_dataframe`)."""
+        from jaxcollapse.export import to_dataframe
+
+        return to_dataframe(self, **kwargs)
+
     def load(self):
         """Every written generation in memory, as a :class:`~jaxcollapse.SimulationResult`
         of NumPy arrays."""
