@@ -124,7 +124,7 @@ def test_gpu_run_writes_its_own_file_and_leaves_the_readme(fake_suite, monkeypat
 def test_bad_arguments_exit_2_with_a_message(capsys):
     assert runner.main(["--only", "gaussian", "nope"]) == 2
     err = capsys.readouterr().err
-    assert "unknown benchmark 'nope'" in err and "choose from gaussian, kde" in err
+    assert "unknown benchmark 'nope'" in err and "choose from gaussian, regimes, kde" in err
     assert runner.main(["--frobnicate"]) == 2
     assert "unrecognized arguments: --frobnicate" in capsys.readouterr().err
 

@@ -325,7 +325,7 @@ def test_wright_fisher_chain_independent_of_shrinking_support():
 def test_simulate_chain_does_not_depend_on_n_chains(method, regime):
     fam = cat.Categorical(30, method=method)
     p0 = fam.params(cat.zipf(30, 1.1).probs)
-    kw = dict(n_generations=6, n_samples=15, regime=regime)
+    kw = dict(n_generations=6, n_samples=15, regime=regime, save_params=True)
     a = jc.simulate(jax.random.key(32), fam, p0, n_chains=2, **kw)
     b = jc.simulate(jax.random.key(32), fam, p0, n_chains=7, **kw)
     np.testing.assert_array_equal(np.asarray(a.params.probs), np.asarray(b.params.probs[:2]))
