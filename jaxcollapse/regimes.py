@@ -54,6 +54,12 @@ class PoolSpec:
         human_slots: human rows a training set can hold (0 if the regime uses none).
         init_rows: rows of generation 0's own data set (data-set families such as
             KDE; 0 for parametric families).
+
+    Example:
+        >>> import jaxcollapse as jc
+        >>> spec = PoolSpec(jc.Gaussian(), exact=True, n_max=100, n_generations=10)
+        >>> jc.accumulate().train_rows(spec), jc.mix(0.1).train_rows(spec)
+        (1000, 100)
     """
 
     family: Any
@@ -79,6 +85,18 @@ class Generation(NamedTuple):
             statistics).
         draw: ``draw(key, params, n) -> training_set``: ``n`` (static) fresh draws
             from ``params`` in this path's form (regimes that draw fresh data).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> import jaxcollapse as jc
+        >>> fam = jc.Gaussian(dim=1)
+        >>> spec = PoolSpec(fam, exact=True, n_max=10, n_generations=1)
+        >>> syn = fam.stats(jnp.ones((10, 1)), jnp.ones(10))
+        >>> gen = Generation(jnp.int32(1), jnp.int32(10), jax.random.key(0), syn, None,
+        ...                  fam.params(), fam.fit_stats, None)
+        >>> params, state = jc.replace().update(spec, (), gen)
+        >>> params.mean.tolist()
+        [1.0]
     """
 
     t: jax.Array

@@ -77,6 +77,16 @@ def export_zarr(directory: str | os.PathLike, path: str | os.PathLike, *,
         ValueError: ``path`` exists (and is not a replaceable export), or a source
             chunk is damaged (named).
         ImportError: zarr is not installed.
+
+    Example:
+        >>> import tempfile, jax, jaxcollapse as jc
+        >>> d = tempfile.mkdtemp()
+        >>> fam = jc.Gaussian(dim=1, method="exact")
+        >>> _ = jc.simulate(jax.random.key(0), fam, fam.params(), n_generations=4,
+        ...                 n_samples=10, n_chains=2, chunk_size=2, checkpoint_dir=d + "/run")
+        >>> out = export_zarr(d + "/run", d + "/run.zarr")
+        >>> out.name
+        'run.zarr'
     """
     zarr = _zarr()
     src = StoredResult(directory)

@@ -68,6 +68,11 @@ class Generation(NamedTuple):
         kept: indices of the human units kept (``None`` at 0; all under accumulate).
         replaced: indices of the human units replaced by ``synthetic``, in order.
         n_human: human units in the training set.
+
+    Example:
+        >>> g = Generation(0, None, {}, {}, None, None, None, None, 100)
+        >>> g.generation, g.n_human
+        (0, 100)
     """
 
     generation: int
@@ -109,6 +114,10 @@ class Generator(Protocol):
             synthetic set so far (``pool([])``: generation 0's training set).
         evaluate(key, gen): ``(record, artifacts)``: a JSON-able dict of metrics
             and a dict of arrays kept with the checkpoint.
+
+    Example:
+        >>> sorted(Generator.__annotations__)
+        ['key_order', 'save_synthetic']
     """
 
     key_order: tuple[str, ...]
@@ -181,6 +190,11 @@ class RecursiveRun(NamedTuple):
             shared by every arm).
         artifacts: arm name -> per-generation artifact dicts (generation 0 first).
         params0: generation 0's parameters.
+
+    Example:
+        >>> run = RecursiveRun({"replace": [{"generation": 0}]}, {"replace": [{}]}, None)
+        >>> run.records["replace"][0]["generation"]
+        0
     """
 
     records: dict[str, list[dict]]

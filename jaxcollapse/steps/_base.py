@@ -68,7 +68,12 @@ class Step:
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class Identity(Step):
-    """Keeps every draw as it is (the default loop)."""
+    """Keeps every draw as it is (the default loop).
+
+    Example:
+        >>> Identity().n_candidates
+        1
+    """
 
     name: ClassVar[str] = "identity"
 

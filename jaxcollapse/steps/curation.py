@@ -75,6 +75,12 @@ class Curate(Step):
         k: candidates per kept draw (static); also ``n_candidates``.
         reward_fn: a traceable function of one draw (static), or None.
         n_nodes: quadrature nodes of the exact categorical law (static).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> step = curate(jnp.array([0.0, 1.0, 2.0]), 4)
+        >>> step.n_candidates, step.name
+        (4, 'curate')
     """
 
     name: ClassVar[str] = "curate"
@@ -248,6 +254,10 @@ class Verify(Step):
     Attributes:
         center, half_width: the region ``|x - c| <= a`` (points), or None.
         tpr, fpr: the verifier's rates (Categorical, category 0 right), or None.
+
+    Example:
+        >>> verify(region=(0.0, 1.0)).name
+        'verify'
     """
 
     name: ClassVar[str] = "verify"

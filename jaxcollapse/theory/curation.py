@@ -259,6 +259,12 @@ class CurationPath(NamedTuple):
         reward: ``(n + 1,)`` expected reward ``E_{p_t} r`` (rises every generation
             when eta = 1: Ferbach et al., Theorem 2.1).
         entropy: ``(n + 1,)`` Shannon entropy in nats.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> path = curation_iterate(jnp.array([0.5, 0.5]), jnp.array([0.0, 1.0]), 2, 3)
+        >>> path.probs.shape, bool(path.reward[3] > path.reward[0])
+        ((4, 2), True)
     """
 
     probs: jax.Array

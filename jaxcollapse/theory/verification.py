@@ -79,6 +79,11 @@ class TruncatedMoments(NamedTuple):
         empty: True where the region accepts (numerically) nothing: the log-acceptance
             is -inf or the interval is below rounding; ``mean``/``var`` then hold the
             limit law (uniform on the interval) instead of a NaN.
+
+    Example:
+        >>> m = truncated_normal_moments(0.0, 1.0, 0.0, 1.0)
+        >>> round(float(m.acceptance), 4), bool(m.var < 1.0)
+        (0.6827, True)
     """
 
     mean: jax.Array
