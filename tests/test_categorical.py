@@ -9,6 +9,7 @@ import scipy.stats as st
 
 import jaxcollapse as jc
 from jaxcollapse.families import categorical as cat
+from jaxcollapse.families import wright_fisher as wf
 
 Z = 5.0  # |mc - theory| <= Z * se: two-sided false-failure rate 6e-7 per comparison
 
@@ -346,7 +347,7 @@ def test_wright_fisher_tree_counts_match_multinomial():
              jnp.broadcast_to(jnp.asarray(np.round(p * 1000), jnp.float32)[:, None],
                               (8, chains))]
     for pool in pools:
-        c = np.asarray(cat._tree_counts(chain_kw, m, pool)).T
+        c = np.asarray(wf._tree_counts(chain_kw, m, pool)).T
         probs = np.asarray(pool[:, 0]) / np.asarray(pool[:, 0]).sum()
         assert np.all(c.sum(1) == m) and np.all(c[:, 2] == 0)
         for j in (0, 1, 3, 4, 5, 6, 7):
@@ -369,7 +370,7 @@ def test_wright_fisher_node_binomial_matches_scipy():
     ids = jnp.arange(len(cases), dtype=jnp.uint32)[:, None] * 32 + 3
     n = jnp.asarray(np.repeat([[c[0]] for c in cases], reps, 1), jnp.float32)
     q = jnp.asarray(np.repeat([[c[1]] for c in cases], reps, 1), jnp.float32)
-    k = np.asarray(jax.jit(cat._node_binomial)(kw, ids, n, q))
+    k = np.asarray(jax.jit(wf._node_binomial)(kw, ids, n, q))
     for (ni, pi), ki in zip(cases, k, strict=True):
         assert np.all(ki == np.round(ki)) and ki.min() >= 0 and ki.max() <= ni
         if pi == 0.0 or ni == 0:

@@ -105,8 +105,16 @@ def _check_contract(fam, p0, regime):
             assert np.all(np.isfinite(np.asarray(v)) | np.asarray(whole.degenerate)), name
         assert whole.n_samples.tolist() == [0] + [M] * G
         _equal(whole.metrics, _run(f, p0, regime, chunk_size=3).metrics)
-        _equal(jax.tree.map(lambda a: a[:2], whole.metrics),
-               _run(f, p0, regime, n_chains=2).metrics)
+        # a chain's numbers do not depend on the chain count: bitwise for parametric
+        # families; a data-set family's fit (weighted sums over its rows) may round
+        # differently by 1 ulp when XLA vectorises another batch of chains
+        few = _run(f, p0, regime, n_chains=2).metrics
+        first = jax.tree.map(lambda a: a[:2], whole.metrics)
+        if isinstance(f, DataSetFamily):
+            for x, y in zip(jax.tree.leaves(first), jax.tree.leaves(few), strict=True):
+                np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-14)
+        else:
+            _equal(first, few)
 
 
 @pytest.mark.parametrize("fname", list(EXAMPLES))
