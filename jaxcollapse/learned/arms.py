@@ -77,7 +77,7 @@ class RegimeArm:
         if not isinstance(self.name, str) or not self.name or "/" in self.name:
             raise ValueError(f"arm name must be a non-empty string without '/'; "
                              f"got {self.name!r}")
-        if not isinstance(self.regime, Replace | Mix | Accumulate):
+        if type(self.regime) not in (Replace, Mix, Accumulate):  # not a subclass
             raise ValueError(f"regime of arm {self.name!r} must be replace(), mix(alpha, "
                              f"source) or accumulate(); got {self.regime!r}")
         get_regime(self.regime)  # validates alpha and source
