@@ -56,7 +56,16 @@ def check_lengthscale(lengthscale, name: str = "lengthscale") -> None:
         ...
         ValueError: lengthscale must be a scalar (the kernels are isotropic); got shape (2,)
     """
-    a = check_real(lengthscale, name)
+    if isinstance(lengthscale, int | float | np.number | np.ndarray) and \
+            not isinstance(lengthscale, bool):
+        # host values are checked with NumPy: no JAX backend is started (metrics are
+        # built at import time, before jax.distributed.initialize may be called)
+        a = np.asarray(lengthscale)
+        if np.iscomplexobj(a):
+            raise TypeError(f"{name} must be real; got {a.dtype} (complex input is refused: "
+                            "its imaginary part would be dropped)")
+    else:
+        a = check_real(lengthscale, name)
     if a.ndim != 0:
         raise ValueError(f"{name} must be a scalar (the kernels are isotropic); got shape "
                          f"{tuple(a.shape)}")
