@@ -28,17 +28,19 @@ SCRIPT = """
             jc.simulate(jax.random.key(0), fam, p0, regime=regime, human_data=human,
                         devices=3, chunk_size=5, **kw),
         ):
-            if regime == "accumulate":
-                # the pooled sums may be associated differently by the compiler
-                np.testing.assert_allclose(one.params.cov, many.params.cov, rtol=1e-12)
-            else:
-                np.testing.assert_array_equal(one.params.cov, many.params.cov)
-                np.testing.assert_array_equal(one.metrics["w2sq"], many.metrics["w2sq"])
+            # the guarantee across device counts: equal to rounding (XLA may vectorise a
+            # device's batch of chains differently: 1-ulp differences that can grow over
+            # generations, as issue 13 measured); on one device, bitwise for any chain
+            # count and chunking (tests/test_contracts.py)
+            np.testing.assert_allclose(one.params.cov, many.params.cov, rtol=1e-9,
+                                       atol=1e-12)
+            np.testing.assert_allclose(one.metrics["w2sq"], many.metrics["w2sq"],
+                                       rtol=1e-9, atol=1e-12)
     mesh = jax.make_mesh((8,), ("chains",))
     fam = jc.Gaussian(dim=1, method="exact")
     a = jc.simulate(jax.random.key(1), fam, fam.params(), mesh=mesh, **kw)
     b = jc.simulate(jax.random.key(1), fam, fam.params(), devices=1, **kw)
-    np.testing.assert_array_equal(a.params.cov, b.params.cov)
+    np.testing.assert_allclose(a.params.cov, b.params.cov, rtol=1e-9, atol=1e-12)
     raises(lambda: jc.simulate(jax.random.key(1), fam, fam.params(), devices=9, **kw),
            "devices=9 requested but 8 exist", "devices=9")
     raises(lambda: jc.simulate(jax.random.key(1), fam, fam.params(),
