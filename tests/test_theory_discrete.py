@@ -73,7 +73,7 @@ def fixation_runs():
     for name, probs in (("two", [0.2, 0.8, 0.0]), ("three", [0.5, 0.3, 0.2])):
         res = jc.simulate(jax.random.key(40 + len(name)), fam, fam.params(jnp.array(probs)),
                           n_generations=gens, n_samples=m, n_chains=chains,
-                          metrics=["survivors"])
+                          metrics=["survivors"], save_params=True)
         out[name] = (np.asarray(probs), np.asarray(res.metrics["survivors"]),
                      np.asarray(res.params.probs[:, -1]))
     return m, out
