@@ -27,7 +27,7 @@ from jaxcollapse.experiments._prdc import (
     add_prdc_argument,
     check_prdc,
     prdc_columns,
-                                           prdc_head,
+    prdc_head,
     prdc_text,
 )
 from jaxcollapse.io import save_json, save_npz
