@@ -31,6 +31,7 @@ import numpy as np
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
+from jaxcollapse._fusion import SMALL_DIM
 from jaxcollapse._kernel_inputs import (
     check_gram_memory,
     check_lengthscale,
@@ -45,8 +46,9 @@ Kernel = Callable[..., jax.Array]
 TILE_ELEMENTS = 2**22
 # Side of the square tiles of a Gram reduction (1024^2 values, 8 MiB in float64).
 SUM_TILE = 1024
-# Up to this dimension a tile's inner products are unrolled elementwise.
-_UNROLL_DIM = 8
+# Up to this dimension a tile's inner products are unrolled elementwise (a compiler
+# workaround: see jaxcollapse._fusion.SMALL_DIM, where its backend note is).
+_UNROLL_DIM = SMALL_DIM
 
 
 def _rbf_profile(r2):
@@ -251,6 +253,18 @@ def _check_tile(tile, name="tile"):
         raise ValueError(f"{name} must be None or an integer >= 1; got {tile!r}")
 
 
+def _check_inputs(kernel, tile, devices, mesh, split, x, y, lengthscale, *, y_optional=False):
+    # The public boundary of gram and kernel_sum, in one order: the kernel, the tile,
+    # the mesh (its data axis split into ``split``), the points, the lengthscale.
+    k = get_kernel(kernel)
+    _check_tile(tile)
+    mesh = resolve_mesh(devices, mesh, DATA_AXIS, split)
+    x = check_points(x, "x")
+    y = x if y is None and y_optional else check_points(y, "y", dim=x.shape[1])
+    check_lengthscale(lengthscale)
+    return k, mesh, x, y
+
+
 def gram(x: jax.Array, y: jax.Array, kernel: str | Kernel = "rbf",
          lengthscale: jax.Array | float = 1.0, *, tile: int | None = None,
          devices: int | Sequence[jax.Device] | None = None,
@@ -290,12 +304,7 @@ def gram(x: jax.Array, y: jax.Array, kernel: str | Kernel = "rbf",
     References:
         Gretton et al., JMLR 13 (2012).
     """
-    k = get_kernel(kernel)
-    _check_tile(tile)
-    mesh = resolve_mesh(devices, mesh, DATA_AXIS, "rows")
-    x = check_points(x, "x")
-    y = check_points(y, "y", dim=x.shape[1])
-    check_lengthscale(lengthscale)
+    k, mesh, x, y = _check_inputs(kernel, tile, devices, mesh, "rows", x, y, lengthscale)
     dtype = jnp.result_type(x, y, float)
     check_gram_memory(x.shape[0], y.shape[0], dtype)
     return _gram_jit(x.astype(dtype), y.astype(dtype), jnp.asarray(lengthscale, dtype), k,
@@ -457,12 +466,8 @@ def kernel_sum(x: jax.Array, y: jax.Array | None, kernel: str | Kernel = "rbf",
     References:
         Gretton et al., JMLR 13 (2012).
     """
-    k = get_kernel(kernel)
-    _check_tile(tile)
-    mesh = resolve_mesh(devices, mesh, DATA_AXIS, "tiles")
-    x = check_points(x, "x")
-    y_ = x if y is None else check_points(y, "y", dim=x.shape[1])
-    check_lengthscale(lengthscale)
+    k, mesh, x, y_ = _check_inputs(kernel, tile, devices, mesh, "tiles", x, y, lengthscale,
+                                   y_optional=True)
     dtype = jnp.result_type(x, y_, float)
     return _kernel_sum_jit(x.astype(dtype), y_.astype(dtype), jnp.asarray(lengthscale, dtype),
                            k, tile, mesh, y is None)

@@ -8,6 +8,7 @@ import pytest
 import scipy.stats as st
 
 import jaxcollapse as jc
+from jaxcollapse.families import _counts
 from jaxcollapse.families import categorical as cat
 from jaxcollapse.families import wright_fisher as wf
 
@@ -370,7 +371,7 @@ def test_wright_fisher_node_binomial_matches_scipy():
     ids = jnp.arange(len(cases), dtype=jnp.uint32)[:, None] * 32 + 3
     n = jnp.asarray(np.repeat([[c[0]] for c in cases], reps, 1), jnp.float32)
     q = jnp.asarray(np.repeat([[c[1]] for c in cases], reps, 1), jnp.float32)
-    k = np.asarray(jax.jit(wf._node_binomial)(kw, ids, n, q))
+    k = np.asarray(jax.jit(_counts._node_binomial)(kw, ids, n, q))
     for (ni, pi), ki in zip(cases, k, strict=True):
         assert np.all(ki == np.round(ki)) and ki.min() >= 0 and ki.max() <= ni
         if pi == 0.0 or ni == 0:

@@ -26,3 +26,16 @@ def test_readme_starts_with_the_two_commands():
     assert len(lines) == 2
     assert "jaxcollapse run" in lines[0] and "pytest" in lines[1]
     assert all("venv" in ln for ln in lines)  # each does its own set-up
+
+
+# Issue 12: no library file over about 500 lines (one concept a module). families/kde.py
+# is being split on another branch; drop it from here once that lands.
+MAX_LINES = 500
+NOT_YET_SPLIT = {"jaxcollapse/families/kde.py"}
+
+
+def test_no_library_file_over_500_lines():
+    long = {str(p.relative_to(REPO)): n for p in sorted((REPO / "jaxcollapse").rglob("*.py"))
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    over = {p: n for p, n in long.items() if p not in NOT_YET_SPLIT}
+    assert not over, f"library files over {MAX_LINES} lines (split them by concept): {over}"

@@ -12,6 +12,7 @@ import pytest
 
 import jaxcollapse as jc
 from jaxcollapse.theory import discrete, mixing
+from jaxcollapse.theory._mixing_wf import _count_laws
 
 Z = 5.0
 ALPHAS = (0.01, 0.1, 0.5)
@@ -178,7 +179,7 @@ def test_wf_moments_exact_checks():
     s = mixing.wf_mix_survivors(1, 9, 0.0, p0)
     np.testing.assert_allclose(s[1], float(discrete.expected_survivors(p0, 9)), rtol=1e-12)
     # the count chains give the same E sum p^2 as the moment recursion (mix, fixed)
-    laws = [mixing._count_laws(p, p, 12, 3, None, 4, True) for p in p0]
+    laws = [_count_laws(p, p, 12, 3, None, 4, True) for p in p0]
     c = np.arange(13) / 12
     hom = sum(law @ c**2 for law in laws)
     r = mixing.wf_mix_moments(4, 12, 0.25, p0, source="fixed")

@@ -1,6 +1,12 @@
 """Exact binomial and multinomial samplers (the count vectors of the categorical
 family): CDF inversion for small means, BTRS (Hormann 1993) above, and the
-multinomial as a binary tree of conditional binomials.
+multinomial as a sequence of conditional binomials.
+
+One binomial method, two sources of uniforms: :func:`binomial` (and
+:func:`multinomial`) split a key; :func:`_node_binomial`, the kernel of the
+Wright–Fisher tree sampler, hashes counter words per node, so that a node's draw
+does not depend on the chunking or the other chains. Both share the BTRS proposal
+(:func:`_btrs_try`), the Stirling tail and the word-to-uniform maps.
 
 References:
     Kachitvichyanukul & Schmeiser (1988); Hormann (1993).
@@ -15,7 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxcollapse._fusion import row_exclusive_prefix
+from jaxcollapse._threefry import _unit32, _unit64
 from jaxcollapse._validate import check_int_array, check_key, check_real, float_array, is_traced
+from jaxcollapse.random import threefry_words
 
 # Mean n*q below which a binomial is drawn by CDF inversion (few steps); above it
 # the BTRS rejection sampler is valid and needs about 1.1 tries on average.
@@ -279,4 +288,164 @@ def multinomial(key: jax.Array, n: Any, probs: jax.Array) -> jax.Array:
                          f"{probs.shape[:-1]}; got {jnp.shape(n)}") from None
     return _sequential(key, n0, probs)
 
+# --------------------------------------------------------------------------------------
+# The same binomial from counter words: one draw per node of the Wright–Fisher tree
+# sampler (families/wright_fisher.py), keyed by (chain key, node id) so that a node's
+# draw does not depend on the chunking, the capacity or the other chains. It shares
+# the BTRS proposal above; its inversion is bounded (restarting past mean + 10 sd).
+# --------------------------------------------------------------------------------------
 
+_INV_STEPS = 16     # unrolled inversion steps of the fast path
+_BTRS_TRIES = 2     # unrolled BTRS proposals of the fast path (each accepts 0.72-0.9)
+_BOUND_SDS = 10.0   # inversion restarts past mean + 10 sd (numpy's bound; rounding guard)
+_STRAGGLERS = 128   # nodes the exact loops finish together
+
+
+def _node_uniforms(kw, ids, r, dtype):
+    # The (u, v) pair of try r of the nodes ``ids`` under the chain keys ``kw``:
+    # counter (r, id) in float32, (2r, id) and (2r + 1, id) in float64.
+    if dtype == jnp.float64:
+        a = threefry_words(kw, 2 * r, ids)
+        b = threefry_words(kw, 2 * r + 1, ids)
+        return _unit64(*a), _unit64(*b)
+    w0, w1 = threefry_words(kw, r, ids)
+    return _unit32(w0), _unit32(w1)
+
+
+def _exact_binomial(kw, ids, n, qq):
+    # Binomial(n, qq), qq <= 1/2, a node, from the node's own counter words: CDF
+    # inversion from 0 where the mean is below 10 (restarting with the next try's
+    # uniform past mean + 10 sd, which also guards against a rounded CDF that never
+    # reaches u), BTRS with tries from counters (0, id), (1, id), ... above. Each
+    # method runs only if some node of the batch needs it, its loop as long as
+    # its slowest node.
+    dtype = n.dtype
+    small = n * qq < _SMALL_MEAN
+    u, v = _node_uniforms(kw, ids, jnp.uint32(0), dtype)
+    zero = jnp.zeros_like(n)
+
+    def inversion():
+        ns, qs = jnp.where(small, n, 0.0), jnp.where(small, qq, 0.0)
+        rr = qs / (1 - qs)
+        pmf0 = jnp.exp(ns * jnp.log1p(-qs))
+        mu = ns * qs
+        bound = jnp.minimum(ns, jnp.floor(mu + _BOUND_SDS * jnp.sqrt(mu * (1 - qs) + 1)))
+
+        def step(c):
+            k, pmf, cdf, u, j = c
+            go = (u > cdf) & (k < bound)
+            nxt = pmf * ((ns - k) / (k + 1)) * rr
+            return (jnp.where(go, k + 1, k), jnp.where(go, nxt, pmf),
+                    jnp.where(go, cdf + nxt, cdf), u, j)
+
+        def restart(c):
+            k, pmf, cdf, u, j = c
+            stuck = (u > cdf) & (k >= bound)
+            j = jnp.where(stuck, j + 1, j)
+            un = _node_uniforms(kw, ids, j, dtype)[0]
+            return (jnp.where(stuck, 0.0, k), jnp.where(stuck, pmf0, pmf),
+                    jnp.where(stuck, pmf0, cdf), jnp.where(stuck, un, u), j)
+
+        c = (zero, pmf0, pmf0, u, jnp.zeros(n.shape, jnp.uint32))
+        for _ in range(_INV_STEPS):
+            c = step(c)
+
+        def body(c):
+            stuck = jnp.any((c[3] > c[2]) & (c[0] >= bound))
+            return step(lax.cond(stuck, restart, lambda c: c, c))
+
+        return lax.while_loop(lambda c: jnp.any(c[3] > c[2]), body, c)[0]
+
+    def btrs():
+        consts = _btrs_constants(jnp.where(small, 100.0, n), jnp.where(small, 0.5, qq))
+        k, acc = _btrs_try(u, v, *consts)
+        acc = acc | small
+        for r in range(1, _BTRS_TRIES):
+            un, vn = _node_uniforms(kw, ids, jnp.uint32(r), dtype)
+            kn, an = _btrs_try(un, vn, *consts)
+            k, acc = jnp.where(acc, k, kn), acc | an
+
+        def body(c):
+            k, acc, r = c
+            un, vn = _node_uniforms(kw, ids, r, dtype)
+            kn, an = _btrs_try(un, vn, *consts)
+            return jnp.where(acc, k, kn), acc | an, r + 1
+
+        init = (k, acc, jnp.uint32(_BTRS_TRIES))
+        return lax.while_loop(lambda c: ~jnp.all(c[1]), body, init)[0]
+
+    k_inv = lax.cond(jnp.any(small & (n > 0) & (qq > 0)), inversion, lambda: zero)
+    k_big = lax.cond(jnp.any(~small), btrs, lambda: zero)
+    return jnp.where(small, k_inv, k_big)
+
+
+def _fast_binomial(kw, ids, n, qq):
+    # The common case of _exact_binomial in one pass a method, each a single
+    # output (XLA otherwise splits the unrolled steps into several fusions that
+    # recompute them): the draw, or -1 where the node needs more inversion steps,
+    # a restart or more BTRS tries.
+    dtype = n.dtype
+    small = n * qq < _SMALL_MEAN
+    zero = jnp.zeros_like(n)
+
+    def inversion():
+        u = _node_uniforms(kw, ids, jnp.uint32(0), dtype)[0]
+        ns, qs = jnp.where(small, n, 0.0), jnp.where(small, qq, 0.0)
+        rr = qs / (1 - qs)
+        pmf = jnp.exp(ns * jnp.log1p(-qs))
+        mu = ns * qs
+        bound = jnp.minimum(ns, jnp.floor(mu + _BOUND_SDS * jnp.sqrt(mu * (1 - qs) + 1)))
+        k, cdf = zero, pmf
+        for _ in range(_INV_STEPS):
+            go = (u > cdf) & (k < bound)
+            nxt = pmf * ((ns - k) / (k + 1)) * rr
+            k, pmf, cdf = jnp.where(go, k + 1, k), jnp.where(go, nxt, pmf), \
+                jnp.where(go, cdf + nxt, cdf)
+        return jnp.where(u > cdf, -1.0, k)
+
+    def btrs():
+        consts = _btrs_constants(jnp.where(small, 100.0, n), jnp.where(small, 0.5, qq))
+        k, acc = zero, small
+        for r in range(_BTRS_TRIES):
+            un, vn = _node_uniforms(kw, ids, jnp.uint32(r), dtype)
+            kn, an = _btrs_try(un, vn, *consts)
+            k, acc = jnp.where(acc, k, kn), acc | an
+        return jnp.where(acc, k, -1.0)
+
+    k_inv = lax.cond(jnp.any(small & (n > 0) & (qq > 0)), inversion, lambda: zero)
+    k_big = lax.cond(jnp.any(~small), btrs, lambda: zero)
+    return jnp.where(small, k_inv, k_big)
+
+
+def _node_binomial(kw, ids, n, qq):
+    # _fast_binomial, then the nodes it left (-1) gathered, _STRAGGLERS at a time,
+    # and finished by _exact_binomial, which repeats the fast path's steps and
+    # tries from the same words before going on: a node's draw is the same
+    # whichever path finishes it.
+    k = _fast_binomial(kw, ids, n, qq)
+    shape = k.shape
+    kw0 = jnp.broadcast_to(kw[0], shape).reshape(-1)
+    kw1 = jnp.broadcast_to(kw[1], shape).reshape(-1)
+    flat = tuple(jnp.broadcast_to(x, shape).reshape(-1) for x in (ids, n, qq))
+
+    def finish(k):
+        k = k.reshape(-1)
+        pending = (k < 0).astype(jnp.int32)
+        cum = row_exclusive_prefix(pending) + pending
+        total = cum[-1]
+        size = min(_STRAGGLERS, k.shape[0])
+        slots = jnp.arange(size, dtype=jnp.int32)
+
+        def batch(b, k):
+            want = b * size + slots + 1
+            idx = jnp.searchsorted(cum, want, side="left").astype(jnp.int32)
+            idx = jnp.where(want <= total, idx, k.shape[0])
+            take = lambda x: x.at[idx].get(mode="fill", fill_value=0)
+            vals = _exact_binomial((take(kw0), take(kw1)), take(flat[0]), take(flat[1]),
+                                   take(flat[2]))
+            return k.at[idx].set(vals, mode="drop")
+
+        k = lax.fori_loop(0, (total + size - 1) // size, batch, k)
+        return k.reshape(shape)
+
+    return lax.cond(jnp.any(k < 0), finish, lambda k: k, k)

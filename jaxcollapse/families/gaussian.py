@@ -22,10 +22,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcollapse import random as jcr
-from jaxcollapse._fusion import apart, runtime_true
+from jaxcollapse._fusion import apart, runtime_true, small_gram, small_matmul, small_matvec
 from jaxcollapse._validate import float_array
+from jaxcollapse.families._gaussian_metrics import kl, logdet_ratio, mean_shift, var_ratio, w2sq
 from jaxcollapse.families.base import check_points
-from jaxcollapse.theory import gaussian as theory
 
 
 class GaussianParams(NamedTuple):
@@ -60,31 +60,6 @@ def _sym(a):
     return 0.5 * (a + jnp.swapaxes(a, -1, -2))
 
 
-# Under vmap, XLA:CPU runs batched products of tiny matrices slowly; for small d
-# broadcast-and-sum is several times faster than a dot.
-_SMALL_D = 8
-
-
-def _matvec(a, x):
-    """a (d, d) times each row of x (..., d) -> (..., d): x @ a.T."""
-    if a.shape[-1] <= _SMALL_D:
-        return jnp.sum(a * x[..., None, :], axis=-1)
-    return x @ a.T
-
-
-def _gram(x):
-    """x^T x for x (n, d)."""
-    if x.shape[-1] <= _SMALL_D:
-        return jnp.sum(x[:, :, None] * x[:, None, :], axis=0)
-    return x.T @ x
-
-
-def _matmul(a, b):
-    if a.shape[-1] <= _SMALL_D:
-        return jnp.sum(a[:, :, None] * b[None, :, :], axis=1)
-    return a @ b
-
-
 def cov_sqrt(cov: jax.Array) -> jax.Array:
     """A square root A with A A^T = cov, by the eigendecomposition: valid also for a
     collapsed, singular covariance, so sampling never gives NaN. (Any square root
@@ -104,66 +79,6 @@ def cov_sqrt(cov: jax.Array) -> jax.Array:
         return jnp.sqrt(jnp.clip(cov, 0.0))
     w, v = jnp.linalg.eigh(_sym(cov))
     return v * jnp.sqrt(jnp.clip(w, 0.0))[..., None, :]
-
-
-# Metrics are module-level functions so that their identity (part of the compiled
-# program's cache key) is stable across calls.
-def w2sq(params: GaussianParams, params0: GaussianParams) -> jax.Array:
-    """Squared 2-Wasserstein distance to the reference Gaussian.
-
-    Example:
-        >>> fam = Gaussian(dim=1)
-        >>> float(w2sq(fam.params(mean=[1.0], cov=[[4.0]]), fam.params()))  # 1 + (2-1)^2
-        2.0
-    """
-    return theory.w2sq(params.mean, params.cov, params0.mean, params0.cov)
-
-
-def kl(params: GaussianParams, params0: GaussianParams) -> jax.Array:
-    """KL(p_n || p_0), finite even for a collapsed covariance.
-
-    Example:
-        >>> fam = Gaussian(dim=1)
-        >>> round(float(kl(fam.params(mean=[1.0]), fam.params())), 6)  # (mu_n - mu_0)^2 / 2
-        0.5
-    """
-    return theory.kl(params.mean, params.cov, params0.mean, params0.cov)
-
-
-def mean_shift(params: GaussianParams, params0: GaussianParams) -> jax.Array:
-    """|mu_n - mu_0|^2.
-
-    Example:
-        >>> fam = Gaussian(dim=2)
-        >>> float(mean_shift(fam.params(mean=[3.0, 4.0]), fam.params()))
-        25.0
-    """
-    return jnp.sum((params.mean - params0.mean) ** 2, axis=-1)
-
-
-def var_ratio(params: GaussianParams, params0: GaussianParams) -> jax.Array:
-    """tr(S_n) / tr(S_0) (sigma_n^2 / sigma_0^2 in one dimension).
-
-    Example:
-        >>> fam = Gaussian(dim=1)
-        >>> float(var_ratio(fam.params(cov=[[0.25]]), fam.params()))
-        0.25
-    """
-    return jnp.trace(params.cov, axis1=-2, axis2=-1) / jnp.trace(params0.cov, axis1=-2,
-                                                                 axis2=-1)
-
-
-def logdet_ratio(params: GaussianParams, params0: GaussianParams) -> jax.Array:
-    """log det S_n - log det S_0, clamped (finite) for a collapsed covariance.
-
-    Example:
-        >>> import math
-        >>> fam = Gaussian(dim=2)
-        >>> p = fam.params(cov=[[2.0, 0.0], [0.0, 2.0]])
-        >>> math.isclose(float(logdet_ratio(p, fam.params())), 2 * math.log(2), rel_tol=1e-6)
-        True
-    """
-    return theory._logdet_psd(params.cov) - theory._logdet_psd(params0.cov)
 
 
 _METRICS = {
@@ -315,7 +230,7 @@ class Gaussian:
             z = jcr.from_complex_pairs(noise, (n,))
             return (params.mean[0] + z * jnp.sqrt(jnp.clip(params.cov[0, 0], 0.0)))[:, None]
         z = jcr.from_complex_pairs(noise, (n, self.dim))
-        return params.mean + _matvec(cov_sqrt(params.cov), z)
+        return params.mean + small_matvec(cov_sqrt(params.cov), z)
 
     def sample_noise_stats(self, noise, m) -> tuple:
         """The sums ``(sum z, sum z z^T)`` of the first ``m`` standard normal vectors
@@ -376,8 +291,8 @@ class Gaussian:
             scatter = var * jnp.maximum(sz, 0.0)
         else:
             a = cov_sqrt(params.cov)
-            mean = params.mean + _matvec(a, zbar)
-            scatter = _sym(_matmul(_matmul(a, sz), a.T))
+            mean = params.mean + small_matvec(a, zbar)
+            scatter = _sym(small_matmul(small_matmul(a, sz), a.T))
         return GaussianStats(mf, jnp.where(mf > 0, mean, params.mean),
                              jnp.where(mf > 1, scatter, 0.0))
 
@@ -454,7 +369,7 @@ class Gaussian:
             return GaussianStats(n, mean[None], jnp.sum(w * xc * xc)[None, None])
         mean = jnp.sum(w[:, None] * data, axis=0) / safe_n
         xc = data - mean
-        return GaussianStats(n, mean, _gram(xc * jnp.sqrt(w)[:, None]))
+        return GaussianStats(n, mean, small_gram(xc * jnp.sqrt(w)[:, None]))
 
     def add_stats(self, a: GaussianStats, b: GaussianStats) -> GaussianStats:
         """Pooled statistics (Chan et al.'s parallel update)."""
@@ -498,7 +413,7 @@ class Gaussian:
                                  jnp.where(nf > 1, sc, 0.0)[None, None])
         z, chi2, nrm = noise
         a = cov_sqrt(params.cov)
-        mean = params.mean + _matvec(a, z) / jnp.sqrt(jnp.maximum(nf, 1.0))
+        mean = params.mean + small_matvec(a, z) / jnp.sqrt(jnp.maximum(nf, 1.0))
         df = nf - 1.0
         j = jnp.arange(d, dtype=dtype)
         bart = jnp.tril(nrm, -1) + jnp.diag(jnp.sqrt(chi2))
@@ -506,8 +421,8 @@ class Gaussian:
         # df outer products of standard normals, the rows of g
         g = nrm * (j < df)[:, None]
         b = jnp.where(df >= d, bart, g.T)
-        ab = _matmul(a, b)
-        scatter = _matmul(ab, ab.T)
+        ab = small_matmul(a, b)
+        scatter = small_matmul(ab, ab.T)
         scatter = jnp.where(nf > 1, scatter, 0.0)
         return GaussianStats(nf, jnp.where(nf > 0, mean, params.mean), scatter)
 

@@ -22,14 +22,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxcollapse._fusion import row_exclusive_prefix, row_min, row_sum
 from jaxcollapse._progress import Progress
+from jaxcollapse.families._counts import _node_binomial
 from jaxcollapse.families.categorical import (
     _METRICS,
-    _SMALL_MEAN,
     Categorical,
     CategoricalParams,
-    _btrs_constants,
-    _btrs_try,
     zipf,  # noqa: F401 (the doctests use it)
 )
 from jaxcollapse.random import threefry_words
@@ -63,171 +62,8 @@ class WrightFisherResult(NamedTuple):
 # live in any chain: a single copy of the binomial kernel serves every level and
 # every capacity. A node's draw depends only on its (chain key, node id, n, q), so
 # the chunking, the capacity and the other chains do not change it.
-_INV_STEPS = 16     # unrolled inversion steps of the fast path
-_BTRS_TRIES = 2     # unrolled BTRS proposals of the fast path (each accepts 0.72-0.9)
 _CHUNK = 4096       # nodes a chunk: rows x chains
-_BOUND_SDS = 10.0   # inversion restarts past mean + 10 sd (numpy's bound; rounding guard)
-_STRAGGLERS = 128   # nodes the exact loops finish together
 _MIN_CAP = 64       # narrowest pool width
-
-
-def _word_uniform(w0, w1, dtype):
-    # Uniforms on (0, 1) as in jaxcollapse.random.uniform: 23 bits of w0 in float32,
-    # 52 bits of (w0, w1) in float64.
-    if dtype == jnp.float64:
-        m = (w0.astype(jnp.uint64) << 20) | (w1.astype(jnp.uint64) >> 12)
-        return (m.astype(jnp.float64) + 0.5) * 2.0**-52
-    return ((w0 >> 9).astype(jnp.float32) + 0.5) * jnp.float32(2.0**-23)
-
-
-def _node_uniforms(kw, ids, r, dtype):
-    # The (u, v) pair of try r of the nodes ``ids`` under the chain keys ``kw``:
-    # counter (r, id) in float32, (2r, id) and (2r + 1, id) in float64.
-    if dtype == jnp.float64:
-        a = threefry_words(kw, 2 * r, ids)
-        b = threefry_words(kw, 2 * r + 1, ids)
-        return _word_uniform(*a, dtype), _word_uniform(*b, dtype)
-    w0, w1 = threefry_words(kw, r, ids)
-    return _word_uniform(w0, w1, dtype), _word_uniform(w1, w0, dtype)
-
-
-def _exact_binomial(kw, ids, n, qq):
-    # Binomial(n, qq), qq <= 1/2, a node, from the node's own counter words: CDF
-    # inversion from 0 where the mean is below 10 (restarting with the next try's
-    # uniform past mean + 10 sd, which also guards against a rounded CDF that never
-    # reaches u), BTRS with tries from counters (0, id), (1, id), ... above. Each
-    # method runs only if some node of the batch needs it, its loop as long as
-    # its slowest node.
-    dtype = n.dtype
-    small = n * qq < _SMALL_MEAN
-    u, v = _node_uniforms(kw, ids, jnp.uint32(0), dtype)
-    zero = jnp.zeros_like(n)
-
-    def inversion():
-        ns, qs = jnp.where(small, n, 0.0), jnp.where(small, qq, 0.0)
-        rr = qs / (1 - qs)
-        pmf0 = jnp.exp(ns * jnp.log1p(-qs))
-        mu = ns * qs
-        bound = jnp.minimum(ns, jnp.floor(mu + _BOUND_SDS * jnp.sqrt(mu * (1 - qs) + 1)))
-
-        def step(c):
-            k, pmf, cdf, u, j = c
-            go = (u > cdf) & (k < bound)
-            nxt = pmf * ((ns - k) / (k + 1)) * rr
-            return (jnp.where(go, k + 1, k), jnp.where(go, nxt, pmf),
-                    jnp.where(go, cdf + nxt, cdf), u, j)
-
-        def restart(c):
-            k, pmf, cdf, u, j = c
-            stuck = (u > cdf) & (k >= bound)
-            j = jnp.where(stuck, j + 1, j)
-            un = _node_uniforms(kw, ids, j, dtype)[0]
-            return (jnp.where(stuck, 0.0, k), jnp.where(stuck, pmf0, pmf),
-                    jnp.where(stuck, pmf0, cdf), jnp.where(stuck, un, u), j)
-
-        c = (zero, pmf0, pmf0, u, jnp.zeros(n.shape, jnp.uint32))
-        for _ in range(_INV_STEPS):
-            c = step(c)
-
-        def body(c):
-            stuck = jnp.any((c[3] > c[2]) & (c[0] >= bound))
-            return step(lax.cond(stuck, restart, lambda c: c, c))
-
-        return lax.while_loop(lambda c: jnp.any(c[3] > c[2]), body, c)[0]
-
-    def btrs():
-        consts = _btrs_constants(jnp.where(small, 100.0, n), jnp.where(small, 0.5, qq))
-        k, acc = _btrs_try(u, v, *consts)
-        acc = acc | small
-        for r in range(1, _BTRS_TRIES):
-            un, vn = _node_uniforms(kw, ids, jnp.uint32(r), dtype)
-            kn, an = _btrs_try(un, vn, *consts)
-            k, acc = jnp.where(acc, k, kn), acc | an
-
-        def body(c):
-            k, acc, r = c
-            un, vn = _node_uniforms(kw, ids, r, dtype)
-            kn, an = _btrs_try(un, vn, *consts)
-            return jnp.where(acc, k, kn), acc | an, r + 1
-
-        init = (k, acc, jnp.uint32(_BTRS_TRIES))
-        return lax.while_loop(lambda c: ~jnp.all(c[1]), body, init)[0]
-
-    k_inv = lax.cond(jnp.any(small & (n > 0) & (qq > 0)), inversion, lambda: zero)
-    k_big = lax.cond(jnp.any(~small), btrs, lambda: zero)
-    return jnp.where(small, k_inv, k_big)
-
-
-def _fast_binomial(kw, ids, n, qq):
-    # The common case of _exact_binomial in one pass a method, each a single
-    # output (XLA otherwise splits the unrolled steps into several fusions that
-    # recompute them): the draw, or -1 where the node needs more inversion steps,
-    # a restart or more BTRS tries.
-    dtype = n.dtype
-    small = n * qq < _SMALL_MEAN
-    zero = jnp.zeros_like(n)
-
-    def inversion():
-        u = _node_uniforms(kw, ids, jnp.uint32(0), dtype)[0]
-        ns, qs = jnp.where(small, n, 0.0), jnp.where(small, qq, 0.0)
-        rr = qs / (1 - qs)
-        pmf = jnp.exp(ns * jnp.log1p(-qs))
-        mu = ns * qs
-        bound = jnp.minimum(ns, jnp.floor(mu + _BOUND_SDS * jnp.sqrt(mu * (1 - qs) + 1)))
-        k, cdf = zero, pmf
-        for _ in range(_INV_STEPS):
-            go = (u > cdf) & (k < bound)
-            nxt = pmf * ((ns - k) / (k + 1)) * rr
-            k, pmf, cdf = jnp.where(go, k + 1, k), jnp.where(go, nxt, pmf), \
-                jnp.where(go, cdf + nxt, cdf)
-        return jnp.where(u > cdf, -1.0, k)
-
-    def btrs():
-        consts = _btrs_constants(jnp.where(small, 100.0, n), jnp.where(small, 0.5, qq))
-        k, acc = zero, small
-        for r in range(_BTRS_TRIES):
-            un, vn = _node_uniforms(kw, ids, jnp.uint32(r), dtype)
-            kn, an = _btrs_try(un, vn, *consts)
-            k, acc = jnp.where(acc, k, kn), acc | an
-        return jnp.where(acc, k, -1.0)
-
-    k_inv = lax.cond(jnp.any(small & (n > 0) & (qq > 0)), inversion, lambda: zero)
-    k_big = lax.cond(jnp.any(~small), btrs, lambda: zero)
-    return jnp.where(small, k_inv, k_big)
-
-
-def _node_binomial(kw, ids, n, qq):
-    # _fast_binomial, then the nodes it left (-1) gathered, _STRAGGLERS at a time,
-    # and finished by _exact_binomial, which repeats the fast path's steps and
-    # tries from the same words before going on: a node's draw is the same
-    # whichever path finishes it.
-    k = _fast_binomial(kw, ids, n, qq)
-    shape = k.shape
-    kw0 = jnp.broadcast_to(kw[0], shape).reshape(-1)
-    kw1 = jnp.broadcast_to(kw[1], shape).reshape(-1)
-    flat = tuple(jnp.broadcast_to(x, shape).reshape(-1) for x in (ids, n, qq))
-
-    def finish(k):
-        k = k.reshape(-1)
-        pending = (k < 0).astype(jnp.int32)
-        cum = _row_exclusive_prefix(pending) + pending
-        total = cum[-1]
-        size = min(_STRAGGLERS, k.shape[0])
-        slots = jnp.arange(size, dtype=jnp.int32)
-
-        def batch(b, k):
-            want = b * size + slots + 1
-            idx = jnp.searchsorted(cum, want, side="left").astype(jnp.int32)
-            idx = jnp.where(want <= total, idx, k.shape[0])
-            take = lambda x: x.at[idx].get(mode="fill", fill_value=0)
-            vals = _exact_binomial((take(kw0), take(kw1)), take(flat[0]), take(flat[1]),
-                                   take(flat[2]))
-            return k.at[idx].set(vals, mode="drop")
-
-        k = lax.fori_loop(0, (total + size - 1) // size, batch, k)
-        return k.reshape(shape)
-
-    return lax.cond(jnp.any(k < 0), finish, lambda k: k, k)
 
 
 def _heap_offsets(cap: int, rows: int) -> tuple:
@@ -242,21 +78,6 @@ def _heap_offsets(cap: int, rows: int) -> tuple:
         if size == 1:
             return tuple(offs), off
         s += 1
-
-
-def _pair_rows(x):
-    # Sums of adjacent rows (a zero row pads an odd count): the next level up.
-    if x.shape[0] % 2:
-        x = jnp.concatenate([x, jnp.zeros((1,) + x.shape[1:], x.dtype)])
-    return x[0::2] + x[1::2]
-
-
-def _row_sum(x):
-    # Sum over the slot axis (0) by adjacent pairs: the same additions for a chain's
-    # packed slots whatever the width (padding adds exact zeros).
-    while x.shape[0] > 1:
-        x = _pair_rows(x)
-    return x[0]
 
 
 def _write_masses(heap_m, masses, offsets):
@@ -334,22 +155,12 @@ def _tree_counts(kw_key, n_draws, masses):
     return jnp.where(jnp.arange(cap)[:, None] < live, heap_n[:cap], 0.0)
 
 
-def _row_min(x):
-    # Minimum over the slot axis (0) by adjacent pairs (XLA's reduction, fused with
-    # the elementwise work before it, runs scalar on CPU).
-    while x.shape[0] > 1:
-        if x.shape[0] % 2:
-            x = jnp.concatenate([x, jnp.full((1,) + x.shape[1:], jnp.inf, x.dtype)])
-        x = jnp.minimum(x[0::2], x[1::2])
-    return x[0]
-
-
 def _wf_metrics(pool, p0c, p0_sorted):
     # Metrics from the slots (pool, p0c: (slots, chains); p0c is p0 of the slot's
     # category): mass of p0 outside the live slots is lost mass. Every sum is over
     # adjacent pairs of slots (the same additions whatever the width).
     alive = pool > 0
-    p = pool / _row_sum(pool)[None]
+    p = pool / row_sum(pool)[None]
     safe = jnp.where(alive, p, 1.0)
     p0a = jnp.where(alive, p0c, 0.0)
     # Separate pairwise sums (those of a stacked array fuse badly on CPU, ~10x
@@ -364,7 +175,7 @@ def _wf_metrics(pool, p0c, p0_sorted):
     if pool.shape[0] % 2:
         raise ValueError("pool rows must be even")
     ev, od = pair_terms(slice(0, None, 2)), pair_terms(slice(1, None, 2))
-    inside, neg_ent, sq, dist, count = (_row_sum(a + b) for a, b in zip(ev, od, strict=True))
+    inside, neg_ent, sq, dist, count = (row_sum(a + b) for a, b in zip(ev, od, strict=True))
     z = jnp.where(inside > 0, inside, 1.0)[None]
     p0s = p0a / z
 
@@ -372,8 +183,8 @@ def _wf_metrics(pool, p0c, p0_sorted):
         ps = p0s[rows]
         return jnp.where(ps > 0, ps * jnp.log(jnp.where(ps > 0, ps, 1.0) / safe[rows]), 0.0)
 
-    kl = _row_sum(kl_terms(slice(0, None, 2)) + kl_terms(slice(1, None, 2)))
-    t = _row_min(jnp.where(alive, p0c, jnp.inf))
+    kl = row_sum(kl_terms(slice(0, None, 2)) + kl_terms(slice(1, None, 2)))
+    t = row_min(jnp.where(alive, p0c, jnp.inf))
     rank = p0_sorted.shape[0] - jnp.searchsorted(p0_sorted, t, side="left")
     return jnp.stack([
         count,                                        # survivors
@@ -386,25 +197,12 @@ def _wf_metrics(pool, p0c, p0_sorted):
     ])
 
 
-def _row_exclusive_prefix(x):
-    # Exclusive prefix sums over the slot axis (0) by a tree of pairwise sums and a
-    # top-down pass: cheaper than jnp.cumsum on CPU.
-    levels = [x]
-    while levels[-1].shape[0] > 1:
-        levels.append(_pair_rows(levels[-1]))
-    p = jnp.zeros_like(levels[-1])
-    for lv in levels[-2::-1]:
-        p = jnp.stack([p, p + lv[0::2]], 1).reshape((2 * p.shape[0],) + lv.shape[1:])
-        p = p[:lv.shape[0]]
-    return p
-
-
 def _pack(pool, p0c):
     # Live slots to the front, in slot order (a function of the chain's own live
     # set): the (j+1)-th live slot's row, then gathers.
     cap = pool.shape[0]
     alive = pool > 0
-    dest = jnp.where(alive, _row_exclusive_prefix(alive.astype(jnp.int32)), cap)
+    dest = jnp.where(alive, row_exclusive_prefix(alive.astype(jnp.int32)), cap)
     cols = jnp.arange(pool.shape[1])[None]
     src = jnp.full(pool.shape, cap, jnp.int32).at[dest, cols].set(
         jnp.broadcast_to(jnp.arange(cap, dtype=jnp.int32)[:, None], pool.shape), mode="drop")

@@ -14,7 +14,8 @@ import numpy as np
 
 from jaxcollapse import random as jcr
 from jaxcollapse import regimes as rg
-from jaxcollapse._fusion import apart, runtime_true
+from jaxcollapse._fusion import runtime_true, transpose_apart
+from jaxcollapse._regime_contract import _float_dtype
 from jaxcollapse.families.base import (
     CounterNoise,
     NoiseStats,
@@ -137,22 +138,6 @@ def _gen_keys(gen_key, t) -> _Keys:
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def _float_dtype(tree):
-    """The floating dtype of a parameter pytree (its first floating leaf)."""
-    for leaf in jax.tree.leaves(tree):
-        if jnp.issubdtype(leaf.dtype, jnp.floating):
-            return leaf.dtype
-    return jnp.result_type(float)
-
-
-def _concat(a, b):
-    return jax.tree.map(lambda x, y: jnp.concatenate([x, y], axis=0), a, b)
-
-
-def _take(tree, idx):
-    return jax.tree.map(lambda x: x[idx], tree)
 
 
 def _outputs(cfg: _Config, key, params, params0, prev):
@@ -301,8 +286,7 @@ def _chain_major(outs, key):
     """Outputs ``(generation, chain, ...)`` -> ``(chain, generation, ...)``, each
     transposed apart from the concatenation or scan that produces it (fused with
     them, XLA:CPU's transpose walks memory with a stride; see _fusion)."""
-    flag = runtime_true(key)
-    return jax.tree.map(lambda y: apart(flag, lambda y: jnp.swapaxes(y, 0, 1), y), outs)
+    return transpose_apart(runtime_true(key), outs)
 
 
 def _keep_if(valid):

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxcollapse import random as jcr
+from jaxcollapse._fusion import hash_once
 from jaxcollapse._mesh import CHAIN_AXIS, resolve_mesh
 from jaxcollapse.families.base import (
     noise_hooks,
@@ -84,11 +85,8 @@ def _scan_chains(cfg: _Config, loop, params0, human, carry, xs):
         # noise key (a stream of its generation key that no fold_in(gen_key, t) uses)
         noise_keys = jcr.fold_in(carry["gen_key"], _NOISE_KEY)[None, :]
     else:
-        # the keys of every (generation, chain), hashed once for the whole run (the
-        # barrier keeps XLA from re-hashing them inside every consumer)
-        keys = jcr.fold_in(carry["gen_key"][None, :], ts[:, None])
-        xs = xs + (jax.random.wrap_key_data(
-            lax.optimization_barrier(jax.random.key_data(keys))),)
+        # the keys of every (generation, chain), hashed once for the whole run
+        xs = xs + (hash_once(jcr.fold_in(carry["gen_key"][None, :], ts[:, None])),)
     blocked = jax.tree.map(lambda x: x.reshape((n_blocks, block) + x.shape[1:]), xs)
 
     def run_block(carry, xb):

@@ -276,6 +276,12 @@ def logdet_var(n, M, d, lam=1.0):
     return _float(n) * jnp.sum(polygamma(1, (M[..., None] - j) / 2.0), axis=-1)
 
 
+def _biased_scale(lam, sigma0_sq, n) -> float:
+    # the exact law under bias is the unbiased one with sigma0^2 lam^n
+    check_lam(lam)
+    return float(sigma0_sq) * float(lam) ** int(n)
+
+
 def prob_variance_below(eps, n, M, lam, sigma0_sq=1.0, ddof: int = 1) -> np.ndarray:
     """P(s_n^2 < eps) from the exact law: log s_n^2/s_0^2 = n log lam + a sum of n
     log(chi^2_k/D) (host, float64, FFT convolution as in theory.gaussian).
@@ -288,9 +294,7 @@ def prob_variance_below(eps, n, M, lam, sigma0_sq=1.0, ddof: int = 1) -> np.ndar
     References:
         Alemohammad et al. (2024); THEORY.md sections 2 and 9.
     """
-    check_lam(lam)
-    scale = float(sigma0_sq) * float(lam) ** int(n)
-    return tg.prob_variance_below(eps, n, M, scale, ddof)
+    return tg.prob_variance_below(eps, n, M, _biased_scale(lam, sigma0_sq, n), ddof)
 
 
 def variance_quantile(q, n, M, lam, sigma0_sq=1.0, ddof: int = 1) -> np.ndarray:
@@ -305,9 +309,7 @@ def variance_quantile(q, n, M, lam, sigma0_sq=1.0, ddof: int = 1) -> np.ndarray:
     References:
         Alemohammad et al. (2024); THEORY.md sections 2 and 9.
     """
-    check_lam(lam)
-    scale = float(sigma0_sq) * float(lam) ** int(n)
-    return tg.variance_quantile(q, n, M, scale, ddof)
+    return tg.variance_quantile(q, n, M, _biased_scale(lam, sigma0_sq, n), ddof)
 
 
 # --- KDE with a shrunk kernel (THEORY.md sections 6 and 9) --------------------------

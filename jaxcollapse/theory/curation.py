@@ -74,6 +74,11 @@ def _check_probs(probs: Any, name: str = "probs") -> jax.Array:
     return p if jnp.issubdtype(p.dtype, jnp.floating) else p.astype(jnp.result_type(float))
 
 
+def _check_probs_reward(probs: Any, reward: Any) -> tuple[jax.Array, jax.Array]:
+    p = _check_probs(probs)
+    return p, check_reward(reward, p.shape[0])
+
+
 def check_reward(reward: Any, n: int, name: str = "reward") -> jax.Array:
     """Validates a reward array of shape ``(n,)`` with finite values (host side)."""
     if callable(reward):
@@ -130,8 +135,7 @@ def selection_factor(probs: Any, reward: Any, k: Any, n_nodes: int = N_NODES) ->
         >>> [round(float(x), 6) for x in h]  # 2 E[e^r(x)/(e^r(x)+e^r(Y))]
         [0.768941, 1.231059]
     """
-    p = _check_probs(probs)
-    r = check_reward(reward, p.shape[0])
+    p, r = _check_probs_reward(probs, reward)
     kk = check_k(k)
     if math.isinf(kk):
         return selection_factor_limit(p, r)
@@ -171,8 +175,7 @@ def selection_factor_pair(probs: Any, reward: Any) -> jax.Array:
         >>> [round(float(x), 6) for x in selection_factor_pair([0.5, 0.5], [0.0, 1.0])]
         [0.768941, 1.231059]
     """
-    p = _check_probs(probs)
-    r = check_reward(reward, p.shape[0])
+    p, r = _check_probs_reward(probs, reward)
     # e^{r_x}/(e^{r_x} + e^{r_y}) = sigmoid(r_x - r_y), stable for any range
     return 2.0 * jnp.sum(jax.nn.sigmoid(r[:, None] - r[None, :]) * p[None, :], axis=1)
 
@@ -187,8 +190,7 @@ def selection_factor_limit(probs: Any, reward: Any) -> jax.Array:
         >>> [round(float(x), 6) for x in selection_factor_limit([0.5, 0.5], [0.0, 1.0])]
         [0.537883, 1.462117]
     """
-    p = _check_probs(probs)
-    r = check_reward(reward, p.shape[0])
+    p, r = _check_probs_reward(probs, reward)
     r = r - jnp.max(r)
     w = jnp.exp(r)
     return w / jnp.sum(p * w)
@@ -205,8 +207,7 @@ def _next_law(p, r, k, eta, ref, n_nodes=N_NODES):
 
 
 def _check_common(probs, reward, k, eta, reference):
-    p = _check_probs(probs)
-    r = check_reward(reward, p.shape[0])
+    p, r = _check_probs_reward(probs, reward)
     kk = check_k(k)
     check_eta(eta)
     ref = p if reference is None else _check_probs(reference, "reference")

@@ -28,6 +28,7 @@ import numpy as np
 
 from jaxcollapse.theory import gaussian as _gauss
 from jaxcollapse.theory import mixing as _mixing
+from jaxcollapse.theory._mixing_wf import _count_laws
 
 __all__ = ["bernoulli_active_bounds", "bernoulli_active_exact", "gaussian_std_tail_bound",
            "gaussian_std_tail_exact", "poisson_g", "poisson_zero_probability",
@@ -126,7 +127,7 @@ def bernoulli_active_exact(k: int, n: int, p0: float) -> np.ndarray:
     out = np.empty(k + 1)
     out[0] = float(0 < p < 1)
     if k:
-        laws = _mixing._count_laws(p, p, n, 0, None, k, False)
+        laws = _count_laws(p, p, n, 0, None, k, False)
         out[1:] = 1.0 - laws[:, 0] - laws[:, n]
     return out
 

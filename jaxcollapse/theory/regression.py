@@ -177,6 +177,13 @@ def excess_accumulate(n_generations: Any, dim: int, n_design: int, noise: float 
     return noise**2 * dim / (n_design - dim - 1) * _harmonic2(n)
 
 
+def _fixed_design(n_generations, design, noise):
+    # the checked generations and tr((X^T X)^-1) (noise checked)
+    n = _check_generations(n_generations)
+    _check_positive(noise, "noise")
+    return n, inverse_gram_trace(design)
+
+
 def excess_replace_fixed(n_generations: Any, design: Any, noise: float = 1.0) -> jax.Array:
     """``E[‖ŵ_n - w*‖² | X] = n σ² tr((XᵀX)⁻¹)`` (replace, given design).
 
@@ -187,9 +194,8 @@ def excess_replace_fixed(n_generations: Any, design: Any, noise: float = 1.0) ->
         >>> float(excess_replace_fixed(2, jnp.eye(2) * 2.0))
         1.0
     """
-    n = _check_generations(n_generations)
-    _check_positive(noise, "noise")
-    return n * noise**2 * inverse_gram_trace(design)
+    n, trace = _fixed_design(n_generations, design, noise)
+    return n * noise**2 * trace
 
 
 def excess_accumulate_fixed(n_generations: Any, design: Any, noise: float = 1.0
@@ -203,9 +209,8 @@ def excess_accumulate_fixed(n_generations: Any, design: Any, noise: float = 1.0
         >>> float(excess_accumulate_fixed(2, jnp.eye(2) * 2.0))
         0.625
     """
-    n = _check_generations(n_generations)
-    _check_positive(noise, "noise")
-    return noise**2 * inverse_gram_trace(design) * _harmonic2(n)
+    n, trace = _fixed_design(n_generations, design, noise)
+    return noise**2 * trace * _harmonic2(n)
 
 
 def excess_ridge_replace_fixed(n_generations: Any, design: Any, w0: Any, noise: float = 1.0,
