@@ -7,8 +7,9 @@ images mixed in, or the accumulate pool). Per generation: test ELBO and
 importance-weighted bound (nats per image), the spread (RMS std per latent
 dimension) of generated images under the generation-0 encoder, their pixel
 variance (the variance across images, averaged over pixels), the class histogram
-of generated images under a classifier trained on human data, and an 8x8 PNG grid
-of samples.
+of generated images under a classifier trained on human data, an 8x8 PNG grid
+of samples and, with ``n_prdc``, k-NN precision, recall, density and coverage on the
+generation-0 encoder's features (:mod:`jaxcollapse.learned.vae_prdc`).
 
 References:
     Shumailov et al., Nature 631 (2024), THEORY.md section 8; Burda et al. (2016).
