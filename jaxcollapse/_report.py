@@ -257,7 +257,8 @@ def report_summary(d: Path, data: dict, at: list[int] | None = None) -> str:
 
 _LEARNED_METRICS = {
     "lm": ("test_ppl", "test_acc", "valid_ppl", "gen0_ppl_median", "train_loss"),
-    "vae": ("test_elbo", "test_iwae", "latent_spread", "class_entropy", "train_loss"),
+    "vae": ("test_elbo", "test_iwae", "latent_spread", "class_entropy", "train_loss",
+            "precision", "recall", "density", "coverage"),
 }
 
 

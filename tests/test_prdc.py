@@ -7,27 +7,19 @@ supports; for two samples of one law E density = 1 and E coverage =
 per-point counts are integers) and for clear errors on bad input.
 """
 
-import contextlib
-import io
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _prdc_reference import FIELDS, reference
 from _subproc import run_on_host_devices
 
 import jaxcollapse as jc
 from jaxcollapse import _knn
 
 prdc_pkg = pytest.importorskip("prdc")
-FIELDS = ("precision", "recall", "density", "coverage")
-
-
-def reference(real, fake, k):
-    with contextlib.redirect_stdout(io.StringIO()):
-        out = prdc_pkg.compute_prdc(np.asarray(real), np.asarray(fake), k)
-    return np.array([out[f] for f in FIELDS])
 
 
 def values(r):

@@ -1,4 +1,7 @@
-"""The VAE: exact ELBO, IWAE bound vs ELBO by Monte Carlo, training, the protocol."""
+"""The VAE: exact ELBO, IWAE bound vs ELBO by Monte Carlo, training, the protocol,
+precision/recall/density/coverage on the generation-0 encoder's features."""
+
+import importlib.util
 
 import jax
 import jax.numpy as jnp
@@ -126,11 +129,16 @@ def test_bad_vae_inputs(digits):
 
 def test_vae_protocol_two_generations_and_resume(digits, tmp_path):
     proto = VAEProtocol(VAEConfig((8, 8), 8, 64, "mlp"), n_generations=2, steps=60,
-                        batch_size=32, n_importance=4, n_eval=128, n_probe=64)
+                        batch_size=32, n_importance=4, n_eval=128, n_probe=64, n_prdc=100)
     arms = make_arms([0.0, 0.1], accumulate=True)
     full = run_vae(jax.random.key(1), digits, proto, arms, out=tmp_path / "a")
     for name, recs in full.records.items():
         assert [r["generation"] for r in recs] == [0, 1, 2]
+        for r in recs:  # k-NN metrics on the generation-0 encoder's features
+            assert all(0.0 <= r[f] <= 1.0 for f in ("precision", "recall", "coverage")), r
+            # density: balls of 100 real points holding each of 100 fakes, / (k = 5) 100
+            assert 0.0 <= r["density"] <= 100 / 5
+            assert abs(r["density"] * 500 - round(r["density"] * 500)) < 1e-3
         assert all(np.isfinite(r["test_elbo"]) and r["test_iwae"] >= r["test_elbo"] - 5
                    for r in recs)
         assert sum(recs[2]["class_hist"]) == proto.n_probe
@@ -151,5 +159,75 @@ def test_vae_protocol_two_generations_and_resume(digits, tmp_path):
     strip = lambda rs: [{k: v for k, v in r.items() if k != "seconds"} for r in rs]
     for name in full.records:
         assert strip(resumed.records[name]) == strip(full.records[name])
+        # generation 0 is shared by the arms; later generations' fakes differ by arm
+        assert resumed.records[name][0]["coverage"] == full.records["alpha=0"][0]["coverage"]
+    if importlib.util.find_spec("xarray") is not None:  # the analysis extra
+        from jaxcollapse.export import to_dataframe, to_xarray
+
+        ds = to_xarray(full)
+        assert ds["coverage"].dims == ("seed", "arm", "generation")
+        assert ds["recall"].sel(arm="accumulate", generation=2).values.tolist() == [
+            full.records["accumulate"][2]["recall"]]
+        assert {"precision", "recall", "density", "coverage"} <= set(to_dataframe(full).metric)
         for a, b in zip(resumed.samples[name], full.samples[name], strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+
+# ------------------------------------------- precision, recall, density, coverage
+
+N_PRDC = 200
+
+
+@pytest.fixture(scope="module")
+def mnist_vae(shared_data):
+    """A tiny MLP VAE trained 30 steps on MNIST (the generation-0 model whose encoder
+    gives the features) and the 2,000 test images of the test-only split."""
+    from jaxcollapse.data import load_mnist
+
+    m = load_mnist(shared_data / "mnist")
+    cfg = VAEConfig((28, 28), 8, 32, "mlp")
+    tx = vae_optimizer(2e-3, 30)
+    p0 = init_vae(jax.random.key(0), cfg)
+    step = make_vae_train_step(cfg, tx)
+    state = VAEState(jax.tree.map(jnp.array, p0), tx.init(p0), jnp.zeros((), jnp.int32))
+    idx = np.asarray(jax.random.randint(jax.random.key(1), (30, 64), 0, len(m.train_x)))
+    for i in range(30):
+        state, _ = step(state, jax.random.key(i), m.train_x[idx[i]])
+    return cfg, state.params, m.test_x
+
+
+def test_vae_prdc_equals_the_package_on_the_same_features(mnist_vae):
+    """What the VAE loop records (``vae_prdc``: generation-0 encoder features of real
+    MNIST test images and of generated images) is jc.metrics.prdc of those features,
+    and that equals the prdc package's on the same features (float64)."""
+    from _prdc_reference import FIELDS, reference
+
+    import jaxcollapse as jc
+    from jaxcollapse.learned.vae_prdc import prdc_features, vae_prdc
+
+    cfg, params, test_x = mnist_vae
+    key, real_x = jax.random.key(5), jnp.asarray(test_x[:N_PRDC])
+    rec = vae_prdc(key, params, params, cfg, real_x, N_PRDC)
+    got = np.array([rec[f] for f in FIELDS])
+    real, fake = prdc_features(key, params, params, cfg, real_x, N_PRDC)
+    assert real.shape == fake.shape == (N_PRDC, 8) and real.dtype == jnp.float32
+    np.testing.assert_array_equal(got, [float(v) for v in jc.metrics.prdc(real, fake, 5)])
+    real64, fake64 = (np.asarray(a, np.float64) for a in (real, fake))
+    ref = reference(real64, fake64, 5)
+    np.testing.assert_allclose([float(v) for v in jc.metrics.prdc(real64, fake64, 5)], ref,
+                               rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-12)
+    # a model after 30 steps: well inside (0, 1), so the comparison is not of zeros
+    assert 0.0 < got[0] < 1.0 and 0.0 < got[3] < 1.0, got
+
+
+def test_bad_n_prdc(digits):
+    with pytest.raises(ValueError, match="n_prdc must be 0"):
+        VAEProtocol(VAE_PRESETS["digits"], n_prdc=5)
+    with pytest.raises(ValueError, match="n_prdc"):
+        VAEProtocol(VAE_PRESETS["digits"], n_prdc=True)
+    proto = VAEProtocol(VAE_PRESETS["digits"], n_generations=0, steps=2, n_prdc=1000)
+    with pytest.raises(ValueError, match=r"n_prdc must be .* 6\.\.297 .*got 1000"):
+        run_vae(jax.random.key(0), digits, proto, make_arms([0.0]))
+

@@ -7,8 +7,9 @@ images mixed in, or the accumulate pool). Per generation: test ELBO and
 importance-weighted bound (nats per image), the spread (RMS std per latent
 dimension) of generated images under the generation-0 encoder, their pixel
 variance (the variance across images, averaged over pixels), the class histogram
-of generated images under a classifier trained on human data, and an 8x8 PNG grid
-of samples.
+of generated images under a classifier trained on human data, an 8x8 PNG grid
+of samples and, with ``n_prdc``, k-NN precision, recall, density and coverage on the
+generation-0 encoder's features (:mod:`jaxcollapse.learned.vae_prdc`).
 
 References:
     Shumailov et al., Nature 631 (2024), THEORY.md section 8; Burda et al. (2016).
@@ -30,6 +31,7 @@ import optax
 from jaxcollapse.data.mnist import ImageData
 from jaxcollapse.learned.driver import Generation, fit_loop, run_recursive, training_mesh
 from jaxcollapse.learned.images import save_image_grid
+from jaxcollapse.learned.vae_prdc import check_n_prdc, describe, vae_prdc
 from jaxcollapse.models.vae import (
     VAEConfig,
     VAEState,
@@ -55,6 +57,9 @@ class VAEProtocol:
         n_importance: samples of the importance-weighted test bound.
         n_eval: test images used for the ELBO / IWAE bound (``None``: all).
         n_probe: generated images encoded by the generation-0 encoder and classified.
+        n_prdc: k-NN precision, recall, density and coverage (k = 5) of this many
+            generated images against as many test images, on the generation-0
+            encoder's features (:mod:`jaxcollapse.learned.vae_prdc`); 0: off.
 
     Example:
         >>> from jaxcollapse.models.vae import VAE_PRESETS
@@ -70,6 +75,7 @@ class VAEProtocol:
     n_importance: int = 64
     n_eval: int | None = 1000
     n_probe: int = 1000
+    n_prdc: int = 0
 
     def __post_init__(self):
         for f in ("steps", "batch_size", "n_importance", "n_probe"):
@@ -78,6 +84,7 @@ class VAEProtocol:
                 raise ValueError(f"{f} must be a positive integer; got {v!r}")
         if not isinstance(self.n_generations, int) or self.n_generations < 0:
             raise ValueError(f"n_generations must be >= 0; got {self.n_generations!r}")
+        check_n_prdc(self.n_prdc)
 
 
 @functools.partial(jax.jit, static_argnames=("steps",))
@@ -171,6 +178,8 @@ class ImageVAE:
         self.data, self.protocol, self.out = data, protocol, out
         self.tx, self.step = _compiled(cfg, protocol.learning_rate, protocol.steps, mesh)
         self.test_x = jnp.asarray(data.test_x[: protocol.n_eval])
+        check_n_prdc(protocol.n_prdc, len(data.test_x))
+        self.prdc_real = jnp.asarray(data.test_x[: protocol.n_prdc])
         self.images = np.asarray(data.train_x)
         flat = jnp.asarray(self.images).reshape(len(self.images), -1)
         self.clf = _fit_softmax(flat, jnp.asarray(data.train_y), 300)
@@ -179,8 +188,12 @@ class ImageVAE:
         return self.images
 
     def meta(self) -> dict:
-        return dict(protocol={**dataclasses.asdict(self.protocol), "n_generations": None},
-                    data=self.data.name, n_train=len(self.images))
+        proto = {**dataclasses.asdict(self.protocol), "n_generations": None}
+        if not self.protocol.n_prdc:  # off: the configuration of runs made before it
+            del proto["n_prdc"]
+        return dict(protocol=proto, data=self.data.name, n_train=len(self.images),
+                    **({"prdc": describe(self.protocol.n_prdc)} if self.protocol.n_prdc
+                       else {}))
 
     def init(self, key):
         return init_vae(key, self.protocol.model)
@@ -231,6 +244,9 @@ class ImageVAE:
                    pixel_var=float(probe.astype(np.float64).var(axis=0).mean()),
                    class_hist=hist.tolist(), class_entropy=float(-(pk * np.log(pk)).sum()),
                    synthetic_pixel_mean=None if synth is None else float(synth.mean()))
+        if p.n_prdc:
+            rec.update(vae_prdc(jax.random.fold_in(key, 2), gen.params, gen.params0, cfg,
+                                self.prdc_real, p.n_prdc))
         return rec, dict(images=probe[:64].astype(np.float32))
 
 
