@@ -293,6 +293,48 @@ class LinearRegression:
         """True if the coefficients are not finite."""
         return ~jnp.all(jnp.isfinite(params.w))
 
+    def fast_simulate(self, key: jax.Array, params0: RegressionParams, *, regime: str,
+                      n_generations: int, n_samples: int, n_chains: int,
+                      metrics: tuple[str, ...], progress: bool = False,
+                      check_only: bool = False):
+        """The fixed-design runner (:func:`simulate_fixed_design`'s recursion in the
+        eigenbasis of ``XᵀX``, O(d) a chain and generation), which
+        :func:`jaxcollapse.simulate` calls by itself for a fixed design on the exact
+        path, replace or accumulate, ``n_samples = n_design`` every generation, the
+        default metrics and no parameter history: equal in law to the generic path
+        (not in numbers: it draws the rotated ``Xᵀy`` directly). Returns
+        ``(metrics, degenerate)`` with leading axes (chain, generation); with
+        ``check_only``, only whether it applies (nothing runs).
+
+        Example:
+            >>> import jax
+            >>> fam = LinearRegression(dim=3, n_design=30)
+            >>> p0 = fam.params(None, jax.random.normal(jax.random.key(0), (30, 3)))
+            >>> m, deg = fam.fast_simulate(jax.random.key(1), p0, regime="replace",
+            ...                            n_generations=4, n_samples=30, n_chains=2,
+            ...                            metrics=("excess_risk",))
+            >>> m["excess_risk"].shape, deg.shape
+            ((2, 5), (2, 5))
+        """
+        applies = (self.fixed and self.exact and regime in ("replace", "accumulate")
+                   and n_samples == self.n_design and set(metrics) <= set(_METRICS))
+        if check_only:
+            return applies
+        if not applies:
+            raise ValueError(f"the fixed-design runner takes a fixed design, method='exact', "
+                             f"replace or accumulate, n_samples = n_design and the default "
+                             f"metrics; got n_design={self.n_design!r}, method="
+                             f"{self.method!r}, regime={regime!r}, n_samples={n_samples!r}, "
+                             f"metrics={metrics}")
+        g, q, w0r = _fixed_design_arrays(self, params0)
+        dtype = g.dtype
+        risk, change, _ = _fixed_design_run(
+            key, g, q, w0r, jnp.asarray(self.noise, dtype), jnp.asarray(self.ridge, dtype),
+            n_generations=n_generations, n_chains=n_chains,
+            accumulate=regime == "accumulate", return_w=False)
+        out = {"excess_risk": risk, "step_change": change}
+        return {name: out[name] for name in metrics}, ~jnp.isfinite(risk)
+
     # -- exact path ---------------------------------------------------------------------
     def stats(self, data: tuple, weights: jax.Array) -> RegressionStats:
         """``XᵀWX``, ``XᵀWy``, ``Σ w`` (and the design rows for a fixed design).
@@ -372,15 +414,18 @@ class FixedDesignResult(NamedTuple):
                                              "return_w"))
 def _fixed_design_run(key, g, q, w0r, noise, ridge, *, n_generations, n_chains, accumulate,
                       return_w):
+    """Rotated fixed-design recursion; chain i uses ``fold_in(key, i)`` and its
+    generation t ``fold_in(chain_key, t)`` (a chain's numbers do not depend on the
+    chain count). Returns ``(excess_risk, step_change, w or None)``, chain first."""
     dtype = g.dtype
     sg = jnp.sqrt(jnp.maximum(g, 0.0))
     ts = jnp.arange(1, n_generations + 1)
-    keys = jax.random.split(key, n_generations)
+    chain_keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(n_chains))
 
-    def step(carry, xs):
+    def step(carry, t):
         wr, s = carry
-        t, k = xs
-        z = jax.random.normal(k, (n_chains, g.shape[0]), dtype)
+        ks = jax.vmap(jax.random.fold_in, (0, None))(chain_keys, t)
+        z = jax.vmap(lambda k: jax.random.normal(k, g.shape, dtype))(ks)
         xty = g * wr + noise * sg * z  # rotated Xᵀy of one relabelling
         if accumulate:
             s = s + xty
@@ -388,16 +433,29 @@ def _fixed_design_run(key, g, q, w0r, noise, ridge, *, n_generations, n_chains, 
         else:
             new = xty / (g + ridge)
         new = jnp.where(t * g + ridge > 0, new, 0.0)
-        out = jnp.sum((new - w0r) ** 2, -1)
+        out = (jnp.sum((new - w0r) ** 2, -1), jnp.sum((new - wr) ** 2, -1))
         return (new, s), (out, new if return_w else None)
 
     init = jnp.broadcast_to(w0r, (n_chains, g.shape[0]))
-    _, (risk, wr) = lax.scan(step, (init, jnp.zeros_like(init)), (ts, keys))
-    risk = jnp.concatenate([jnp.zeros((1, n_chains), dtype), risk], 0).T
+    _, ((risk, change), wr) = lax.scan(step, (init, jnp.zeros_like(init)), ts)
+    zero = jnp.zeros((1, n_chains), dtype)
+    risk = jnp.concatenate([zero, risk], 0).T
+    change = jnp.concatenate([zero, change], 0).T
     if not return_w:
-        return risk, None
+        return risk, change, None
     wr = jnp.concatenate([init[None], wr], 0)
-    return risk, jnp.swapaxes(wr @ q.T, 0, 1)
+    return risk, change, jnp.swapaxes(wr @ q.T, 0, 1)
+
+
+def _fixed_design_arrays(family, params0):
+    """The eigenbasis of ``XᵀX`` and the rotated truth, for the fixed-design runner."""
+    x = params0.design
+    if family.ridge == 0 and x.shape[0] < family.dim:
+        raise ValueError(f"OLS needs at least d = {family.dim} design rows; got "
+                         f"T = {x.shape[0]}")
+    g, q = jnp.linalg.eigh(x.T @ x)
+    g = jnp.maximum(g, 0.0)
+    return g, q, q.T @ params0.w
 
 
 def simulate_fixed_design(key: jax.Array, family: LinearRegression, params0: RegressionParams,
@@ -444,16 +502,10 @@ def simulate_fixed_design(key: jax.Array, family: LinearRegression, params0: Reg
             raise ValueError(f"{name} must be an int >= 1; got {v!r}")
     if regime not in ("replace", "accumulate"):
         raise ValueError(f"regime must be 'replace' or 'accumulate'; got {regime!r}")
-    x = params0.design
-    if family.ridge == 0 and x.shape[0] < family.dim:
-        raise ValueError(f"OLS needs at least d = {family.dim} design rows; got "
-                         f"T = {x.shape[0]}")
-    g, q = jnp.linalg.eigh(x.T @ x)
-    g = jnp.maximum(g, 0.0)
-    w0r = q.T @ params0.w
+    g, q, w0r = _fixed_design_arrays(family, params0)
     dtype = g.dtype
-    risk, w = _fixed_design_run(key, g, q, w0r, jnp.asarray(family.noise, dtype),
-                                jnp.asarray(family.ridge, dtype), n_generations=n_generations,
-                                n_chains=n_chains, accumulate=regime == "accumulate",
-                                return_w=return_w)
+    risk, _, w = _fixed_design_run(key, g, q, w0r, jnp.asarray(family.noise, dtype),
+                                   jnp.asarray(family.ridge, dtype),
+                                   n_generations=n_generations, n_chains=n_chains,
+                                   accumulate=regime == "accumulate", return_w=return_w)
     return FixedDesignResult(risk, w)
