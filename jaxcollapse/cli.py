@@ -41,8 +41,6 @@ RUNNERS: dict[str, str] = {
     "vae": "jaxcollapse.experiments.vae",
 }
 
-SHARED_FLAGS = ("seed", "chains", "generations", "samples", "regime", "alpha", "out")
-
 # Shared flags an experiment has no use for, with what to use instead. The learned
 # generators run one model per seed and arm: their arms come from --alpha (human
 # fractions) and --accumulate, their size from --preset.
@@ -55,6 +53,10 @@ NOT_USED: dict[str, dict[str, str]] = {
     "vae": {"chains": "use --seeds", "samples": "the preset sets the data",
             "regime": "arms come from --alpha and --accumulate"},
 }
+
+# Experiments that run over several processes (jax.distributed; --coordinator,
+# --num-processes, --process-id); the others refuse those flags.
+MULTI_PROCESS = ("gaussian",)
 
 EXAMPLES = """examples:
   jaxcollapse run gaussian                              # 4,096 chains x 1,000 generations
@@ -291,6 +293,11 @@ def _check_shared(args) -> None:
     for flag, why in NOT_USED.get(name, {}).items():
         if flag in given:
             raise UsageError(f"--{flag} does not apply to 'run {name}' ({why})")
+    if name not in MULTI_PROCESS:
+        for flag in ("coordinator", "num_processes", "process_id"):
+            if getattr(args, flag, None) is not None:
+                raise UsageError(f"--{flag.replace('_', '-')} does not apply to 'run {name}' "
+                                 f"(multi-process runs: 'run {' / '.join(MULTI_PROCESS)}')")
     if name not in ("lm", "vae"):
         if "alpha" in given and args.regime != "mix":
             raise UsageError(f"--alpha applies to --regime mix only; got --regime "

@@ -92,6 +92,8 @@ def test_every_experiment_has_the_shared_flags_and_examples(name, capsys):
     (["lm", "--alpha", "0", "1.5"], "--alpha must lie in [0, 1]"),
     (["lm", "--quick", "--preset", "paper"], "--quick selects --preset tiny"),
     (["decompose", "--regime", "accumulate"], "invalid choice: 'accumulate'"),
+    (["kde", "--coordinator", "127.0.0.1:1"], "--coordinator does not apply to 'run kde'"),
+    (["lm", "--num-processes", "2"], "--num-processes does not apply to 'run lm'"),
 ])
 def test_unused_or_contradictory_shared_flags_exit_2(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as e:

@@ -125,6 +125,49 @@ def test_resume_and_refusal(human, tmp_path):
         run_recursive(jax.random.key(1), GaussianPlugin(human), ARMS, 3, resume=True)
 
 
+class _Counter(ArrayGenerator):
+    """A 'model' whose training adds 1 to the parameters it starts from (10 when it
+    fine-tunes, if it declares ``finetune``), so the start of every generation shows."""
+
+    def __init__(self, finetune=False):
+        self.data, self.config = np.arange(6.0)[:, None], {}
+        if finetune:
+            self.finetune = lambda key, data, params, label, progress: (params + 10.0, 0.0)
+
+    def init(self, key):
+        return np.zeros(1)
+
+    def train(self, key, data, params, label, progress):
+        return params + 1.0, 0.0
+
+    def generate(self, key, params, replaced, arm, label, progress):
+        return np.repeat(np.asarray(params)[None], len(replaced), 0)
+
+    def evaluate(self, key, gen):
+        return dict(p=float(gen.params[0])), {}
+
+
+def test_start_from_init_or_from_generation_0(tmp_path):
+    """Issue 18's two protocols: train from scratch every generation (start="init")
+    or fine-tune the one generation-0 model every generation (start="generation0",
+    with the generator's own ``finetune`` where it declares one)."""
+    key = jax.random.key(0)
+    p = lambda r: [x["p"] for x in r.records["replace"]]  # noqa: E731
+    assert p(run_recursive(key, _Counter(), [jc.replace()], 3)) == [1.0, 1.0, 1.0, 1.0]
+    assert p(run_recursive(key, _Counter(), [jc.replace()], 3, start="generation0")) == \
+        [1.0, 2.0, 2.0, 2.0]  # always from generation 0's model, never chained
+    ft = _Counter(finetune=True)
+    assert isinstance(ft, jc.learned.FineTuner) and not isinstance(_Counter(), jc.learned.FineTuner)
+    assert p(run_recursive(key, ft, [jc.replace()], 2, start="generation0")) == [1.0, 11.0, 11.0]
+    assert p(run_recursive(key, ft, [jc.replace()], 2)) == [1.0, 1.0, 1.0]  # train, not finetune
+    with pytest.raises(ValueError, match="start must be one of"):
+        run_recursive(key, _Counter(), [jc.replace()], 2, start="base")
+    # the start is part of the configuration: a run is not resumed under the other one
+    run_recursive(key, _Counter(), [jc.replace()], 1, out=tmp_path, start="generation0")
+    with pytest.raises(ValueError, match="different config .*start"):
+        run_recursive(key, _Counter(), [jc.replace()], 2, out=tmp_path, resume=True)
+
+
 def test_nan_loss_keeps_finished_generations(human, tmp_path):
     g = GaussianPlugin(human, nan_at="replace gen 2 train")
     with pytest.raises(NaNLossError, match="loss became nan at step 1"):

@@ -183,6 +183,26 @@ def test_bad_protocol_settings(setup):
         run_lm(jax.random.key(0), corpus, proto, make_arms([0.0]), resume=True)
 
 
+def test_finetune_protocol_fine_tunes_the_base_model(setup):
+    """The paper's protocol (issue 18): later generations start from generation 0's
+    model and train finetune_steps steps; the records state steps and epochs."""
+    corpus, proto = setup
+    ft = proto.__class__(**{**proto.__dict__, "n_generations": 1, "training": "finetune",
+                            "finetune_steps": 3})
+    run = run_lm(jax.random.key(3), corpus, ft, make_arms([0.0], accumulate=False))
+    rec0, rec1 = run.records["alpha=0"]
+    assert (rec0["train_steps"], rec1["train_steps"]) == (proto.steps, 3)
+    for rec in (rec0, rec1):
+        assert rec["epochs"] == pytest.approx(
+            rec["train_steps"] * proto.batch_size * proto.seq_len / rec["train_tokens"])
+    # three steps from the trained base stay near it; three from scratch do not
+    assert rec1["test_ppl"] < 1.5 * rec0["test_ppl"]
+    with pytest.raises(ValueError, match="training must be one of"):
+        proto.__class__(**{**proto.__dict__, "training": "pretrain"})
+    with pytest.raises(ValueError, match="finetune_steps must be None or a positive integer"):
+        proto.__class__(**{**proto.__dict__, "finetune_steps": 0})
+
+
 def test_unigram_stats_against_counts():
     human = np.array([50, 30, 10, 5, 3, 2])
     toks = np.array([0, 0, 0, 1, 1, 2, 0, 1])

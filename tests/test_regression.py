@@ -140,6 +140,36 @@ def test_runner_matches_theory_and_does_not_recompile(regime, fixed_family, desi
     assert reg._fixed_design_run._cache_size() == before + 1
 
 
+@pytest.mark.parametrize("regime", ["replace", "accumulate"])
+def test_simulate_takes_the_fixed_design_runner_by_itself(regime, fixed_family, design,
+                                                          w_star):
+    """Issue 12's one entry point: a fixed design on the exact path with the default
+    ``save_params`` runs the O(d) runner (no parameter history), equal in law to the
+    generic path: both means within Z standard errors of THEORY.md section 5, and
+    ``step_change`` under replace at its closed form σ² tr((XᵀX)⁻¹) (each generation
+    adds fresh noise to the fit of the previous labels)."""
+    p0 = fixed_family.params(w_star, design)
+    kw = dict(n_generations=G, n_samples=T, regime=regime)
+    res = jc.simulate(jax.random.key(4), fixed_family, p0, n_chains=1500, **kw)
+    assert res.params is None and res.metrics["excess_risk"].shape == (1500, G + 1)
+    f = th.excess_replace_fixed if regime == "replace" else th.excess_accumulate_fixed
+    assert np.all(_close(res.metrics["excess_risk"], f(np.arange(G + 1), design)))
+    if regime == "replace":
+        one = float(th.inverse_gram_trace(design))
+        assert np.all(_close(res.metrics["step_change"][:, 1:], np.full(G, one)))
+    assert not np.any(np.asarray(res.degenerate))
+    # a chain's numbers do not depend on the chain count: the same draws (its own
+    # keys), but the d-sum of a batch of 3 chains may round differently from one of
+    # 1,500 (seen: 1 ulp)
+    few = jc.simulate(jax.random.key(4), fixed_family, p0, n_chains=3, **kw)
+    for name, v in few.metrics.items():
+        np.testing.assert_allclose(np.asarray(v), np.asarray(res.metrics[name])[:3],
+                                   rtol=1e-13, atol=1e-15)
+    # another sample size, or a parameter history, takes the generic path
+    assert jc.simulate(jax.random.key(4), fixed_family, p0, n_chains=2, n_generations=2,
+                       n_samples=T // 2).params is not None
+
+
 def test_runner_ridge_replace_and_weights(design, w_star):
     fam = reg.LinearRegression(dim=D, ridge=20.0, noise=1.0, n_design=T)
     p0 = fam.params(w_star, design)

@@ -4,6 +4,8 @@ The multi-device checks run in a subprocess with 8 forced host (CPU) devices, si
 the device count is fixed when JAX starts.
 """
 
+from pathlib import Path
+
 import jax
 import pytest
 from _subproc import run_on_host_devices
@@ -36,6 +38,27 @@ SCRIPT = """
                                        atol=1e-12)
             np.testing.assert_allclose(one.metrics["w2sq"], many.metrics["w2sq"],
                                        rtol=1e-9, atol=1e-12)
+    # the sharding contract over every family of FAMILIES (tests/test_contracts.py's
+    # examples), on the generic path: 2 devices against 1
+    import sys
+    sys.path.insert(0, TESTS_DIR)
+    from test_contracts import EXAMPLES, _human
+    assert set(EXAMPLES) == set(jc.FAMILIES)
+    for name, make in EXAMPLES.items():
+        fam, p0 = make()
+        # replace for every family; a human pool for the data-set family too (the
+        # Gaussian's regimes are sharded above)
+        for regime in (jc.replace(),) + ((jc.mix(0.25, "fresh"),) if name == "kde" else ()):
+            human = _human(fam, p0) if regime.uses_human else None
+            kw2 = dict(n_generations=3, n_samples=12, n_chains=5, regime=regime,
+                       human_data=human, save_params=True)
+            one = jc.simulate(jax.random.key(4), fam, p0, devices=1, **kw2)
+            two = jc.simulate(jax.random.key(4), fam, p0, devices=2, **kw2)
+            for x, y in zip(jax.tree.leaves((one.params, one.metrics)),
+                            jax.tree.leaves((two.params, two.metrics)), strict=True):
+                np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-9,
+                                           atol=1e-12, err_msg=name + " " + regime.name)
+            assert np.array_equal(np.asarray(one.degenerate), np.asarray(two.degenerate))
     mesh = jax.make_mesh((8,), ("chains",))
     fam = jc.Gaussian(dim=1, method="exact")
     a = jc.simulate(jax.random.key(1), fam, fam.params(), mesh=mesh, **kw)
@@ -50,7 +73,7 @@ SCRIPT = """
 
 
 def test_sharded_equals_single_device_in_subprocess():
-    run_on_host_devices(SCRIPT)
+    run_on_host_devices(SCRIPT.replace("TESTS_DIR", repr(str(Path(__file__).parent))))
 
 
 def test_bad_device_arguments_on_one_device():

@@ -93,6 +93,12 @@ def add_arguments(p) -> None:
     p.add_argument("--repetition-penalty", type=float, default=None,
                    help="default repetition penalty (>= 1; the seed study's code: 3.0)")
     p.add_argument("--beams", type=int, default=None, help="default beams of beam search")
+    p.add_argument("--training", choices=["scratch", "finetune"], default=None,
+                   help="scratch (default): every generation trains a fresh model; "
+                        "finetune: the paper's protocol, every generation fine-tunes "
+                        "the generation-0 (base) model")
+    p.add_argument("--finetune-steps", type=int, default=None, metavar="N",
+                   help="optimiser steps of each fine-tuning generation (default: --steps)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its checkpoints")
     p.add_argument("--init-checkpoint", default=None,
@@ -141,6 +147,10 @@ def build(args):
         raise ValueError(f"--generations must be >= 0; got {args.generations}")
     if args.steps is not None and args.steps < 1:
         raise ValueError(f"--steps must be >= 1; got {args.steps}")
+    if args.finetune_steps is not None and args.finetune_steps < 1:
+        raise ValueError(f"--finetune-steps must be >= 1; got {args.finetune_steps}")
+    if args.finetune_steps is not None and args.training != "finetune":
+        raise ValueError("--finetune-steps applies to --training finetune only")
     alphas = pre["alphas"] if args.alpha is None else tuple(args.alpha)
     acc = pre["accumulate"] if args.accumulate is None else args.accumulate
     arms = make_arms(alphas, accumulate=acc)
@@ -149,7 +159,8 @@ def build(args):
     for k, v in (("n_generations", args.generations), ("steps", args.steps),
                  ("temperature", args.temperature), ("top_k", args.top_k),
                  ("top_p", args.top_p), ("repetition_penalty", args.repetition_penalty),
-                 ("n_beams", args.beams)):
+                 ("n_beams", args.beams), ("training", args.training),
+                 ("finetune_steps", args.finetune_steps)):
         if v is not None:
             proto[k] = v
     decodings = [parse_decoding(d, **proto) for d in args.decoding or ()]
@@ -201,6 +212,14 @@ def run(args) -> int:
     print(f"model: {protocol.model.n_params:,} parameters; arms: "
           f"{', '.join(a.name for a in arms)}; seeds: {list(seeds)}; "
           f"generations: {protocol.n_generations}")
+    if protocol.training == "finetune":
+        print(f"training: finetune (the paper's protocol): generation 0 trains the base model "
+              f"on the human split ({protocol.steps} steps); every later generation "
+              f"fine-tunes that base model for {protocol.generation_steps} steps (epochs "
+              f"in results.json)")
+    else:
+        print(f"training: scratch: every generation trains a freshly initialised model "
+              f"for {protocol.steps} steps (--training finetune: the paper's protocol)")
     base = None if args.init_checkpoint is None else _load_base(args.init_checkpoint,
                                                                   protocol, corpus)
     results = run_seeds(

@@ -26,13 +26,11 @@ References:
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from jaxcollapse import random as jcr
 from jaxcollapse._validate import float_array
@@ -293,6 +291,48 @@ class LinearRegression:
         """True if the coefficients are not finite."""
         return ~jnp.all(jnp.isfinite(params.w))
 
+    def fast_simulate(self, key: jax.Array, params0: RegressionParams, *, regime: str,
+                      n_generations: int, n_samples: int, n_chains: int,
+                      metrics: tuple[str, ...], progress: bool = False,
+                      check_only: bool = False):
+        """The fixed-design runner (:func:`simulate_fixed_design`'s recursion in the
+        eigenbasis of ``XᵀX``, O(d) a chain and generation), which
+        :func:`jaxcollapse.simulate` calls by itself for a fixed design on the exact
+        path, replace or accumulate, ``n_samples = n_design`` every generation, the
+        default metrics and no parameter history: equal in law to the generic path
+        (not in numbers: it draws the rotated ``Xᵀy`` directly). Returns
+        ``(metrics, degenerate)`` with leading axes (chain, generation); with
+        ``check_only``, only whether it applies (nothing runs).
+
+        Example:
+            >>> import jax
+            >>> fam = LinearRegression(dim=3, n_design=30)
+            >>> p0 = fam.params(None, jax.random.normal(jax.random.key(0), (30, 3)))
+            >>> m, deg = fam.fast_simulate(jax.random.key(1), p0, regime="replace",
+            ...                            n_generations=4, n_samples=30, n_chains=2,
+            ...                            metrics=("excess_risk",))
+            >>> m["excess_risk"].shape, deg.shape
+            ((2, 5), (2, 5))
+        """
+        applies = (self.fixed and self.exact and regime in ("replace", "accumulate")
+                   and n_samples == self.n_design and set(metrics) <= set(_METRICS))
+        if check_only:
+            return applies
+        if not applies:
+            raise ValueError(f"the fixed-design runner takes a fixed design, method='exact', "
+                             f"replace or accumulate, n_samples = n_design and the default "
+                             f"metrics; got n_design={self.n_design!r}, method="
+                             f"{self.method!r}, regime={regime!r}, n_samples={n_samples!r}, "
+                             f"metrics={metrics}")
+        g, q, w0r = _fixed_design_arrays(self, params0)
+        dtype = g.dtype
+        risk, change, _ = _fixed_design_run(
+            key, g, q, w0r, jnp.asarray(self.noise, dtype), jnp.asarray(self.ridge, dtype),
+            n_generations=n_generations, n_chains=n_chains,
+            accumulate=regime == "accumulate", return_w=False)
+        out = {"excess_risk": risk, "step_change": change}
+        return {name: out[name] for name in metrics}, ~jnp.isfinite(risk)
+
     # -- exact path ---------------------------------------------------------------------
     def stats(self, data: tuple, weights: jax.Array) -> RegressionStats:
         """``XᵀWX``, ``XᵀWy``, ``Σ w`` (and the design rows for a fixed design).
@@ -351,109 +391,10 @@ class LinearRegression:
         return RegressionStats(xtx, xty, nf, None)
 
 
-# ---------------------------------------------------------------------------------------
-# Fixed design, many chains: the recursion in the eigenbasis of XᵀX.
-# ---------------------------------------------------------------------------------------
-
-
-class FixedDesignResult(NamedTuple):
-    """Output of :func:`simulate_fixed_design`.
-
-    Attributes:
-        excess_risk: ``‖w_n - w0‖²``, shape ``(n_chains, n_generations + 1)``.
-        w: the fits ``(n_chains, n_generations + 1, d)``, or ``None``.
-    """
-
-    excess_risk: jax.Array
-    w: Any
-
-
-@functools.partial(jax.jit, static_argnames=("n_generations", "n_chains", "accumulate",
-                                             "return_w"))
-def _fixed_design_run(key, g, q, w0r, noise, ridge, *, n_generations, n_chains, accumulate,
-                      return_w):
-    dtype = g.dtype
-    sg = jnp.sqrt(jnp.maximum(g, 0.0))
-    ts = jnp.arange(1, n_generations + 1)
-    keys = jax.random.split(key, n_generations)
-
-    def step(carry, xs):
-        wr, s = carry
-        t, k = xs
-        z = jax.random.normal(k, (n_chains, g.shape[0]), dtype)
-        xty = g * wr + noise * sg * z  # rotated Xᵀy of one relabelling
-        if accumulate:
-            s = s + xty
-            new = s / (t * g + ridge)
-        else:
-            new = xty / (g + ridge)
-        new = jnp.where(t * g + ridge > 0, new, 0.0)
-        out = jnp.sum((new - w0r) ** 2, -1)
-        return (new, s), (out, new if return_w else None)
-
-    init = jnp.broadcast_to(w0r, (n_chains, g.shape[0]))
-    _, (risk, wr) = lax.scan(step, (init, jnp.zeros_like(init)), (ts, keys))
-    risk = jnp.concatenate([jnp.zeros((1, n_chains), dtype), risk], 0).T
-    if not return_w:
-        return risk, None
-    wr = jnp.concatenate([init[None], wr], 0)
-    return risk, jnp.swapaxes(wr @ q.T, 0, 1)
-
-
-def simulate_fixed_design(key: jax.Array, family: LinearRegression, params0: RegressionParams,
-                          *, n_generations: int, n_chains: int, regime: str = "replace",
-                          return_w: bool = False) -> FixedDesignResult:
-    """Fixed-design regression chains at O(d) a generation (exact in law).
-
-    With ``XᵀX = Q diag(g) Qᵀ``, relabelling the design with ``w`` plus noise gives
-    ``QᵀXᵀy = g ⊙ Qᵀw + σ √g ⊙ z`` with ``z ~ N(0, I_d)``, exactly. Replace fits
-    ``(g + λ)⁻¹`` of the newest statistics, accumulate ``(t g + λ)⁻¹`` of their sum.
-    Every generation uses the full design (M = T). ``‖w - w0‖²`` is rotation
-    invariant, so only the rotated coefficients are tracked.
-
-    Args:
-        key: a PRNG key.
-        family: a ``LinearRegression`` with a fixed design (``n_design=T``).
-        params0: ``RegressionParams(w0, design)``.
-        n_generations: generations after generation 0.
-        n_chains: independent chains.
-        regime: ``"replace"`` or ``"accumulate"``.
-        return_w: also return the fits (costs O(d²) a generation).
-
-    Returns:
-        A :class:`FixedDesignResult`.
-
-    References:
-        Gerstgrasser et al. (2024); THEORY.md section 5.
-
-    Example:
-        >>> import jax, jax.numpy as jnp
-        >>> fam = LinearRegression(dim=3, n_design=30)
-        >>> x = jax.random.normal(jax.random.key(0), (30, 3))
-        >>> res = simulate_fixed_design(jax.random.key(1), fam, fam.params(None, x),
-        ...                             n_generations=5, n_chains=8)
-        >>> res.excess_risk.shape
-        (8, 6)
-    """
-    if not isinstance(family, LinearRegression) or not family.fixed:
-        raise ValueError(f"family must be a LinearRegression with n_design set (a fixed "
-                         f"design); got {family!r}")
-    params0 = family.check_params(params0)
-    for name, v in (("n_generations", n_generations), ("n_chains", n_chains)):
-        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-            raise ValueError(f"{name} must be an int >= 1; got {v!r}")
-    if regime not in ("replace", "accumulate"):
-        raise ValueError(f"regime must be 'replace' or 'accumulate'; got {regime!r}")
-    x = params0.design
-    if family.ridge == 0 and x.shape[0] < family.dim:
-        raise ValueError(f"OLS needs at least d = {family.dim} design rows; got "
-                         f"T = {x.shape[0]}")
-    g, q = jnp.linalg.eigh(x.T @ x)
-    g = jnp.maximum(g, 0.0)
-    w0r = q.T @ params0.w
-    dtype = g.dtype
-    risk, w = _fixed_design_run(key, g, q, w0r, jnp.asarray(family.noise, dtype),
-                                jnp.asarray(family.ridge, dtype), n_generations=n_generations,
-                                n_chains=n_chains, accumulate=regime == "accumulate",
-                                return_w=return_w)
-    return FixedDesignResult(risk, w)
+# the fixed-design runner (its own module; re-exported here)
+from jaxcollapse.families._fixed_design import (  # noqa: E402, F401
+    FixedDesignResult,
+    _fixed_design_arrays,
+    _fixed_design_run,
+    simulate_fixed_design,
+)

@@ -17,6 +17,7 @@ from jaxcollapse.learned.arms import Arm, RegimeArm, as_arms, make_arms, regime_
 from jaxcollapse.learned.decoding import Decoding, decoding_arms, parse_decoding
 from jaxcollapse.learned.driver import (
     ArrayGenerator,
+    FineTuner,
     Generation,
     Generator,
     NaNLossError,
@@ -41,8 +42,8 @@ from jaxcollapse.learned.vae import ImageVAE, VAEProtocol, VAERun, run_vae
 _training_mesh = training_mesh  # the old private name (tests/test_sharding_data.py)
 
 __all__ = [
-    "DECODINGS", "Arm", "ArrayGenerator", "Decoding", "Generation", "Generator", "ImageVAE",
-    "LMProtocol", "LMRun", "LanguageModel", "NaNLossError", "RecursiveRun", "RegimeArm",
+    "DECODINGS", "Arm", "ArrayGenerator", "Decoding", "FineTuner", "Generation", "Generator",
+    "ImageVAE", "LMProtocol", "LMRun", "LanguageModel", "NaNLossError", "RecursiveRun", "RegimeArm",
     "VAEProtocol", "VAERun", "as_arms", "decoding_arms", "fit_loop", "format_table",
     "image_grid", "make_arms", "parse_decoding", "regime_name", "run_lm", "run_recursive",
     "run_vae", "save_image_grid", "training_mesh", "unigram_stats",

@@ -137,6 +137,25 @@ class Generator(Protocol):
     def evaluate(self, key: jax.Array, gen: Generation) -> tuple[dict, dict]: ...
 
 
+@runtime_checkable
+class FineTuner(Protocol):
+    """A :class:`Generator` that fine-tunes differently from how it trains from
+    scratch (another step count or schedule); :func:`run_recursive` with
+    ``start="generation0"`` calls ``finetune`` for generations 1, 2, ... (a generator
+    without it is trained with ``train`` from generation 0's parameters).
+
+    Example:
+        >>> isinstance(object(), FineTuner)
+        False
+    """
+
+    def finetune(self, key: jax.Array, data: Any, params: Any, label: str,
+                 progress: bool) -> tuple[Any, float]: ...
+
+
+STARTS = ("init", "generation0")
+
+
 class ArrayGenerator:
     """A base class for generators whose human units are the rows of one array
     (points, images): it supplies the :class:`Generator` parts that such models
@@ -263,7 +282,7 @@ def _jsonable(d: dict) -> dict:
 
 def run_recursive(key: jax.Array, model: Generator, arms, n_generations: int, *,
                   out: str | Path | None = None, resume: bool = False,
-                  progress: bool = False) -> RecursiveRun:
+                  progress: bool = False, start: str = "init") -> RecursiveRun:
     """Runs the recursive protocol of one seed for a plugged-in generator.
 
     Args:
@@ -277,6 +296,12 @@ def run_recursive(key: jax.Array, model: Generator, arms, n_generations: int, *,
         resume: continue from the checkpoints in ``out``: finished generations are
             loaded, not redone, and the result equals an uninterrupted run.
         progress: show progress bars on stderr.
+        start: where generations 1, 2, ... start training: ``"init"`` (default) from
+            ``model.init(key)``, the same initialisation as generation 0 (train
+            from scratch every generation); ``"generation0"`` from generation 0's
+            trained parameters (the fine-tuning protocol of Shumailov et al.: one
+            base model, fine-tuned on each generation's data; ``model.finetune``
+            is used where the generator declares it, see :class:`FineTuner`).
 
     Returns:
         :class:`RecursiveRun`.
@@ -308,17 +333,22 @@ def run_recursive(key: jax.Array, model: Generator, arms, n_generations: int, *,
     missing = [k for k in KEY_NAMES if k not in model.key_order]
     if missing:
         raise ValueError(f"the generator's key_order {model.key_order} lacks {missing}")
+    if start not in STARTS:
+        raise ValueError(f"start must be one of {STARTS}; got {start!r}")
     out = None if out is None else Path(out)
     if resume and out is None:
         raise ValueError("resume=True needs an output folder (out)")
     with Checkpoints(None if out is None else out / "checkpoints") as ck:
-        return _run(key, model, arms, n_generations, ck, resume, progress)
+        return _run(key, model, arms, n_generations, ck, resume, progress, start)
 
 
 def _run(key, model: Generator, arms: list[RegimeArm], n_generations: int, ck: Checkpoints,
-         resume: bool, progress: bool) -> RecursiveRun:
+         resume: bool, progress: bool, start: str = "init") -> RecursiveRun:
     save = ck.root is not None
-    meta = _jsonable({**model.meta(), "key": np.asarray(jax.random.key_data(key)).tolist()})
+    # the start is part of the configuration (a run is not resumed under another one;
+    # a checkpoint written before the option existed reads as start="init")
+    meta = _jsonable({**model.meta(), "key": np.asarray(jax.random.key_data(key)).tolist(),
+                      "start": start})
     k_init, k_gen0, k_arms, k_eval0 = (jax.random.fold_in(key, i) for i in range(4))
     p_init = model.init(k_init)
     human = model.human()
@@ -342,6 +372,11 @@ def _run(key, model: Generator, arms: list[RegimeArm], n_generations: int, ck: C
             ck.save_arrays("gen0", 0, art0)
             ck.save("gen0", 0, state0, {**meta, "generation": 0, "records": [rec0]})
     params0 = model.params_of(state0)
+    if start == "generation0":
+        base = params0
+        train = model.finetune if isinstance(model, FineTuner) else model.train
+    else:
+        base, train = p_init, model.train
 
     records, artifacts = {}, {}
     for arm in arms:
@@ -381,7 +416,7 @@ def _run(key, model: Generator, arms: list[RegimeArm], n_generations: int, ck: C
                 kept = np.arange(n)
             else:
                 data = model.mix(keys.get("mix"), kept, synth)
-            state, loss = model.train(keys["train"], data, p_init, label + " train", progress)
+            state, loss = train(keys["train"], data, base, label + " train", progress)
             params = model.params_of(state)
             r, art = model.evaluate(keys.get("eval"), Generation(
                 g, arm, params, params0, data, synth, kept, replaced,

@@ -47,6 +47,7 @@ from jaxcollapse.io import save_npz
 from jaxcollapse.learned.arms import RegimeArm
 from jaxcollapse.learned.decoding import DECODINGS, Decoding
 from jaxcollapse.learned.driver import Generation, fit_loop, run_recursive, training_mesh
+from jaxcollapse.learned.lm_text import format_table, unigram_stats  # noqa: F401
 from jaxcollapse.models.accuracy import accuracy_stats, frequency_bands, predictions
 from jaxcollapse.models.generate import beam_search, sample
 from jaxcollapse.models.train import (
@@ -60,6 +61,7 @@ from jaxcollapse.models.train import (
 )
 from jaxcollapse.models.transformer import TransformerConfig, init_params
 
+TRAININGS = ("scratch", "finetune")
 
 @dataclasses.dataclass(frozen=True)
 class LMProtocol:
@@ -81,6 +83,14 @@ class LMProtocol:
         eval_tokens: evaluate on the first this-many tokens of each human split
             (``None``: the whole split, exact).
         n_score: synthetic sequences scored by the generation-0 model per generation.
+        training: ``"scratch"`` (default): every generation trains a freshly
+            initialised model (or ``base_params``) for ``steps`` steps;
+            ``"finetune"``: the paper's protocol: generation 0 trains the base model
+            on the human split, and every later generation fine-tunes that one
+            base model on its own training set for ``finetune_steps`` steps.
+        finetune_steps: optimiser steps of each fine-tuning generation (``None``:
+            ``steps``); each record states the epochs they make
+            (``epochs = steps x batch_size x seq_len / train_tokens``).
 
     Example:
         >>> from jaxcollapse.models import preset
@@ -109,6 +119,8 @@ class LMProtocol:
     gen_batch: int = 256
     eval_tokens: int | None = None
     n_score: int = 512
+    training: str = "scratch"
+    finetune_steps: int | None = None
 
     def __post_init__(self):
         c = self.model
@@ -126,9 +138,25 @@ class LMProtocol:
         if self.decoding not in DECODINGS:
             raise ValueError(f"decoding must be one of {DECODINGS}; got {self.decoding!r}")
         self.default_decoding  # noqa: B018  (validates the decoding fields)
+        self._check_training()
         if not 0 <= self.warmup_steps <= self.steps:
             raise ValueError(f"warmup_steps must be in [0, steps={self.steps}]; "
                              f"got {self.warmup_steps}")
+
+    def _check_training(self) -> None:
+        if self.training not in TRAININGS:
+            raise ValueError(f"training must be one of {TRAININGS}; got {self.training!r}")
+        f = self.finetune_steps
+        if f is not None and (isinstance(f, bool) or not isinstance(f, int) or f < 1):
+            raise ValueError(f"finetune_steps must be None or a positive integer; got {f!r}")
+
+    @property
+    def generation_steps(self) -> int:
+        """Optimiser steps of generations 1, 2, ... (``steps`` when training from
+        scratch, ``finetune_steps`` or ``steps`` when fine-tuning)."""
+        if self.training == "finetune" and self.finetune_steps is not None:
+            return self.finetune_steps
+        return self.steps
 
     @property
     def default_decoding(self) -> Decoding:
@@ -140,44 +168,6 @@ class LMProtocol:
         d = dataclasses.asdict(self)
         d["model"] = dataclasses.asdict(self.model)
         return d
-
-
-def unigram_stats(tokens: np.ndarray, human_counts: np.ndarray, *,
-                  zipf_ranks: int = 1000) -> dict[str, float]:
-    """Unigram statistics of generated text against the human unigram distribution.
-
-    Args:
-        tokens: generated token ids (any shape).
-        human_counts: ``(V,)`` token counts of the human training text.
-        zipf_ranks: fit the Zipf exponent on the most frequent this-many types.
-
-    Returns:
-        ``types`` (distinct types generated), ``vanished_types`` (human types never
-        generated), ``lost_mass`` (human probability mass of those types: the
-        empirical analogue of THEORY.md section 4's lost mass), ``zipf`` (beta in
-        frequency ~ rank^-beta, least squares in log-log) and ``entropy`` (nats).
-
-    Example:
-        >>> h = np.array([4, 2, 1, 1])
-        >>> s = unigram_stats(np.array([0, 0, 1, 0]), h)
-        >>> s["vanished_types"], s["lost_mass"]
-        (2, 0.25)
-
-    References:
-        Dohmatob et al., ICML 2024; Shumailov et al., Nature 631 (2024).
-    """
-    counts = np.bincount(np.asarray(tokens).reshape(-1), minlength=len(human_counts))
-    human = np.asarray(human_counts, dtype=np.float64)
-    gone = (human > 0) & (counts == 0)
-    f = np.sort(counts[counts > 0])[::-1][:zipf_ranks].astype(np.float64)
-    zipf = float("nan")
-    if len(f) >= 3:
-        r = np.log(np.arange(1, len(f) + 1))
-        zipf = float(-np.polyfit(r, np.log(f), 1)[0])
-    p = counts[counts > 0] / counts.sum()
-    return dict(types=int((counts > 0).sum()), vanished_types=int(gone.sum()),
-                lost_mass=float(human[gone].sum() / human.sum()), zipf=zipf,
-                entropy=float(-(p * np.log(p)).sum()))
 
 
 class LMRun(NamedTuple):
@@ -297,6 +287,10 @@ class LanguageModel:
         self.bands = frequency_bands(self.counts)
         self.tx, self.step = _compiled(cfg, protocol.learning_rate, protocol.steps,
                                        protocol.warmup_steps, protocol.weight_decay, mesh)
+        n_ft = protocol.generation_steps
+        self.ft_tx, self.ft_step = _compiled(cfg, protocol.learning_rate, n_ft,
+                                             min(protocol.warmup_steps, n_ft),
+                                             protocol.weight_decay, mesh)
 
     def human(self) -> np.ndarray:
         return self.blocks
@@ -318,17 +312,31 @@ class LanguageModel:
         return state.params
 
     def train(self, key, stream, params, label, progress):
+        return self._fit(key, stream, params, label, progress, self.tx, self.step,
+                         self.protocol.steps)
+
+    def finetune(self, key, stream, params, label, progress):
+        """Fine-tunes ``params`` (the base model) for ``generation_steps`` steps, with
+        its own warm-up and cosine decay (:class:`~jaxcollapse.learned.FineTuner`)."""
+        return self._fit(key, stream, params, label, progress, self.ft_tx, self.ft_step,
+                         self.protocol.generation_steps)
+
+    def _fit(self, key, stream, params, label, progress, tx, step, n_steps):
         p = self.protocol
         # Copy: the jitted step donates the state, and params is reused every generation.
-        state = init_state(key, p.model, self.tx, params=jax.tree.map(jnp.array, params))
-        keys = jax.random.split(key, p.steps)
-        step = self.step
+        state = init_state(key, p.model, tx, params=jax.tree.map(jnp.array, params))
+        keys = jax.random.split(key, n_steps)
 
         def one(i, s):
             return step(s, sample_windows(keys[i], stream, p.batch_size, p.seq_len + 1))
 
-        return fit_loop(one, state, p.steps, label, progress=progress,
+        return fit_loop(one, state, n_steps, label, progress=progress,
                         per_step=p.batch_size * p.seq_len, unit="tok")
+
+    def _epochs(self, generation: int, train_tokens: int) -> dict:
+        p = self.protocol
+        n = p.steps if generation == 0 else p.generation_steps
+        return dict(train_steps=n, epochs=n * p.batch_size * p.seq_len / max(train_tokens, 1))
 
     def generate(self, key, params, replaced, arm: RegimeArm, label, progress):
         prompts = self.blocks[np.sort(replaced)]
@@ -349,8 +357,8 @@ class LanguageModel:
         p = self.protocol
         ev = _evaluate(gen.params, p, self.corpus, self.bands)
         if gen.generation == 0:
-            return dict(train_tokens=len(self.stream), **ev,
-                        human=unigram_stats(self.stream, self.counts)), {}
+            return dict(train_tokens=len(self.stream), **self._epochs(0, len(self.stream)),
+                        **ev, human=unigram_stats(self.stream, self.counts)), {}
         synth = gen.synthetic
         n_sc = min(p.n_score, len(synth))
         if n_sc:
@@ -362,7 +370,8 @@ class LanguageModel:
             ppl = np.zeros(0)
         human_tokens = (len(self.stream) if gen.arm.accumulates
                         else gen.n_human * p.prompt_len)
-        rec = dict(train_tokens=int(len(gen.data)), human_tokens=int(human_tokens), **ev,
+        rec = dict(train_tokens=int(len(gen.data)), human_tokens=int(human_tokens),
+                   **self._epochs(gen.generation, len(gen.data)), **ev,
                    synthetic=unigram_stats(synth, self.counts) if synth.size else None,
                    gen0_ppl_median=float(np.median(ppl)) if ppl.size else None,
                    gen0_ppl_p95=float(np.percentile(ppl, 95)) if ppl.size else None)
@@ -396,7 +405,9 @@ def run_lm(key: jax.Array, corpus: TextCorpus, protocol: LMProtocol, arms, *,
         resume: continue from the checkpoints in ``out`` (finished generations are
             not redone; the result equals an uninterrupted run).
         base_params: start every generation from these parameters instead of a
-            fresh initialisation (a base checkpoint).
+            fresh initialisation (a base checkpoint). With
+            ``protocol.training="finetune"`` generation 0 fine-tunes them on the
+            human split and later generations fine-tune generation 0's model.
         progress: show progress bars (tokens/s) on stderr.
         devices: train data-parallel over this many devices (an int) or these
             devices: each batch of windows is split over them, parameters and
@@ -434,7 +445,8 @@ def run_lm(key: jax.Array, corpus: TextCorpus, protocol: LMProtocol, arms, *,
     lm = LanguageModel(corpus, protocol, base_params=base_params,
                        mesh=training_mesh(devices, mesh, protocol.batch_size))
     run = run_recursive(key, lm, arms, protocol.n_generations, out=out, resume=resume,
-                        progress=progress)
+                        progress=progress,
+                        start="generation0" if protocol.training == "finetune" else "init")
     human_ppl = lm.human_perplexities(run.params0)
     sample_ppl = {a: [x["gen0_ppl"] for x in arts[1:]] for a, arts in run.artifacts.items()}
     if out is not None:
@@ -443,35 +455,3 @@ def run_lm(key: jax.Array, corpus: TextCorpus, protocol: LMProtocol, arms, *,
                   **{f"{a}/gen{i + 1}": p for a, ps in sample_ppl.items()
                      for i, p in enumerate(ps)}})
     return LMRun(run.records, sample_ppl, human_ppl)
-
-
-def format_table(runs: dict[str, list[dict]] | list[dict[str, list[dict]]]) -> str:
-    """A generation x arm table of test perplexity and accuracy (mean over seeds);
-    where the records have it, also ``known``: top-1 accuracy on targets that are
-    not ``<unk>`` (plain accuracy with a capped vocabulary mostly counts ``<unk>``).
-
-    Example:
-        >>> r = {"alpha=0": [dict(generation=0, test_ppl=100.0, test_acc=0.2)]}
-        >>> print(format_table(r))
-        gen  alpha=0 ppl  alpha=0 acc
-          0       100.00       0.2000
-    """
-    runs = [runs] if isinstance(runs, dict) else list(runs)
-    arms = list(runs[0])
-    n_gen = max(len(r) for r in runs[0].values())
-    known = all("test_accuracy" in rec for r in runs for recs in r.values() for rec in recs)
-    head = "gen" + "".join(f"  {a + ' ppl':>11s}  {a + ' acc':>11s}"
-                           + (f"  {a + ' known':>13s}" if known else "") for a in arms)
-    lines = [head]
-    for g in range(n_gen):
-        row = f"{g:3d}"
-        for a in arms:
-            vals = [r[a][g] for r in runs if len(r[a]) > g]
-            row += f"  {np.mean([v['test_ppl'] for v in vals]):11.2f}"
-            row += f"  {np.mean([v['test_acc'] for v in vals]):11.4f}"
-            if known:
-                k = [v["test_accuracy"]["top1_known"] for v in vals]
-                k = [x for x in k if x is not None]
-                row += f"  {np.mean(k) if k else float('nan'):13.4f}"
-        lines.append(row)
-    return "\n".join(lines)

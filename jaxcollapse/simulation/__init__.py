@@ -90,7 +90,10 @@ def simulate(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int
             none (a :class:`~jaxcollapse.Categorical` under replace or accumulate with
             a constant sample size, the default metrics and no chunking, sharding or
             checkpoints runs the Wright–Fisher live-support runner, equal in law to
-            the generic path and O(live support) a generation; it takes no
+            the generic path and O(live support) a generation; a fixed-design
+            :class:`~jaxcollapse.LinearRegression` on the exact path with
+            ``n_samples = n_design`` runs the O(d) fixed-design runner; a fast runner
+            takes no
             ``chunk_size``, ``on_chunk``, ``checkpoint_dir``, ``chain_block`` or ``mesh``,
             and asking for one is an error, so that a key gives one result); pass
             ``True`` or ``False`` for the generic path.
@@ -207,9 +210,9 @@ def _fast_applies(cfg, loop, sched) -> bool:
     defaults = fam.default_metrics()
     if any(defaults.get(name) is not fn for name, fn in cfg.metrics):
         return False
-    return fam.fast_simulate(None, None, regime=regime.name, n_generations=0, n_samples=0,
-                             n_chains=0, metrics=tuple(n for n, _ in cfg.metrics),
-                             check_only=True)
+    return fam.fast_simulate(None, None, regime=regime.name, n_generations=0,
+                             n_samples=int(sched_np[0]), n_chains=0,
+                             metrics=tuple(n for n, _ in cfg.metrics), check_only=True)
 
 
 def _fast_run(cfg, loop, key, params0, sched, n_chains, progress):
