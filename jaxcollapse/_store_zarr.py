@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -185,6 +187,34 @@ def read_chunk(directory: Path, layout: _Layout, checksums: dict[str, str], k: i
     return out
 
 
+def _replace(path: Path, data: bytes, sync: bool = False) -> None:
+    """Writes ``path`` atomically (temporary file, then rename). Chunk files and the
+    manifest are synced (``sync``) before the rename; the ``zarr.json`` metadata is
+    not (zarr itself writes it so): our own reader and a resume never trust it (they
+    take the layout from the manifest) and a resume rewrites it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        try:
+            f = open(tmp, "wb")  # noqa: SIM115 (closed below)
+        except FileNotFoundError:  # the first file of its folder
+            path.parent.mkdir(parents=True, exist_ok=True)
+            f = open(tmp, "wb")  # noqa: SIM115
+        with f:
+            f.write(data)
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _dumps(obj) -> bytes:
+    # compact: the C encoder (an indent would take the pure-Python one)
+    return json.dumps(obj, separators=(",", ":"), default=str).encode()
+
+
 def _pad_to(a: np.ndarray, shape: tuple[int, ...], fill) -> np.ndarray:
     if a.shape == shape:
         return a
@@ -205,6 +235,7 @@ class ZarrChunkWriter:
         require_zarr()
         check_metric_names(fp)
         self.directory = Path(directory)
+        self._pool: ThreadPoolExecutor | None = None
         self.fp = fp
         self.n_chunks = n_chunks
         self.params_type = params_type
@@ -249,35 +280,38 @@ class ZarrChunkWriter:
             n_chunks=self.n_chunks, chunks_done=self.chunks_done, complete=self.complete,
             params_type=self.params_type, arrays=self.layout.arrays, coords=self.coords,
             checksums=dict(sorted(self.checksums.items()))), allow_nan=False, default=str))
-        atomic_write_bytes(self.directory / MANIFEST,
-                           json.dumps(seal(m), indent=1).encode())
+        _replace(self.directory / MANIFEST, _dumps(seal(m)), sync=True)
 
     def generations(self) -> int:
         """Generations committed to the zarr arrays (``0..generations()-1``)."""
         return chunk_range(self.chunks_done - 1, self.chunk_size,
                            self.n_generations)[1] if self.chunks_done else 0
 
-    def _write_metadata(self) -> None:
-        """Every array's ``zarr.json``, then the group's (consolidated), at the
-        committed shape, written from the manifest's record."""
+    def _write_metadata(self, pool: ThreadPoolExecutor | None = None,
+                        coords: bool = True) -> None:
+        """Every array's ``zarr.json`` (and, if ``coords``, the chain coordinate's),
+        then the group's (consolidated), at the committed shape, written from the
+        manifest's record."""
         g = self.generations()
-        metas = {}
+        metas, jobs = {}, []
         for var, a in self.layout.arrays.items():
-            meta = dict(a["meta"], shape=self.layout.shape(var, g))
+            metas[var] = dict(a["meta"], shape=self.layout.shape(var, g))
+            jobs.append((self.directory / var / "zarr.json", metas[var]))
+        for var, meta in self.coords.items():  # its shape never changes
             metas[var] = meta
-            atomic_write_bytes(self.directory / var / "zarr.json",
-                               json.dumps(meta, indent=2).encode())
-        for var, meta in self.coords.items():  # written once; rewritten if damaged
-            metas[var] = meta
-            atomic_write_bytes(self.directory / var / "zarr.json",
-                               json.dumps(meta, indent=2).encode())
+            if coords:
+                jobs.append((self.directory / var / "zarr.json", meta))
+        if pool is None:
+            for path, meta in jobs:
+                _replace(path, _dumps(meta))
+        else:
+            list(pool.map(lambda j: _replace(j[0], _dumps(j[1])), jobs))
         attrs = dict(format=FORMAT_ZARR, fingerprint=self.fp, chunk_size=self.chunk_size,
                      n_generations=self.n_generations, generations_done=max(0, g - 1),
                      complete=self.complete)
         group = dict(attributes=attrs, zarr_format=3, consolidated_metadata=dict(
             kind="inline", must_understand=False, metadata=metas), node_type="group")
-        atomic_write_bytes(self.directory / "zarr.json",
-                           json.dumps(group, indent=2, default=str).encode())
+        _replace(self.directory / "zarr.json", _dumps(group))
 
     def _create_arrays(self, flat: dict[str, np.ndarray]) -> None:
         """The arrays' zarr metadata, made by zarr itself (once, at the first chunk)."""
@@ -380,8 +414,9 @@ class ZarrChunkWriter:
             raise RuntimeError(f"chunk {index} written out of order (expected "
                                f"{self.chunks_done})")
         start, stop = chunk_range(index, self.chunk_size, self.n_generations)
-        flat = dict(outputs, n_samples=np.asarray(n_samples),
-                    generation=np.arange(start, stop, dtype=np.int64))
+        # no generation coordinate array: xarray's default index along a dimension is
+        # 0..G, the generations (one file less a chunk)
+        flat = dict(outputs, n_samples=np.asarray(n_samples))
         if not self.layout.arrays:
             self._create_arrays(flat)
         jobs = []
@@ -395,16 +430,27 @@ class ZarrChunkWriter:
                 jobs.append((key, block.tobytes()))
         last = index + 1 == self.n_chunks
         carry_name = f"carry_{index:06d}.npz"
-        with ThreadPoolExecutor(_WORKERS) as pool:
-            sums = list(pool.map(self._put, jobs))
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="zarr-store")
+        pool = self._pool
+        try:
+            sums = pool.map(self._put, jobs)
             if carry is not None and not last:
                 self.checksums[carry_name] = write_npz(self.directory / carry_name, carry)
-        self.checksums.update(zip((k for k, _ in jobs), sums, strict=True))
-        keep = {f"carry_{index - 1:06d}.npz"} | (set() if last else {carry_name})
-        for name in [n for n in self.checksums if n.startswith("carry_") and n not in keep]:
-            del self.checksums[name]
-        self.chunks_done, self.complete = index + 1, last
-        self._write_metadata()
+            self.checksums.update(zip((k for k, _ in jobs), sums, strict=True))
+            keep = {f"carry_{index - 1:06d}.npz"} | (set() if last else {carry_name})
+            for name in [n for n in self.checksums
+                         if n.startswith("carry_") and n not in keep]:
+                del self.checksums[name]
+            self.chunks_done, self.complete = index + 1, last
+            self._write_metadata(pool, coords=index == 0)
+        except BaseException:
+            pool.shutdown()
+            self._pool = None
+            raise
+        if last:
+            pool.shutdown()
+            self._pool = None
         self._write_manifest()
         for f in self.directory.glob("carry_*.npz"):
             if f.name not in keep:
@@ -412,14 +458,14 @@ class ZarrChunkWriter:
 
     def _put(self, job: tuple[str, bytes]) -> str:
         key, data = job
-        atomic_write_bytes(self.directory / key, data)
+        _replace(self.directory / key, data, sync=True)
         return digest(data)
 
     def read_chunk(self, index: int) -> dict[str, np.ndarray]:
         """The flat outputs of a written chunk (without ``n_samples``), verified."""
         start, stop = chunk_range(index, self.chunk_size, self.n_generations)
         vars_ = [v for v, a in self.layout.arrays.items()
-                 if a["name"] not in ("n_samples", "generation")]
+                 if a["name"] != "n_samples"]
         got = read_chunk(self.directory, self.layout, self.checksums, index, start, stop,
                          vars_)
         return {self.layout.arrays[v]["name"]: a for v, a in got.items()}
@@ -448,7 +494,7 @@ class ZarrStoredResult(StoredResult):
 
     def _load(self, k: int, names=None) -> dict[str, np.ndarray]:
         if names is None:
-            names = [n for n in self._by_name if n != "generation"]
+            names = list(self._by_name)
         missing = [n for n in names if n not in self._by_name]
         if missing:
             raise StoreError(f"store {str(self.directory)!r} holds no array "
