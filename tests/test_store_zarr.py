@@ -88,6 +88,7 @@ def test_a_zarr_store_is_read_lazily_by_xarray_and_zarr_while_running_and_after(
                                   ref.metrics["w2sq"][:, [0, 3, 6]])
     np.testing.assert_array_equal(lazy.per_generation("w2sq"), ref.metrics["w2sq"].mean(0))
     _same(lazy.load(), ref)
+    np.testing.assert_array_equal(lazy.to_xarray()["w2sq"].values, ref.metrics["w2sq"])
     starts = [(a, b) for a, b, _ in lazy.chunks()]
     assert starts == [(0, 2), (2, 4), (4, 6), (6, 7)]
     # finished: read back without computing, as a StoredResult when keep=False
