@@ -25,9 +25,14 @@ import numpy as np
 
 from jaxcollapse.io import atomic_write_bytes, npz_bytes
 
+FORMAT_ZARR = "jaxcollapse.simulate-store/zarr-1"  # a store written natively in zarr v3
+
 # the names a store writes (and nothing else is ever removed by remove_store)
-_OWN = re.compile(r"(manifest\.json|chunk_\d{6}\.npz|carry_\d{6}\.npz)")
-_OWN_TMP = re.compile(r"\.(manifest\.json|chunk_\d{6}\.npz|carry_\d{6}\.npz)\..*\.tmp")
+_OWN = re.compile(r"(manifest\.json|chunk_\d{6}\.npz|carry_\d{6}\.npz|zarr\.json)")
+_OWN_TMP = re.compile(r"\.(manifest\.json|chunk_\d{6}\.npz|carry_\d{6}\.npz|zarr\.json|\d+)"
+                      r"\..*\.tmp")
+# inside a zarr array's folder: its metadata and chunk files (c/0/3, ...)
+_ZARR_OWN = re.compile(r"zarr\.json|c(/\d+)+")
 
 
 class StoreError(ValueError):
@@ -186,14 +191,20 @@ def store_files(directory: str | Path) -> list[Path]:
     d = Path(directory)
     if not d.is_dir():
         return []
-    return sorted(p for p in d.iterdir() if p.is_file() and
-                  (_OWN.fullmatch(p.name) or _OWN_TMP.fullmatch(p.name)))
+    own = [p for p in d.iterdir() if p.is_file() and
+           (_OWN.fullmatch(p.name) or _OWN_TMP.fullmatch(p.name))]
+    for sub in d.iterdir():  # the arrays of a zarr store: folders holding a zarr.json
+        if sub.is_dir() and sub.name != "shards" and (sub / "zarr.json").is_file():
+            own += [p for p in sub.rglob("*") if p.is_file() and (
+                _ZARR_OWN.fullmatch(p.relative_to(sub).as_posix())
+                or _OWN_TMP.fullmatch(p.name))]
+    return sorted(own)
 
 
-def remove_store(directory: str | Path) -> None:
-    """Removes the files a store wrote in ``directory`` (and in its ``shards/*``
-    sub-stores), then the folders if they are left empty. Files the store did not
-    write are never removed.
+def remove_store(directory: str | Path, shards: bool = True) -> None:
+    """Removes the files a store wrote in ``directory`` (and, if ``shards``, in its
+    ``shards/*`` sub-stores), then the folders if they are left empty. Files the store
+    did not write are never removed.
 
     Example:
         >>> import tempfile, pathlib
@@ -207,14 +218,19 @@ def remove_store(directory: str | Path) -> None:
     d = Path(directory)
     if not d.is_dir():
         return
-    shards = d / "shards"
-    if shards.is_dir():
-        for sub in shards.iterdir():
+    sub_stores = d / "shards"
+    if shards and sub_stores.is_dir():
+        for sub in sub_stores.iterdir():
             if sub.is_dir():
                 remove_store(sub)
-        _rmdir_if_empty(shards)
-    for p in store_files(d):
+        _rmdir_if_empty(sub_stores)
+    files = store_files(d)
+    for p in files:
         p.unlink(missing_ok=True)
+    # the folders of a zarr store's arrays, deepest first, if left empty
+    for folder in sorted({q for p in files for q in p.parents if d in q.parents},
+                         key=lambda q: -len(q.parts)):
+        _rmdir_if_empty(folder)
     _rmdir_if_empty(d)
 
 

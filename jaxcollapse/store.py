@@ -31,6 +31,7 @@ warning, from the carry before it. Stores written without checksums are still re
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -40,6 +41,7 @@ import jax
 import numpy as np
 
 from jaxcollapse._store_files import (
+    FORMAT_ZARR,
     StoreError,
     file_problem,
     load_manifest,
@@ -66,7 +68,7 @@ from jaxcollapse.io import save_json
 FORMAT = "jaxcollapse.simulate-store/1"
 # public: the stored result and its loader; the rest is the machinery of simulate
 # (chunk writing, fingerprints, carries) and of distributed (merging shards)
-__all__ = ["StoreError", "StoredResult", "load_run", "remove_store"]
+__all__ = ["StoreError", "StoredResult", "load_run", "remove_store", "store_format_of"]
 
 MANIFEST = "manifest.json"
 
@@ -93,6 +95,64 @@ def _write_manifest(directory: Path, fp: dict, n_chunks: int, chunks_done: int,
     save_json(directory / MANIFEST, seal(m))
 
 
+STORE_FORMATS = ("npz", "zarr")
+
+
+def store_format_of(directory: str | Path) -> str | None:
+    """``"npz"`` or ``"zarr"``: the format of the store in ``directory``; ``None`` if
+    it holds no readable manifest.
+
+    Example:
+        >>> import tempfile
+        >>> store_format_of(tempfile.mkdtemp()) is None
+        True
+    """
+    try:
+        m = json.loads((Path(directory) / MANIFEST).read_bytes())
+    except (OSError, ValueError):
+        return None
+    fmt = m.get("format") if isinstance(m, dict) else None
+    return {FORMAT: "npz", FORMAT_ZARR: "zarr"}.get(fmt)
+
+
+def check_store_format(store_format: Any, checkpoint_dir: Any) -> None:
+    """Validates ``simulate``'s ``store_format`` (before any work): ``None``, ``"npz"``
+    or ``"zarr"`` (which needs the ``zarr`` extra) and only with ``checkpoint_dir``."""
+    if store_format is None:
+        return
+    if store_format not in STORE_FORMATS:
+        raise ValueError(f"store_format must be one of {STORE_FORMATS} or None (the "
+                         f"format of the store already in checkpoint_dir, else 'npz'); "
+                         f"got {store_format!r}")
+    if checkpoint_dir is None:
+        raise ValueError(f"store_format={store_format!r} needs checkpoint_dir (the store "
+                         f"it selects is written there); got checkpoint_dir=None")
+    if store_format == "zarr":
+        from jaxcollapse._store_zarr import require_zarr
+
+        require_zarr()
+
+
+def open_writer(directory: str | Path, fp: dict[str, Any], params_type: dict | None,
+                store_format: str | None = None):
+    """The chunk writer of a run in ``directory``: a :class:`ChunkWriter` (npz) or a
+    :class:`~jaxcollapse._store_zarr.ZarrChunkWriter`. ``store_format=None`` continues
+    the store already there, else writes npz; a store of the other format than the one
+    asked for raises ``ValueError`` naming both."""
+    found = store_format_of(directory)
+    fmt = store_format or found or "npz"
+    if found is not None and found != fmt:
+        raise ValueError(f"checkpoint_dir {str(directory)!r} holds a run stored as "
+                         f"{found!r}, which store_format={store_format!r} cannot resume; "
+                         f"pass store_format={found!r} (or None), or use a new directory")
+    G, C = int(fp["n_generations"]), int(fp["chunk_size"])
+    if fmt == "zarr":
+        from jaxcollapse._store_zarr import ZarrChunkWriter, n_chunks
+
+        return ZarrChunkWriter(directory, fp, n_chunks(G, C), params_type)
+    return ChunkWriter(directory, fp, math.ceil(G / C), params_type)
+
+
 class ChunkWriter:
     """Writes one run's chunks, carries and manifest (used by ``simulate``).
 
@@ -100,6 +160,8 @@ class ChunkWriter:
     raises ``ValueError`` naming every field that differs, then verifies every
     written file against the manifest's checksums (:meth:`_recover`).
     """
+
+    SHIFT = 0  # chunk k holds generations kC + 1 .. (k + 1)C (the first also 0)
 
     def __init__(self, directory: str | Path, fp: dict[str, Any], n_chunks: int,
                  params_type: dict | None):
@@ -228,13 +290,23 @@ class StoredResult:
         (31,)
     """
 
+    _FORMAT = FORMAT
+    _SHIFT = 0  # chunk k holds generations kC + 1 - _SHIFT .. (k + 1)C - _SHIFT
+
+    def __new__(cls, directory: str | Path):
+        if cls is StoredResult and store_format_of(directory) == "zarr":
+            from jaxcollapse._store_zarr import ZarrStoredResult
+
+            cls = ZarrStoredResult
+        return super().__new__(cls)
+
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
         path = self.directory / MANIFEST
         if not path.exists():
             raise FileNotFoundError(f"no jaxcollapse run in {str(self.directory)!r} "
                                     f"(missing {MANIFEST})")
-        m = load_manifest(path, FORMAT)
+        m = load_manifest(path, self._FORMAT)
         self.manifest = m
         self.checksums: dict[str, str] = dict(m.get("checksums") or {})
         self._verified: dict[int, tuple] = {}
@@ -244,7 +316,8 @@ class StoredResult:
         self.n_generations = int(fp["n_generations"])
         self.complete = bool(m["complete"])
         self.chunks_done = int(m["chunks_done"])
-        self.generations_done = min(self.n_generations, self.chunks_done * self.chunk_size)
+        self.generations_done = (self._chunk_range(self.chunks_done - 1)[1] - 1
+                                 if self.chunks_done else 0)
         self.metric_names = [s.split("=", 1)[0] for s in fp["metrics"]]
 
     def __repr__(self) -> str:
@@ -256,7 +329,8 @@ class StoredResult:
         start = 0 if k == 0 else k * C + 1
         return start, min((k + 1) * C, self.n_generations) + 1
 
-    def _read(self, k: int, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    def _load(self, k: int, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """The arrays ``names`` (all if ``None``) of chunk ``k``, verified."""
         path = self.directory / _chunk(k)
         try:
             st_ = path.stat()
@@ -266,11 +340,14 @@ class StoredResult:
         # a file verified once and unchanged since is not hashed again (zip's CRC-32
         # still checks every array read)
         verified = sig is not None and self._verified.get(k) == sig
+        out = read_npz(path, None if verified else self.checksums.get(_chunk(k)),
+                       None if names is None else list(names))
+        self._verified[k] = sig
+        return out
+
+    def _read(self, k: int, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         try:
-            out = read_npz(path, None if verified else self.checksums.get(_chunk(k)),
-                           None if names is None else list(names))
-            self._verified[k] = sig
-            return out
+            return self._load(k, names)
         except StoreError as e:
             last = k + 1 == self.chunks_done
             raise StoreError(f"{e}; " + (
@@ -306,7 +383,7 @@ class StoredResult:
         if flat_g.size and (flat_g.min() < 0 or flat_g.max() > G):
             raise ValueError(f"generations must lie in [0, {G}] (written so far); got "
                              f"{flat_g.min()}..{flat_g.max()}")
-        chunk_of = np.maximum(0, (flat_g - 1) // self.chunk_size)
+        chunk_of = np.maximum(0, (flat_g - 1 + self._SHIFT) // self.chunk_size)
         out = None
         for k in np.unique(chunk_of):
             a = self._read(int(k), [name])[name]
@@ -383,6 +460,17 @@ def merge(directory: str | Path, shards: Sequence[StoredResult], fp: dict[str, A
         raise ValueError("merge needs complete shard stores")
     (directory / MANIFEST).unlink(missing_ok=True)
     n_chunks = shards[0].chunks_done
+    if shards[0]._FORMAT == FORMAT_ZARR:  # the store simulate writes with store_format
+        from jaxcollapse._store_zarr import ZarrChunkWriter
+
+        writer = ZarrChunkWriter(directory, fp, n_chunks,
+                                 shards[0].manifest.get("params_type"), quiet_stale=True)
+        for k in range(n_chunks):
+            parts = [s._read(k) for s in shards]
+            writer.write(k, {name: np.concatenate([p[name] for p in parts], axis=0)
+                             for name in parts[0] if name != "n_samples"},
+                         parts[0]["n_samples"], None)
+        return StoredResult(directory)
     sums = {}
     for k in range(n_chunks):
         parts = [s._read(k) for s in shards]

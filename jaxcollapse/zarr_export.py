@@ -10,6 +10,10 @@ fingerprint, the chunk checksums of the source manifest and the number of
 generations written are kept in the group's attributes. Every source chunk is
 verified against its checksum as it is read; memory holds about two chunks.
 
+A run can also be written as a zarr store from the start, readable while it runs:
+``simulate(..., checkpoint_dir=DIR, store_format="zarr")`` (:mod:`jaxcollapse._store_zarr`);
+this converter is for runs stored as npz (the default).
+
 Needs the ``zarr`` extra (``pip install 'jaxcollapse[zarr]'``); ``xarray`` to read.
 
 Example:

@@ -231,3 +231,90 @@ def test_remove_store_leaves_other_files(stores, tmp_path):
     (d / "mine.txt").unlink()
     st.remove_store(d)
     assert not d.exists()
+
+
+# ------------------------------------------------------------------ the zarr store
+# The same faults on a store written with store_format="zarr" (a zarr v3 group): its
+# chunk files (one per array and chunk: w2sq/c/0/K, param_cov/c/0/K/0/0, ...), its
+# carries, its manifest and the zarr.json metadata that xarray reads. Chunks of 2
+# generations hold 0-1, 2-3, 4-5 and 6 (the last); an interrupted run stops after 2.
+
+ZFILES = {"complete": ["manifest.json", "w2sq/c/0/0", "param_cov/c/0/3/0/0",
+                       "carry_000002.npz", "w2sq/zarr.json", "zarr.json"],
+          "interrupted": ["manifest.json", "degenerate/c/0/1", "carry_000001.npz"]}
+ZCASES = [(s, f, h) for s in ZFILES for f in ZFILES[s] for h in HOW]
+
+
+def _zrun(d, **kw):
+    return _run(d, store_format="zarr", **kw)
+
+
+@pytest.fixture(scope="module")
+def zstores(tmp_path_factory):
+    pytest.importorskip("zarr")
+    root = tmp_path_factory.mktemp("zstores")
+    ref = _zrun(root / "complete")
+    with pytest.raises(Killed):
+        _zrun(root / "interrupted", on_chunk=_die_after_two)
+    return root, jax.tree.map(np.asarray, ref)
+
+
+def _zdamage(path, how, root, state):
+    if how != "swap" or path.name == "manifest.json":
+        return _damage(path, how, root, state)
+    data = path.read_bytes()
+    # another valid file of the same kind: the same array's other chunks, another
+    # array's metadata, the other carries
+    cands = sorted(p for s in ("complete", "interrupted") for p in (root / s).rglob("*")
+                   if p.is_file() and p.name != "manifest.json" and
+                   (p.parent.name == path.parent.name or p.name == path.name or
+                    (p.name.startswith("carry") and path.name.startswith("carry")))
+                   and p.read_bytes() != data)
+    assert cands, path
+    shutil.copyfile(cands[0], path)
+
+
+@pytest.mark.parametrize("state, name, how", ZCASES)
+def test_a_damaged_zarr_file_gives_a_clear_error_or_the_same_numbers(zstores, tmp_path,
+                                                                     state, name, how):
+    xr = pytest.importorskip("xarray")
+    root, ref = zstores
+    d = tmp_path / state
+    shutil.copytree(root / state, d)
+    _zdamage(d / name, how, root, state)
+    done = 7 if state == "complete" else 4  # generations written (0..done-1)
+    chunk_file = "/c/" in name
+    meta = name.endswith("zarr.json")
+
+    def read():
+        return jc.load_run(d).load()
+
+    if name == "manifest.json" and how == "swap":
+        # the other run's manifest: the interrupted folder lacks chunks 2 and 3
+        want, named = (_first(ref, 4), name) if state == "complete" else (None, "/c/0/2")
+        outcome = _clear_or_same(read, want, named, "read")
+        assert outcome == ("same" if state == "complete" else "error")
+    else:
+        outcome = _clear_or_same(read, _first(ref, done), name, f"read {state}/{name}/{how}")
+        # the package's reader reads chunk files (verified) and the manifest only
+        assert outcome == ("error" if chunk_file or name == "manifest.json" else "same")
+
+    named = name
+    if name == "manifest.json" and how == "swap":
+        # the complete folder keeps only the carry before its last chunk (2), not the
+        # carry after chunk 1 that the interrupted manifest resumes from
+        named = "carry_000001.npz" if state == "complete" else "/c/0/2"
+    outcome = _clear_or_same(lambda: _zrun(d), ref, named, f"resume {state}/{name}/{how}")
+    last_chunk = "/c/0/3" in name or (state == "interrupted" and "/c/0/1" in name)
+    if how == "swap" and name == "manifest.json":
+        assert outcome == "error"
+    elif last_chunk or name.startswith("carry") or meta or (
+            name == "manifest.json" and how == "delete"):
+        assert outcome == "same", "a damaged last chunk, carry or zarr.json is recomputed"
+    else:  # an earlier chunk or a damaged manifest cannot be trusted: named
+        assert outcome == "error"
+    if outcome == "same":  # whole again: every file verifies, and xarray reads it all
+        _same(jc.load_run(d).load(), ref)
+        ds = xr.open_zarr(d)
+        np.testing.assert_array_equal(ds["w2sq"].values, ref.metrics["w2sq"])
+        np.testing.assert_array_equal(ds["param_cov"].values, ref.params.cov)

@@ -53,6 +53,10 @@ def add_arguments(p) -> None:
     p.add_argument("--chunk-size", type=int, default=None, metavar="G",
                    help="generations per chunk written to --out/checkpoint as the run "
                         "goes (default: about 1/20 of the run)")
+    p.add_argument("--store", choices=["npz", "zarr"], default=None,
+                   help="format of --out/checkpoint: npz files, or a zarr v3 group that "
+                        "xarray.open_zarr reads while the run goes (the zarr extra); "
+                        "default: the format of a checkpoint being resumed, else npz")
 
 
 def _theory_columns(args, sched, gens):
@@ -145,7 +149,8 @@ def run(args) -> int:
         res = jc.simulate(k_run, fam, p0, n_generations=G, n_samples=sched,
                           n_chains=args.chains, regime=regime, human_data=human,
                           progress=not args.no_progress, on_chunk=save_progress,
-                          chunk_size=chunk_size, checkpoint_dir=ckpt)
+                          chunk_size=chunk_size, checkpoint_dir=ckpt,
+                          store_format=getattr(args, "store", None))
     else:
         pid, n_proc = info.process_id, info.num_processes
         if not resume:
@@ -154,7 +159,7 @@ def run(args) -> int:
             stored = distributed.simulate_processes(
                 k_run, fam, p0, out=ckpt, n_chains=args.chains, n_generations=G,
                 n_samples=sched, regime=regime, human_data=human, chunk_size=chunk_size,
-                progress=not args.no_progress)
+                progress=not args.no_progress, store_format=getattr(args, "store", None))
         except TimeoutError as e:  # a shard never came: one line, exit code 2
             raise ValueError(str(e)) from None
         if stored is None:

@@ -63,7 +63,7 @@ def simulate(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int
              devices: int | Sequence[jax.Device] | None = None,
              mesh: jax.sharding.Mesh | None = None,
              checkpoint_dir: str | os.PathLike | None = None, keep: bool = True,
-             chain_block: tuple[int, int] | None = None
+             chain_block: tuple[int, int] | None = None, store_format: str | None = None
              ) -> SimulationResult | st.StoredResult:
     """Runs ``n_chains`` independent chains of recursive training for ``n_generations``.
 
@@ -127,6 +127,13 @@ def simulate(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int
             still uses ``fold_in(key, i)``); the result's chain axis has
             ``stop - start`` entries. Used by multi-process runs
             (:mod:`jaxcollapse.distributed`).
+        store_format: how ``checkpoint_dir`` is written: ``"npz"`` (one ``.npz`` a
+            chunk) or ``"zarr"`` (a zarr v3 group, one array per metric and parameter
+            leaf chunked by generations and chains, that ``xarray.open_zarr`` reads
+            lazily while the run goes; needs the ``zarr`` extra; see
+            :mod:`jaxcollapse._store_zarr`). ``None`` (default): the format of the
+            store already in ``checkpoint_dir``, else ``"npz"``. Same guarantees and
+            the same numbers either way.
 
     Returns:
         A :class:`SimulationResult` with leading axes ``(chain, generation)``, or a
@@ -163,6 +170,7 @@ def simulate(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int
                     f"numbers)")
         return _fast_run(cfg, loop, key, params0, sched, n_chains, progress)
     save_params = save_params is not False
+    st.check_store_format(store_format, checkpoint_dir)
     if not isinstance(keep, bool):
         raise TypeError(f"keep must be True or False; got {keep!r}")
     if not keep and checkpoint_dir is None:
@@ -188,9 +196,9 @@ def simulate(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int
         fp = st.fingerprint(cfg, key, params0, _alpha_of(loop), sched, human, chunk_size,
                             (lo, hi),
                             n_chains)
-        writer = st.ChunkWriter(checkpoint_dir, fp,
-                                n_chunks=math.ceil(cfg.n_generations / chunk_size),
-                                params_type=st._params_type(params0) if save_params else None)
+        writer = st.open_writer(checkpoint_dir, fp,
+                                st._params_type(params0) if save_params else None,
+                                store_format)
         if writer.complete and not keep:
             return st.StoredResult(writer.directory)
     return _simulate_chunked(cfg, mesh, key, chain_ids, n, params0, loop, sched, human,
@@ -250,11 +258,15 @@ def _simulate_chunked(cfg, mesh, key, chain_ids, n_chains, params0, loop, sched,
         carry = st.carry_from_host(carry, writer.read_carry(), n_chains)
     else:
         pieces = [jax.tree.map(lambda a: np.asarray(a)[:n_chains, None], out0)]
+    # chunk k ends at generation (k + 1)C - shift: the npz store's chunks hold kC+1..(k+1)C,
+    # the zarr store's kC..(k+1)C-1 (one zarr chunk each; its first is one step short)
+    shift = writer.SHIFT if writer is not None else 0
     with Progress(G, "simulate", enabled=progress, scale=n_chains) as bar:
-        bar.update(min(G, done * chunk_size))
-        for start in range(1 + done * chunk_size, G + 1, chunk_size):
+        bar.update(min(G, done * chunk_size - shift) if done else 0)
+        for k in range(done, math.ceil((G + shift) / chunk_size)):
+            start = max(1, k * chunk_size + 1 - shift)
             ts = np.arange(start, start + chunk_size)
-            valid = ts <= G
+            valid = ts <= min(G, (k + 1) * chunk_size - shift)
             ms = sched_np[np.minimum(ts, G) - 1]
             carry, outs = _chunk_jit(cfg, mesh, carry, params0, jnp.asarray(ts, jnp.int32),
                                      jnp.asarray(ms, jnp.int32),
@@ -262,13 +274,13 @@ def _simulate_chunked(cfg, mesh, key, chain_ids, n_chains, params0, loop, sched,
                                      human)
             n_valid = int(valid.sum())
             piece = jax.tree.map(lambda a, n=n_valid: np.asarray(a)[:n_chains, :n], outs)
-            if start == 1:  # the first chunk reports generation 0 too
+            if k == 0:  # the first chunk reports generation 0 too
                 piece = jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), pieces.pop(),
                                      piece)
             last = start + n_valid - 1
-            first = 0 if start == 1 else start
+            first = 0 if k == 0 else start
             if writer is not None:
-                writer.write((start - 1) // chunk_size, st.flatten(piece),
+                writer.write(k, st.flatten(piece),
                              all_n[first:last + 1],
                              None if last == G else st.carry_to_host(carry, n_chains))
             if keep:

@@ -1,0 +1,505 @@
+"""A run store written natively as a zarr v3 group (``simulate(..., store_format="zarr")``).
+
+The checkpoint directory is itself a zarr v3 group that ``xarray.open_zarr(DIR)`` and
+``zarr.open_group(DIR)`` read lazily, while the run is going or after it: one array per
+metric (``w2sq``, ...), ``degenerate``, one per parameter leaf (``param_mean``,
+``param_cov``, ...) with dimensions ``(chain, generation, ...)``, ``n_samples`` along
+``generation``, and coordinates ``chain`` (the chain ids) and ``generation``.
+
+Layout: zarr chunk ``k`` along ``generation`` holds generations ``kC..(k+1)C-1``, and
+simulation chunk ``k`` computes exactly these (the first computes ``C - 1`` generations
+after generation 0), so every zarr chunk file is written once, whole, by one
+simulation chunk. Along ``chain`` a chunk holds all chains, or as many as keep a chunk
+file under 32 MiB. Chunk files are raw little-endian C-order bytes (zarr's ``bytes``
+codec, no compression: the bytes an ``.npz`` store holds), written atomically and
+concurrently, each hashed (BLAKE2b) as it is written.
+
+Commit protocol, per simulation chunk: the chunk files and the carry
+(``carry_K.npz``, as in the npz store) are written first; then every array's
+``zarr.json`` and the group's ``zarr.json`` (which holds the consolidated metadata
+``xarray.open_zarr`` reads) are rewritten with the shape grown to the committed
+generations; last ``manifest.json`` (format ``jaxcollapse.simulate-store/zarr-1``),
+the commit point for resuming and for :class:`ZarrStoredResult`, records the
+fingerprint and the checksum of every chunk and carry file. A reader therefore never
+sees a generation whose data is not on disk. Our own reader takes dtypes and chunk
+shapes from the manifest, not from the ``zarr.json`` files, and verifies every chunk
+file it reads; a resumed run rewrites the ``zarr.json`` files from the manifest, so a
+damaged one is repaired.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxcollapse._store_files import (
+    FORMAT_ZARR,
+    StoreError,
+    digest,
+    load_manifest,
+    read_npz,
+    remove_store,
+    seal,
+    store_files,
+    write_npz,
+)
+from jaxcollapse._store_tree import check_fingerprint
+from jaxcollapse.io import atomic_write_bytes
+from jaxcollapse.store import StoredResult
+
+MANIFEST = "manifest.json"
+_CHUNK_BYTES = 32 << 20  # at most this many bytes in a chunk file (along chains)
+_RESERVED = ("degenerate", "n_samples", "chain", "generation")
+_WORKERS = 8  # concurrent chunk-file writes: their fsyncs share the journal commits
+
+
+def require_zarr():
+    """The ``zarr`` module (v3), or an ``ImportError`` naming the extra to install."""
+    try:
+        import zarr
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError("store_format='zarr' needs the 'zarr' extra: pip install "
+                          "'jaxcollapse[zarr]' (zarr>=3)") from None
+    if int(zarr.__version__.split(".")[0]) < 3:  # pragma: no cover
+        raise ImportError(f"store_format='zarr' needs zarr>=3 (installed: "
+                          f"{zarr.__version__}): pip install 'jaxcollapse[zarr]'")
+    return zarr
+
+
+def chunk_range(k: int, chunk_size: int, n_generations: int) -> tuple[int, int]:
+    """Generations ``[start, stop)`` of chunk ``k``: zarr chunk ``k`` along generations.
+
+    Example:
+        >>> [chunk_range(k, 4, 9) for k in range(3)]
+        [(0, 4), (4, 8), (8, 10)]
+    """
+    return k * chunk_size, min((k + 1) * chunk_size, n_generations + 1)
+
+
+def n_chunks(n_generations: int, chunk_size: int) -> int:
+    """How many chunks of ``chunk_size`` generations hold generations ``0..G``."""
+    return math.ceil((n_generations + 1) / chunk_size)
+
+
+def _var(name: str) -> str:
+    if name.startswith("metrics/"):
+        return name[len("metrics/"):]
+    if name.startswith("params/"):
+        return "param_" + name[len("params/"):].replace("/", "_")
+    return name
+
+
+def check_metric_names(fp: dict) -> None:
+    """Metric names that cannot be zarr array names beside the store's own."""
+    for spec in fp["metrics"]:
+        name = spec.split("=", 1)[0]
+        if name in _RESERVED or name.startswith("param_") or "/" in name or not name:
+            raise ValueError(f"metric name {name!r} cannot be stored with "
+                             f"store_format='zarr' (it names an array of its own: "
+                             f"{', '.join(_RESERVED)}, param_*; or holds '/'); rename it")
+
+
+def _chunk_key(meta: dict, coords: tuple[int, ...]) -> str:
+    sep = meta["chunk_key_encoding"]["configuration"]["separator"]
+    return "c" + sep + sep.join(str(c) for c in coords)
+
+
+class _Layout:
+    """The arrays of a store as the manifest records them: per array its flat name,
+    the zarr metadata (without shape) and the per-chain-chunk keys of a chunk."""
+
+    def __init__(self, arrays: dict[str, dict], n_chains: int):
+        self.arrays = arrays
+        self.n = n_chains
+
+    def shape(self, var: str, generations: int) -> list[int]:
+        a = self.arrays[var]
+        lead = [generations] if a["gen_axis"] == 0 else [self.n, generations]
+        return lead + list(a["trail"])
+
+    def blocks(self, var: str, k: int):
+        """``(key, chain_slice)`` of the files holding chunk ``k`` of ``var``."""
+        a = self.arrays[var]
+        if a["gen_axis"] == 0:
+            yield f"{var}/{_chunk_key(a['meta'], (k,))}", None
+            return
+        cc = a["meta"]["chunk_grid"]["configuration"]["chunk_shape"][0]
+        zeros = (0,) * len(a["trail"])
+        for j in range(math.ceil(self.n / cc)):
+            yield (f"{var}/{_chunk_key(a['meta'], (j, k) + zeros)}",
+                   slice(j * cc, min((j + 1) * cc, self.n)))
+
+    def keys(self, k: int) -> list[str]:
+        return [key for var in self.arrays for key, _ in self.blocks(var, k)]
+
+    def chunk_shape(self, var: str) -> tuple[int, ...]:
+        return tuple(self.arrays[var]["meta"]["chunk_grid"]["configuration"]["chunk_shape"])
+
+    def dtype(self, var: str) -> np.dtype:
+        return np.dtype(self.arrays[var]["meta"]["data_type"]).newbyteorder("<")
+
+
+def read_raw(path: Path, expected: str | None, nbytes: int) -> bytes:
+    """A chunk file's bytes, checked against its recorded checksum and size."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise StoreError(f"store file {str(path)!r} is missing") from None
+    except OSError as e:
+        raise StoreError(f"store file {str(path)!r} cannot be read ({e.strerror})") from None
+    if expected is None:
+        raise StoreError(f"store file {str(path)!r} has no checksum in the manifest")
+    if digest(data) != expected:
+        raise StoreError(f"store file {str(path)!r} is damaged: its checksum "
+                         f"{digest(data)} is not the {expected} the manifest recorded "
+                         f"(truncated, corrupted or replaced; {len(data)} bytes)")
+    if len(data) != nbytes:  # pragma: no cover - a matching checksum has the size
+        raise StoreError(f"store file {str(path)!r} is damaged: {len(data)} bytes, "
+                         f"expected {nbytes}")
+    return data
+
+
+def read_chunk(directory: Path, layout: _Layout, checksums: dict[str, str], k: int,
+               start: int, stop: int, vars_: list[str]) -> dict[str, np.ndarray]:
+    """Generations ``start..stop-1`` (chunk ``k``) of the arrays ``vars_``, verified."""
+    out = {}
+    for var in vars_:
+        shape, dt = layout.chunk_shape(var), layout.dtype(var)
+        nbytes = int(np.prod(shape)) * dt.itemsize
+        parts = []
+        for key, rows in layout.blocks(var, k):
+            a = np.frombuffer(read_raw(directory / key, checksums.get(key), nbytes),
+                              dt).reshape(shape)
+            if rows is None:
+                parts.append(a[:stop - start])
+            else:
+                parts.append(a[:rows.stop - rows.start, :stop - start])
+        a = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+        out[var] = a.astype(dt.newbyteorder("="), copy=False)
+    return out
+
+
+def _replace(path: Path, data: bytes, sync: bool = False) -> None:
+    """Writes ``path`` atomically (temporary file, then rename). Chunk files and the
+    manifest are synced (``sync``) before the rename; the ``zarr.json`` metadata is
+    not (zarr itself writes it so): our own reader and a resume never trust it (they
+    take the layout from the manifest) and a resume rewrites it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        try:
+            f = open(tmp, "wb")  # noqa: SIM115 (closed below)
+        except FileNotFoundError:  # the first file of its folder
+            path.parent.mkdir(parents=True, exist_ok=True)
+            f = open(tmp, "wb")  # noqa: SIM115
+        with f:
+            f.write(data)
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _dumps(obj) -> bytes:
+    # compact: the C encoder (an indent would take the pure-Python one)
+    return json.dumps(obj, separators=(",", ":"), default=str).encode()
+
+
+def _pad_to(a: np.ndarray, shape: tuple[int, ...], fill) -> np.ndarray:
+    if a.shape == shape:
+        return a
+    out = np.full(shape, fill, a.dtype)
+    out[tuple(slice(0, s) for s in a.shape)] = a
+    return out
+
+
+class ZarrChunkWriter:
+    """Writes one run's chunks, carries, zarr metadata and manifest as a zarr v3 group
+    (the zarr counterpart of :class:`jaxcollapse.store.ChunkWriter`, same interface).
+    """
+
+    SHIFT = 1  # chunk k starts at generation kC (the npz store: kC + 1)
+
+    def __init__(self, directory: str | Path, fp: dict[str, Any], n_chunks: int,
+                 params_type: dict | None, *, quiet_stale: bool = False):
+        require_zarr()
+        check_metric_names(fp)
+        self.directory = Path(directory)
+        self._pool: ThreadPoolExecutor | None = None
+        self.fp = fp
+        self.n_chunks = n_chunks
+        self.params_type = params_type
+        self.chunk_size = int(fp["chunk_size"])
+        self.n_generations = int(fp["n_generations"])
+        self.n_chains = fp["chains"][1] - fp["chains"][0]
+        if self.directory.exists() and not self.directory.is_dir():
+            raise ValueError(f"checkpoint_dir {str(self.directory)!r} is a file; "
+                             f"give a directory")
+        path = self.directory / MANIFEST
+        if path.exists():
+            m = load_manifest(path, FORMAT_ZARR)
+            check_fingerprint(m["fingerprint"], fp, self.directory)
+            self.chunks_done = int(m["chunks_done"])
+            self.complete = bool(m["complete"])
+            self.checksums: dict[str, str] = dict(m.get("checksums") or {})
+            self.layout = _Layout(m.get("arrays") or {}, self.n_chains)
+            self.coords: dict[str, dict] = dict(m.get("coords") or {})
+            self._recover()
+            if "chain" in self.coords:
+                self._write_chain(self.coords["chain"])
+            if self.chunks_done:
+                self._write_metadata()  # repairs a damaged zarr.json
+        else:
+            stale = store_files(self.directory)
+            if stale and not quiet_stale:
+                warnings.warn(f"checkpoint_dir {str(self.directory)!r} holds store files "
+                              f"({stale[0].name}, ...) but no {MANIFEST}; they are "
+                              f"discarded and the run starts from generation 0",
+                              RuntimeWarning, stacklevel=4)
+            remove_store(self.directory, shards=False)
+            self.chunks_done, self.complete, self.checksums = 0, False, {}
+            self.layout = _Layout({}, self.n_chains)
+            self.coords = {}
+            self._write_manifest()
+
+    # ------------------------------------------------------------------ manifest
+
+    def _write_manifest(self) -> None:
+        m = json.loads(json.dumps(dict(
+            format=FORMAT_ZARR, fingerprint=self.fp, chunk_size=self.chunk_size,
+            n_chunks=self.n_chunks, chunks_done=self.chunks_done, complete=self.complete,
+            params_type=self.params_type, arrays=self.layout.arrays, coords=self.coords,
+            checksums=dict(sorted(self.checksums.items()))), allow_nan=False, default=str))
+        _replace(self.directory / MANIFEST, _dumps(seal(m)), sync=True)
+
+    def generations(self) -> int:
+        """Generations committed to the zarr arrays (``0..generations()-1``)."""
+        return chunk_range(self.chunks_done - 1, self.chunk_size,
+                           self.n_generations)[1] if self.chunks_done else 0
+
+    def _write_metadata(self, pool: ThreadPoolExecutor | None = None,
+                        coords: bool = True) -> None:
+        """Every array's ``zarr.json`` (and, if ``coords``, the chain coordinate's),
+        then the group's (consolidated), at the committed shape, written from the
+        manifest's record."""
+        g = self.generations()
+        metas, jobs = {}, []
+        for var, a in self.layout.arrays.items():
+            metas[var] = dict(a["meta"], shape=self.layout.shape(var, g))
+            jobs.append((self.directory / var / "zarr.json", metas[var]))
+        for var, meta in self.coords.items():  # its shape never changes
+            metas[var] = meta
+            if coords:
+                jobs.append((self.directory / var / "zarr.json", meta))
+        if pool is None:
+            for path, meta in jobs:
+                _replace(path, _dumps(meta))
+        else:
+            list(pool.map(lambda j: _replace(j[0], _dumps(j[1])), jobs))
+        attrs = dict(format=FORMAT_ZARR, fingerprint=self.fp, chunk_size=self.chunk_size,
+                     n_generations=self.n_generations, generations_done=max(0, g - 1),
+                     complete=self.complete)
+        group = dict(attributes=attrs, zarr_format=3, consolidated_metadata=dict(
+            kind="inline", must_understand=False, metadata=metas), node_type="group")
+        _replace(self.directory / "zarr.json", _dumps(group))
+
+    def _create_arrays(self, flat: dict[str, np.ndarray]) -> None:
+        """The arrays' zarr metadata, made by zarr itself (once, at the first chunk)."""
+        zarr = require_zarr()
+        C, n = self.chunk_size, self.n_chains
+        store = zarr.storage.MemoryStore()  # only the metadata is kept
+        group = zarr.open_group(store, mode="w", zarr_format=3)
+        arrays = {}
+        for name, a in flat.items():
+            var = _var(name)
+            if a.ndim == 1:  # along generations
+                shape, chunks, dims, gen_axis = (0,), (C,), ["generation"], 0
+            else:
+                trail = a.shape[2:]
+                row = max(1, C * int(np.prod(trail, dtype=int)) * a.dtype.itemsize)
+                cc = min(n, max(1, _CHUNK_BYTES // row))
+                shape, chunks, gen_axis = (n, 0) + trail, (cc, C) + trail, 1
+                dims = ["chain", "generation"] + [f"{var}_{i}" for i in range(len(trail))]
+            arr = group.create_array(var, shape=shape, chunks=chunks, dtype=a.dtype,
+                                     fill_value=False if a.dtype.kind == "b" else 0,
+                                     compressors=None, filters=None,
+                                     dimension_names=dims)
+            meta = json.loads(json.dumps(arr.metadata.to_dict(), default=list))
+            meta.pop("shape")
+            arrays[var] = dict(name=name, gen_axis=gen_axis, trail=list(a.shape[2:]),
+                               meta=meta)
+        self.layout = _Layout(arrays, n)
+        chain = group.create_array("chain", data=np.arange(*self.fp["chains"]),
+                                   dimension_names=["chain"], compressors=None)
+        meta = json.loads(json.dumps(chain.metadata.to_dict(), default=list))
+        meta.update(shape=[self.n_chains], data_type="int64",
+                    chunk_grid=dict(name="regular",
+                                    configuration=dict(chunk_shape=[self.n_chains])))
+        self._write_chain(meta)
+
+    def _write_chain(self, meta: dict) -> None:
+        # the chain coordinate (ids lo..hi-1): one small chunk, written at the start
+        # (and again on resume, so that a damaged one is repaired)
+        ids = np.arange(*self.fp["chains"]).astype("<i8")
+        key = "chain/" + _chunk_key(meta, (0,))
+        self.checksums[key] = digest(ids.tobytes())
+        atomic_write_bytes(self.directory / key, ids.tobytes())
+        self.coords = {"chain": meta}
+
+    # ------------------------------------------------------------------ recovery
+
+    def _chunk_problem(self, k: int) -> str | None:
+        start, stop = chunk_range(k, self.chunk_size, self.n_generations)
+        try:
+            read_chunk(self.directory, self.layout, self.checksums, k, start, stop,
+                       list(self.layout.arrays))
+        except StoreError as e:
+            return str(e)
+        return None
+
+    def _carry_problem(self, k: int) -> str | None:
+        name = f"carry_{k:06d}.npz"
+        try:
+            read_npz(self.directory / name, self.checksums.get(name))
+        except StoreError as e:
+            return str(e)
+        return None
+
+    def _recover(self) -> None:
+        """As :meth:`jaxcollapse.store.ChunkWriter._recover`: a damaged chunk but the
+        last is fatal; a damaged last chunk or latest carry is computed again."""
+        done = self.chunks_done
+        if done == 0:
+            return
+        for k in range(done - 1):
+            bad = self._chunk_problem(k)
+            if bad:
+                raise StoreError(f"{bad}; chunk {k} cannot be recomputed (only the last "
+                                 f"chunk can be); remove the store in "
+                                 f"{str(self.directory)!r} and run again")
+        bad = self._chunk_problem(done - 1)
+        if bad is None and not self.complete:
+            bad = self._carry_problem(done - 1)
+        if bad is None:
+            return
+        if done >= 2:
+            before = self._carry_problem(done - 2)
+            if before:
+                raise StoreError(f"{bad}; it cannot be recomputed either: {before}; remove "
+                                 f"the store in {str(self.directory)!r} and run again")
+        warnings.warn(f"{bad}; chunk {done - 1} is computed again from the carry before it",
+                      RuntimeWarning, stacklevel=5)
+        self.chunks_done, self.complete = done - 1, False
+        for key in self.layout.keys(done - 1) + [f"carry_{done - 1:06d}.npz"]:
+            self.checksums.pop(key, None)
+        self._write_metadata()
+        self._write_manifest()
+
+    # ------------------------------------------------------------------ writing
+
+    def write(self, index: int, outputs: dict[str, np.ndarray], n_samples: np.ndarray,
+              carry: dict[str, np.ndarray] | None) -> None:
+        """Writes chunk ``index`` (its outputs and the carry after it), then commits."""
+        if index != self.chunks_done:
+            raise RuntimeError(f"chunk {index} written out of order (expected "
+                               f"{self.chunks_done})")
+        start, stop = chunk_range(index, self.chunk_size, self.n_generations)
+        # no generation coordinate array: xarray's default index along a dimension is
+        # 0..G, the generations (one file less a chunk)
+        flat = dict(outputs, n_samples=np.asarray(n_samples))
+        if not self.layout.arrays:
+            self._create_arrays(flat)
+        jobs = []
+        for var, a in self.layout.arrays.items():
+            x = flat[a["name"]]
+            shape, dt = self.layout.chunk_shape(var), self.layout.dtype(var)
+            fill = a["meta"]["fill_value"]
+            for key, rows in self.layout.blocks(var, index):
+                block = x if rows is None else x[rows]
+                block = _pad_to(np.ascontiguousarray(block, dt), shape, fill)
+                jobs.append((key, block.tobytes()))
+        last = index + 1 == self.n_chunks
+        carry_name = f"carry_{index:06d}.npz"
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="zarr-store")
+        pool = self._pool
+        try:
+            sums = pool.map(self._put, jobs)
+            if carry is not None and not last:
+                self.checksums[carry_name] = write_npz(self.directory / carry_name, carry)
+            self.checksums.update(zip((k for k, _ in jobs), sums, strict=True))
+            keep = {f"carry_{index - 1:06d}.npz"} | (set() if last else {carry_name})
+            for name in [n for n in self.checksums
+                         if n.startswith("carry_") and n not in keep]:
+                del self.checksums[name]
+            self.chunks_done, self.complete = index + 1, last
+            self._write_metadata(pool, coords=index == 0)
+        except BaseException:
+            pool.shutdown()
+            self._pool = None
+            raise
+        if last:
+            pool.shutdown()
+            self._pool = None
+        self._write_manifest()
+        for f in self.directory.glob("carry_*.npz"):
+            if f.name not in keep:
+                f.unlink(missing_ok=True)
+
+    def _put(self, job: tuple[str, bytes]) -> str:
+        key, data = job
+        _replace(self.directory / key, data, sync=True)
+        return digest(data)
+
+    def read_chunk(self, index: int) -> dict[str, np.ndarray]:
+        """The flat outputs of a written chunk (without ``n_samples``), verified."""
+        start, stop = chunk_range(index, self.chunk_size, self.n_generations)
+        vars_ = [v for v, a in self.layout.arrays.items()
+                 if a["name"] != "n_samples"]
+        got = read_chunk(self.directory, self.layout, self.checksums, index, start, stop,
+                         vars_)
+        return {self.layout.arrays[v]["name"]: a for v, a in got.items()}
+
+    def read_carry(self) -> dict[str, np.ndarray]:
+        name = f"carry_{self.chunks_done - 1:06d}.npz"
+        return read_npz(self.directory / name, self.checksums.get(name))
+
+
+class ZarrStoredResult(StoredResult):
+    """A run stored with ``store_format="zarr"``, read chunk by chunk and verified
+    (what :func:`jaxcollapse.load_run` returns for such a directory; the same methods
+    as :class:`~jaxcollapse.StoredResult`). ``xarray.open_zarr(directory)`` reads the
+    same arrays lazily, without the checksums."""
+
+    _FORMAT = FORMAT_ZARR
+    _SHIFT = 1
+
+    def __init__(self, directory: str | Path):
+        super().__init__(directory)
+        self.layout = _Layout(self.manifest.get("arrays") or {}, self.n_chains)
+        self._by_name = {a["name"]: v for v, a in self.layout.arrays.items()}
+
+    def _chunk_range(self, k: int) -> tuple[int, int]:
+        return chunk_range(k, self.chunk_size, self.n_generations)
+
+    def _load(self, k: int, names=None) -> dict[str, np.ndarray]:
+        if names is None:
+            names = list(self._by_name)
+        missing = [n for n in names if n not in self._by_name]
+        if missing:
+            raise StoreError(f"store {str(self.directory)!r} holds no array "
+                             f"{missing[0]!r}")
+        start, stop = self._chunk_range(k)
+        got = read_chunk(self.directory, self.layout, self.checksums, k, start, stop,
+                         [self._by_name[n] for n in names])
+        return {n: got[self._by_name[n]] for n in names}

@@ -1,0 +1,188 @@
+"""``simulate(..., store_format="zarr")``: the checkpoint directory is a zarr v3 group
+that xarray and zarr read lazily, while the run goes and after; resume is bitwise;
+the fingerprint, the format and the checksums are checked as for the npz store."""
+
+import json
+import warnings
+
+import jax
+import numpy as np
+import pytest
+
+import jaxcollapse as jc
+from jaxcollapse import distributed
+from jaxcollapse import store as st
+
+zarr = pytest.importorskip("zarr")
+xr = pytest.importorskip("xarray")
+
+# the configuration of test_faults.py (one compiled program for both, in one process):
+# 6 generations in zarr chunks of 2, generations 0-1, 2-3, 4-5 and 6
+FAM = jc.Gaussian(dim=1, method="exact")
+P0 = FAM.params()
+KW = dict(n_generations=6, n_samples=10, n_chains=3, chunk_size=2, metrics=["w2sq"])
+KEY = 7
+
+
+class Killed(Exception):
+    pass
+
+
+def _run(d, **kw):
+    return jc.simulate(jax.random.key(KEY), FAM, P0, checkpoint_dir=d,
+                       **{**KW, "store_format": "zarr", **kw})
+
+
+def _same(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.fixture(scope="module")
+def ref():
+    """The run without a store, in chunks ending where the npz store's do (the same
+    compiled chunk program): the zarr store must hold exactly these numbers."""
+    return jax.tree.map(np.asarray, jc.simulate(jax.random.key(KEY), FAM, P0,
+                                                on_chunk=lambda *a: None, **KW))
+
+
+def _check_dataset(ds, ref, gens):
+    assert ds["w2sq"].dims == ("chain", "generation")
+    np.testing.assert_array_equal(ds["generation"].values, np.arange(gens))
+    for k, v in ref.metrics.items():
+        np.testing.assert_array_equal(ds[k].values, v[:, :gens])
+    np.testing.assert_array_equal(ds["param_cov"].values, ref.params.cov[:, :gens])
+    np.testing.assert_array_equal(ds["param_mean"].values, ref.params.mean[:, :gens])
+    np.testing.assert_array_equal(ds["degenerate"].values, ref.degenerate[:, :gens])
+    np.testing.assert_array_equal(ds["n_samples"].values, ref.n_samples[:gens])
+
+
+def test_a_zarr_store_is_read_lazily_by_xarray_and_zarr_while_running_and_after(
+        tmp_path, ref):
+    d = tmp_path / "run"
+    seen = []
+
+    def look(start, stop, chunk):  # a reader while the run goes: committed chunks only
+        ds = xr.open_zarr(d)
+        seen.append((start, stop, ds.sizes["generation"], ds.attrs["generations_done"]))
+        _check_dataset(ds, ref, stop)
+        assert not isinstance(ds["w2sq"].variable._data, np.ndarray)  # lazy
+
+    res = _run(d, on_chunk=look)
+    # one zarr chunk per simulation chunk, generation 0 in the first
+    assert seen == [(0, 2, 2, 1), (2, 4, 4, 3), (4, 6, 6, 5), (6, 7, 7, 6)]
+    _same(res, ref)  # the same numbers as the run without a store
+    ds = xr.open_zarr(d)
+    _check_dataset(ds, ref, 7)
+    assert ds["w2sq"].encoding["chunks"] == (3, 2)
+    assert ds.attrs["complete"] and ds.attrs["fingerprint"]["n_chains"] == 3
+    np.testing.assert_array_equal(ds["chain"].values, np.arange(3))
+    g = zarr.open_group(d, mode="r")
+    assert g["param_cov"].chunks == (3, 2, 1, 1) and g["param_cov"].shape == (3, 7, 1, 1)
+    np.testing.assert_array_equal(g["w2sq"][:, 3:6], ref.metrics["w2sq"][:, 3:6])
+    # the package's own reader: verified, chunk by chunk, same API as the npz store
+    lazy = jc.load_run(d)
+    assert isinstance(lazy, jc.StoredResult) and lazy.complete
+    assert lazy.generations_done == 6 and st.store_format_of(d) == "zarr"
+    np.testing.assert_array_equal(lazy.metric("w2sq", [0, 3, 6]),
+                                  ref.metrics["w2sq"][:, [0, 3, 6]])
+    np.testing.assert_array_equal(lazy.per_generation("w2sq"), ref.metrics["w2sq"].mean(0))
+    _same(lazy.load(), ref)
+    np.testing.assert_array_equal(lazy.to_xarray()["w2sq"].values, ref.metrics["w2sq"])
+    starts = [(a, b) for a, b, _ in lazy.chunks()]
+    assert starts == [(0, 2), (2, 4), (4, 6), (6, 7)]
+    # finished: read back without computing, as a StoredResult when keep=False
+    again = _run(d, keep=False, on_chunk=lambda *a: pytest.fail("computed again"))
+    _same(again.load(), ref)
+
+
+def test_zarr_resume_is_bitwise_and_needs_no_format_argument(tmp_path, ref):
+    d = tmp_path / "run"
+
+    def die(start, stop, chunk):
+        if stop > 4:
+            raise Killed
+
+    with pytest.raises(Killed):
+        _run(d, on_chunk=die)
+    part = jc.load_run(d)
+    assert not part.complete and part.generations_done == 5  # 3 chunks committed
+    assert xr.open_zarr(d).sizes["generation"] == 6
+    seen = []
+    res = jc.simulate(jax.random.key(KEY), FAM, P0, checkpoint_dir=d,  # format from DIR
+                      on_chunk=lambda a, b, c: seen.append((a, b)), **KW)
+    assert seen == [(6, 7)]  # only the missing chunk was computed
+    _same(res, ref)
+    _same(jc.load_run(d).load(), ref)
+    _check_dataset(xr.open_zarr(d), ref, 7)
+
+
+def test_zarr_store_refuses_a_changed_configuration_and_the_other_format(tmp_path):
+    d = tmp_path / "run"
+    _run(d)
+    with pytest.raises(ValueError, match=r"n_samples: stored 10, now 30"):
+        _run(d, n_samples=30)
+    with pytest.raises(ValueError, match=r"stored as 'zarr'.*store_format='npz'"):
+        _run(d, store_format="npz")
+    npz = tmp_path / "npz"
+    jc.simulate(jax.random.key(KEY), FAM, P0, checkpoint_dir=npz, **KW)
+    with pytest.raises(ValueError, match=r"stored as 'npz'.*store_format='zarr'"):
+        _run(npz)
+    with pytest.raises(ValueError, match="store_format must be one of"):
+        _run(tmp_path / "x", store_format="hdf5")
+    with pytest.raises(ValueError, match="store_format='zarr' needs checkpoint_dir"):
+        jc.simulate(jax.random.key(KEY), FAM, P0, store_format="zarr", **KW)
+    with pytest.raises(ValueError, match="metric name 'n_samples' cannot be stored"):
+        _run(tmp_path / "y", metrics={"n_samples": lambda p, q: p.mean.sum()})
+
+
+def test_missing_zarr_names_the_extra(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "zarr", None)  # import zarr now fails
+    with pytest.raises(ImportError, match=r"jaxcollapse\[zarr\]"):
+        _run(tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_zarr_shards_merge_into_the_single_process_store(tmp_path):
+    res = distributed.simulate_processes(jax.random.key(KEY), FAM, P0, out=tmp_path / "run",
+                                         keep_shards=True, store_format="zarr", **KW)
+    assert isinstance(res, jc.StoredResult) and st.store_format_of(tmp_path / "run") == "zarr"
+    single = _run(tmp_path / "single", keep=False)
+    _same(res.load(), single.load())
+    shard = distributed.shard_dir(tmp_path / "run", 0, 1)
+    assert st.store_format_of(shard) == "zarr"
+    st.remove_store(tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # every file the store wrote, and only those
+
+
+def test_remove_store_removes_a_zarr_store_and_keeps_other_files(tmp_path):
+    d = tmp_path / "run"
+    _run(d)
+    (d / "notes.txt").write_text("mine")
+    (d / "w2sq" / "mine.txt").write_text("mine too")
+    st.remove_store(d)
+    assert sorted(p.relative_to(d).as_posix() for p in d.rglob("*")) == [
+        "notes.txt", "w2sq", "w2sq/mine.txt"]
+
+
+def test_a_zarr_manifest_is_the_commit_point(tmp_path, ref):
+    """Chunk files written after the last commit (a run killed mid-chunk) are neither
+    read nor trusted: the store reads as before and resumes to the same numbers."""
+    d = tmp_path / "run"
+
+    def die(start, stop, chunk):
+        if stop > 3:
+            raise Killed
+
+    with pytest.raises(Killed):
+        _run(d, on_chunk=die)
+    man = json.loads((d / "manifest.json").read_text())
+    # a kill between the chunk files and the commit: files of chunk 2, not recorded
+    (d / "w2sq" / "c" / "0" / "2").write_bytes(b"\x00" * 24)
+    assert man["chunks_done"] == 2 and "w2sq/c/0/2" not in man["checksums"]
+    assert xr.open_zarr(d).sizes["generation"] == 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _same(_run(d), ref)
