@@ -1,0 +1,186 @@
+"""The on-disk layout of the native zarr run store (:mod:`jaxcollapse._store_zarr`):
+chunk ranges, variable names, the per-array chunk layout, and the raw chunk-file
+reads and atomic writes (checksummed), apart from the writer's commit protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from jaxcollapse._store_files import (
+    StoreError,
+    digest,
+)
+
+MANIFEST = "manifest.json"
+_CHUNK_BYTES = 32 << 20  # at most this many bytes in a chunk file (along chains)
+_RESERVED = ("degenerate", "n_samples", "chain", "generation")
+_WORKERS = 8  # concurrent chunk-file writes: their fsyncs share the journal commits
+
+
+def require_zarr():
+    """The ``zarr`` module (v3), or an ``ImportError`` naming the extra to install."""
+    try:
+        import zarr
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError("store_format='zarr' needs the 'zarr' extra: pip install "
+                          "'jaxcollapse[zarr]' (zarr>=3)") from None
+    if int(zarr.__version__.split(".")[0]) < 3:  # pragma: no cover
+        raise ImportError(f"store_format='zarr' needs zarr>=3 (installed: "
+                          f"{zarr.__version__}): pip install 'jaxcollapse[zarr]'")
+    return zarr
+
+
+def chunk_range(k: int, chunk_size: int, n_generations: int) -> tuple[int, int]:
+    """Generations ``[start, stop)`` of chunk ``k``: zarr chunk ``k`` along generations.
+
+    Example:
+        >>> [chunk_range(k, 4, 9) for k in range(3)]
+        [(0, 4), (4, 8), (8, 10)]
+    """
+    return k * chunk_size, min((k + 1) * chunk_size, n_generations + 1)
+
+
+def n_chunks(n_generations: int, chunk_size: int) -> int:
+    """How many chunks of ``chunk_size`` generations hold generations ``0..G``."""
+    return math.ceil((n_generations + 1) / chunk_size)
+
+
+def _var(name: str) -> str:
+    if name.startswith("metrics/"):
+        return name[len("metrics/"):]
+    if name.startswith("params/"):
+        return "param_" + name[len("params/"):].replace("/", "_")
+    return name
+
+
+def check_metric_names(fp: dict) -> None:
+    """Metric names that cannot be zarr array names beside the store's own."""
+    for spec in fp["metrics"]:
+        name = spec.split("=", 1)[0]
+        if name in _RESERVED or name.startswith("param_") or "/" in name or not name:
+            raise ValueError(f"metric name {name!r} cannot be stored with "
+                             f"store_format='zarr' (it names an array of its own: "
+                             f"{', '.join(_RESERVED)}, param_*; or holds '/'); rename it")
+
+
+def _chunk_key(meta: dict, coords: tuple[int, ...]) -> str:
+    sep = meta["chunk_key_encoding"]["configuration"]["separator"]
+    return "c" + sep + sep.join(str(c) for c in coords)
+
+
+class _Layout:
+    """The arrays of a store as the manifest records them: per array its flat name,
+    the zarr metadata (without shape) and the per-chain-chunk keys of a chunk."""
+
+    def __init__(self, arrays: dict[str, dict], n_chains: int):
+        self.arrays = arrays
+        self.n = n_chains
+
+    def shape(self, var: str, generations: int) -> list[int]:
+        a = self.arrays[var]
+        lead = [generations] if a["gen_axis"] == 0 else [self.n, generations]
+        return lead + list(a["trail"])
+
+    def blocks(self, var: str, k: int):
+        """``(key, chain_slice)`` of the files holding chunk ``k`` of ``var``."""
+        a = self.arrays[var]
+        if a["gen_axis"] == 0:
+            yield f"{var}/{_chunk_key(a['meta'], (k,))}", None
+            return
+        cc = a["meta"]["chunk_grid"]["configuration"]["chunk_shape"][0]
+        zeros = (0,) * len(a["trail"])
+        for j in range(math.ceil(self.n / cc)):
+            yield (f"{var}/{_chunk_key(a['meta'], (j, k) + zeros)}",
+                   slice(j * cc, min((j + 1) * cc, self.n)))
+
+    def keys(self, k: int) -> list[str]:
+        return [key for var in self.arrays for key, _ in self.blocks(var, k)]
+
+    def chunk_shape(self, var: str) -> tuple[int, ...]:
+        return tuple(self.arrays[var]["meta"]["chunk_grid"]["configuration"]["chunk_shape"])
+
+    def dtype(self, var: str) -> np.dtype:
+        return np.dtype(self.arrays[var]["meta"]["data_type"]).newbyteorder("<")
+
+
+def read_raw(path: Path, expected: str | None, nbytes: int) -> bytes:
+    """A chunk file's bytes, checked against its recorded checksum and size."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise StoreError(f"store file {str(path)!r} is missing") from None
+    except OSError as e:
+        raise StoreError(f"store file {str(path)!r} cannot be read ({e.strerror})") from None
+    if expected is None:
+        raise StoreError(f"store file {str(path)!r} has no checksum in the manifest")
+    if digest(data) != expected:
+        raise StoreError(f"store file {str(path)!r} is damaged: its checksum "
+                         f"{digest(data)} is not the {expected} the manifest recorded "
+                         f"(truncated, corrupted or replaced; {len(data)} bytes)")
+    if len(data) != nbytes:  # pragma: no cover - a matching checksum has the size
+        raise StoreError(f"store file {str(path)!r} is damaged: {len(data)} bytes, "
+                         f"expected {nbytes}")
+    return data
+
+
+def read_chunk(directory: Path, layout: _Layout, checksums: dict[str, str], k: int,
+               start: int, stop: int, vars_: list[str]) -> dict[str, np.ndarray]:
+    """Generations ``start..stop-1`` (chunk ``k``) of the arrays ``vars_``, verified."""
+    out = {}
+    for var in vars_:
+        shape, dt = layout.chunk_shape(var), layout.dtype(var)
+        nbytes = int(np.prod(shape)) * dt.itemsize
+        parts = []
+        for key, rows in layout.blocks(var, k):
+            a = np.frombuffer(read_raw(directory / key, checksums.get(key), nbytes),
+                              dt).reshape(shape)
+            if rows is None:
+                parts.append(a[:stop - start])
+            else:
+                parts.append(a[:rows.stop - rows.start, :stop - start])
+        a = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+        out[var] = a.astype(dt.newbyteorder("="), copy=False)
+    return out
+
+
+def _replace(path: Path, data: bytes, sync: bool = False) -> None:
+    """Writes ``path`` atomically (temporary file, then rename). Chunk files and the
+    manifest are synced (``sync``) before the rename; the ``zarr.json`` metadata is
+    not (zarr itself writes it so): our own reader and a resume never trust it (they
+    take the layout from the manifest) and a resume rewrites it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        try:
+            f = open(tmp, "wb")  # noqa: SIM115 (closed below)
+        except FileNotFoundError:  # the first file of its folder
+            path.parent.mkdir(parents=True, exist_ok=True)
+            f = open(tmp, "wb")  # noqa: SIM115
+        with f:
+            f.write(data)
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _dumps(obj) -> bytes:
+    # compact: the C encoder (an indent would take the pure-Python one)
+    return json.dumps(obj, separators=(",", ":"), default=str).encode()
+
+
+def _pad_to(a: np.ndarray, shape: tuple[int, ...], fill) -> np.ndarray:
+    if a.shape == shape:
+        return a
+    out = np.full(shape, fill, a.dtype)
+    out[tuple(slice(0, s) for s in a.shape)] = a
+    return out
