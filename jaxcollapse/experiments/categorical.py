@@ -1,4 +1,13 @@
-"""``jaxcollapse run categorical``: Wright–Fisher drift of a Zipf law, beside theory."""
+"""``jaxcollapse run categorical``: Wright–Fisher drift of a Zipf law, beside theory.
+
+Without loop-step flags the run takes the Wright–Fisher live-support runner
+(:func:`jaxcollapse.families.categorical.wright_fisher`). With ``--temperature``,
+``--top-k``, ``--top-p`` or ``--curate`` it runs :func:`jaxcollapse.simulate` with those
+steps (the exact count path; the steps act through the law of a kept draw) and prints
+entropy, lost mass and (with ``--curate``) the expected reward beside the deterministic
+M -> ∞ iteration of the composed map (:mod:`jaxcollapse.theory.decoding`,
+:mod:`jaxcollapse.theory.curation`), which is also E[p_1] exactly.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +17,16 @@ from pathlib import Path
 import jax
 import numpy as np
 
+import jaxcollapse as jc
 from jaxcollapse.experiments._common import print_table, report_generations
+from jaxcollapse.experiments._steps import (
+    CategoricalSteps,
+    add_categorical_arguments,
+    reward_metric,
+)
 from jaxcollapse.families import categorical as cat
 from jaxcollapse.io import save_json, save_npz
+from jaxcollapse.theory import decoding as tdec
 from jaxcollapse.theory import discrete as td
 
 DESCRIPTION = "Lost tails of a recursively refitted categorical law (THEORY.md section 4)."
@@ -19,6 +35,8 @@ EXAMPLES = """examples:
   jaxcollapse run categorical --categories 100000 --beta 1.5 --chains 200
   jaxcollapse run categorical --uniform --categories 50 --samples 100 --generations 500
   jaxcollapse run categorical --regime accumulate --quick
+  jaxcollapse run categorical --temperature 0.8 --top-p 0.9 --quick
+  jaxcollapse run categorical --curate 4 --reward linear:3 --eta 0.9 --quick
 """
 DEFAULTS = dict(chains=1000, generations=100, samples=10_000,
                 regimes=["replace", "accumulate"])
@@ -32,15 +50,21 @@ def add_arguments(p) -> None:
     p.add_argument("--uniform", action="store_true", help="start from the uniform law")
     p.add_argument("--report", type=int, nargs="+", default=None,
                    help="generations to tabulate (default: about 8, log-spaced)")
+    add_categorical_arguments(p)
 
 
 def run(args) -> int:
     G, M, K = args.generations, args.samples, args.categories
     if args.chains < 1:
         raise ValueError(f"--chains must be >= 1; got {args.chains}")
+    if K < 2:
+        raise ValueError(f"--categories must be an integer >= 2; got {K}")
     if args.quick:
         G, args.chains, M, K = min(G, 30), min(args.chains, 100), min(M, 1000), min(K, 1000)
     p0 = cat.uniform(K) if args.uniform else cat.zipf(K, args.beta)
+    loop = CategoricalSteps(args, K, p0.probs)
+    if loop:
+        return _run_steps(args, loop, p0, G, M, K)
     gens = report_generations(G, args.report)
     out = Path(args.out)
     t0 = time.perf_counter()
@@ -87,3 +111,75 @@ def run(args) -> int:
                             f"mass {one_step['lost_mass']:.4f}; diffusion fixation time "
                             f"{one_step['fixation_time']:.0f} generations"])
     return 0
+
+
+def _run_steps(args, loop: CategoricalSteps, p0, G: int, M: int, K: int) -> int:
+    """The run with loop steps: ``simulate`` on the exact count path, theory beside."""
+    gens = report_generations(G, args.report)
+    out = Path(args.out)
+    fam = jc.Categorical(K)
+    metrics = fam.default_metrics()
+    if loop.reward is not None:
+        metrics["reward"] = reward_metric(loop.reward)
+    t0 = time.perf_counter()
+    res = jc.simulate(jax.random.key(args.seed), fam, p0, n_generations=G, n_samples=M,
+                      n_chains=args.chains, regime=args.regime, step=loop.steps,
+                      metrics=metrics, save_params=False, progress=not args.no_progress)
+    jax.block_until_ready(res.metrics)
+    seconds = time.perf_counter() - t0
+    met = {k: np.asarray(v, np.float64) for k, v in res.metrics.items()}
+    path = loop.theory_path(G)
+    th = dict(entropy=np.asarray(tdec.entropy(path)),
+              lost_mass=np.asarray(tdec.lost_mass(path, path[0])),
+              survivors=np.sum(path > 0, axis=-1).astype(float))
+    if loop.reward is not None:
+        th["reward"] = path @ loop.reward
+    rows = []
+    for g in gens:
+        row = dict(generation=g)
+        for k, v in met.items():
+            row[f"{k}_mean"] = float(v[:, g].mean())
+            row[f"{k}_se"] = float(v[:, g].std() / np.sqrt(v.shape[0]))
+        for k, v in th.items():
+            row[f"theory_{k}"] = float(v[g]) + 0.0  # no -0.0 in the table
+        rows.append(row)
+    config = dict(experiment="categorical", seed=args.seed, chains=args.chains,
+                  generations=G, samples=M, categories=K, regime=args.regime,
+                  law="uniform" if args.uniform else f"zipf({args.beta})",
+                  runner="simulate", **loop.record(args.reward),
+                  x64=bool(jax.config.jax_enable_x64))
+    arrays = {f"metric_{k}": v.astype(np.float32) for k, v in met.items()}
+    arrays["theory_probs"] = path.astype(np.float32)
+    if loop.reward is not None:
+        arrays["reward"] = loop.reward
+    save_npz(out / "arrays.npz", arrays)
+    save_json(out / "summary.json", dict(
+        config=config, seconds=seconds, table=rows,
+        theory="deterministic iteration of the composed map p -> E[p_{t+1} | p_t] "
+               "(M -> infinity; exact in expectation one generation ahead)",
+        files=dict(arrays="arrays.npz", summary="summary.json")))
+    has_r = loop.reward is not None
+    head = (f"{'gen':>5} {'survivors':>10} {'theory':>8} | {'entropy':>8} {'+-se':>8} "
+            f"{'theory':>8} | {'lost mass':>9} {'+-se':>8} {'theory':>8}"
+            + (f" | {'E reward':>9} {'+-se':>8} {'theory':>9}" if has_r else ""))
+
+    def line(r):
+        text = (f"{r['generation']:>5} {r['survivors_mean']:10.1f} "
+                f"{r['theory_survivors']:8.0f} | {r['entropy_mean']:8.4f} "
+                f"{r['entropy_se']:8.1e} {r['theory_entropy']:8.4f} | "
+                f"{r['lost_mass_mean']:9.4f} {r['lost_mass_se']:8.1e} "
+                f"{r['theory_lost_mass']:8.4f}")
+        if has_r:
+            text += (f" | {r['reward_mean']:9.4f} "
+                     f"{r['reward_se']:8.1e} {r['theory_reward']:9.4f}")
+        return text
+
+    print_table(f"Categorical loop with {loop.describe()}: {config['law']}, K={K}, M={M}, "
+                f"{args.chains} chains x {G} generations, regime={args.regime}, "
+                f"{seconds:.2f}s", head, map(line, rows), out,
+                notes=["theory: the deterministic M -> inf iteration of the composed map "
+                       "(E[p_1] equals its generation 1 exactly: so does E reward at "
+                       "generation 1); steps apply in the order temperature, top-k, top-p, "
+                       "curation"])
+    return 0
+

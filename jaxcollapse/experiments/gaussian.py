@@ -15,7 +15,9 @@ from jaxcollapse.experiments._common import (
     remove_checkpoint,
     report_generations,
 )
+from jaxcollapse.experiments._steps import add_bias_argument, bias_step
 from jaxcollapse.io import save_json, save_npz
+from jaxcollapse.theory import bias as tb
 from jaxcollapse.theory import gaussian as tg
 
 DESCRIPTION = "Collapse of a recursively refitted Gaussian (THEORY.md sections 2-3)."
@@ -24,6 +26,7 @@ EXAMPLES = """examples:
   jaxcollapse run gaussian --regime mix --alpha 0.1 --out runs/mix
   jaxcollapse run gaussian --dim 3 --samples 20 --generations 200 --method samples
   jaxcollapse run gaussian --schedule power --x64   # M_i = M i^2 keeps W2 bounded
+  jaxcollapse run gaussian --sampling-bias 0.9      # draws from N(mu, 0.9 Sigma): MAD
   jaxcollapse run gaussian --generations 100000 --chunk-size 1000 --out runs/long
   jaxcollapse run gaussian --generations 100000 --chunk-size 1000 --out runs/long --resume
   jaxcollapse run gaussian --out /shared/run --coordinator 10.0.0.1:29500 \
@@ -57,6 +60,25 @@ def add_arguments(p) -> None:
                    help="format of --out/checkpoint: npz files, or a zarr v3 group that "
                         "xarray.open_zarr reads while the run goes (the zarr extra); "
                         "default: the format of a checkpoint being resumed, else npz")
+    add_bias_argument(p, "the covariance")
+
+
+def _bias_theory_columns(args, M, gens, lam):
+    """Theory with ``--sampling-bias`` (:mod:`jaxcollapse.theory.bias`): replace regime,
+    constant M; E W2^2 exact in 1-D (the d-D form is a second-order expansion, left
+    out)."""
+    out = {}
+    if args.regime != "replace" or args.schedule != "constant":
+        return out
+    if args.dim == 1:
+        out["w2sq_mean"] = [float(tb.w2sq_mean(g, M, lam, 1.0, args.ddof)) for g in gens]
+        out["var_median"] = [1.0 if g == 0 else float(tb.variance_quantile(
+            0.5, g, M, lam, 1.0, args.ddof)) for g in gens]
+    out["mean_shift_mean"] = [float(tb.mean_shift_mv(g, M, lam, args.dim, args.ddof))
+                              for g in gens]
+    out["logdet_mean"] = [float(tb.logdet_mean(g, M, args.dim, lam, 0.0, args.ddof))
+                          for g in gens]
+    return out
 
 
 def _theory_columns(args, sched, gens):
@@ -64,6 +86,8 @@ def _theory_columns(args, sched, gens):
     out = {}
     if args.regime != "replace":
         return out
+    if args.sampling_bias is not None:
+        return _bias_theory_columns(args, int(sched[0]), gens, args.sampling_bias)
     w2 = np.asarray(tg.w2sq_mean_schedule(sched, 1.0, args.ddof))
     ms = np.asarray(tg.mean_shift_schedule(sched, 1.0, args.ddof))
     if args.dim == 1:
@@ -93,6 +117,7 @@ def run(args) -> int:
     G, M = args.generations, args.samples
     if args.chains < 1:
         raise ValueError(f"--chains must be >= 1; got {args.chains}")
+    step = bias_step(args)
     info = _join(args)
     if args.quick:
         G, args.chains = min(G, 200), min(args.chains, 1024)
@@ -118,7 +143,8 @@ def run(args) -> int:
                   samples=M, schedule=args.schedule, regime=args.regime,
                   alpha=args.alpha[0] if args.regime == "mix" else None, source=args.source,
                   dim=args.dim, ddof=args.ddof, method=args.method,
-                  x64=bool(jax.config.jax_enable_x64), backend=jax.default_backend())
+                  sampling_bias=args.sampling_bias, x64=bool(jax.config.jax_enable_x64),
+                  backend=jax.default_backend())
 
     def arrays_of(res):
         arrays = {f"metric_{k}": np.asarray(v, np.float32) for k, v in res.metrics.items()}
@@ -147,7 +173,7 @@ def run(args) -> int:
         if not resume:
             remove_checkpoint(ckpt)  # the store's own files only
         res = jc.simulate(k_run, fam, p0, n_generations=G, n_samples=sched,
-                          n_chains=args.chains, regime=regime, human_data=human,
+                          n_chains=args.chains, regime=regime, human_data=human, step=step,
                           progress=not args.no_progress, on_chunk=save_progress,
                           chunk_size=chunk_size, checkpoint_dir=ckpt,
                           store_format=getattr(args, "store", None))
@@ -159,7 +185,8 @@ def run(args) -> int:
             stored = distributed.simulate_processes(
                 k_run, fam, p0, out=ckpt, n_chains=args.chains, n_generations=G,
                 n_samples=sched, regime=regime, human_data=human, chunk_size=chunk_size,
-                progress=not args.no_progress, store_format=getattr(args, "store", None))
+                step=step, progress=not args.no_progress,
+                store_format=getattr(args, "store", None))
         except TimeoutError as e:  # a shard never came: one line, exit code 2
             raise ValueError(str(e)) from None
         if stored is None:
@@ -209,7 +236,10 @@ def _print_table(config, rows, seconds, out):
              f"{config['chains']} chains x {config['generations']} generations, "
              f"regime={config['regime']}"
              + (f" alpha={config['alpha']}" if config["alpha"] is not None else "")
-             + f", method={config['method']}, {seconds:.2f}s")
+             + f", method={config['method']}"
+             + (f", sampling bias {config['sampling_bias']:g}"
+                if config.get("sampling_bias") is not None else "")
+             + f", {seconds:.2f}s")
     head = (f"{'gen':>6} {'M':>6} | {what + ' q05':>12} {'median':>9} {'theory':>9} "
             f"{'q95':>9} | {'E W2^2':>9} {'+-se':>9} {'theory':>9} | {'E logdet':>9} "
             f"{'theory':>9} | {'degen':>6}")

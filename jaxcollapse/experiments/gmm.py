@@ -30,6 +30,7 @@ from jaxcollapse.experiments._prdc import (
     prdc_head,
     prdc_text,
 )
+from jaxcollapse.experiments._steps import add_bias_argument, bias_step
 from jaxcollapse.io import save_json, save_npz
 
 DESCRIPTION = "Recursive EM fits of a Gaussian mixture (Shumailov et al.'s GMM experiment)."
@@ -38,6 +39,7 @@ EXAMPLES = """examples:
   jaxcollapse run gmm --quick                        # 8 chains x 100 generations, M=200
   jaxcollapse run gmm --regime mix --alpha 0.1       # keep 10% human data each generation
   jaxcollapse run gmm --components 3 --max-iter 50 --chains 256 --generations 300
+  jaxcollapse run gmm --quick --sampling-bias 0.9     # components drawn with 0.9 Sigma_k
 """
 DEFAULTS = dict(chains=64, generations=2000, samples=1000, regimes=["replace", "mix"])
 SNAPSHOTS = (0, 50, 100, 150, 200, 350, 2000)
@@ -82,7 +84,7 @@ def gmm_experiment(key: jax.Array, family: jc.GMM | None = None, params0: Any = 
                    n_chains: int = 64, n_generations: int = 2000, n_samples: int = 1000,
                    regime: Any = "replace", human_data: Any = None,
                    snapshots: tuple[int, ...] = SNAPSHOTS, progress: bool = False,
-                   on_chunk=None, prdc_points: int = 0) -> GMMExperiment:
+                   on_chunk=None, prdc_points: int = 0, step: Any = None) -> GMMExperiment:
     """Runs the GMM recursion for many chains.
 
     Args:
@@ -98,6 +100,7 @@ def gmm_experiment(key: jax.Array, family: jc.GMM | None = None, params0: Any = 
             precision, recall, density, coverage with k = 5) of this many draws of
             each fit against as many of generation 0
             (:func:`jaxcollapse.metrics.prdc_metric`).
+        step: a loop step for ``simulate`` (e.g. ``jaxcollapse.steps.sampling_bias``).
 
     Returns:
         A :class:`GMMExperiment`.
@@ -122,7 +125,8 @@ def gmm_experiment(key: jax.Array, family: jc.GMM | None = None, params0: Any = 
                        prdc=jc.metrics.prdc_metric(family, prdc_points, PRDC_K))
     res = jc.simulate(key, family, params0, n_generations=n_generations, n_samples=n_samples,
                       n_chains=n_chains, regime=regime, human_data=human_data,
-                      save_params=True, progress=progress, on_chunk=on_chunk, metrics=metrics)
+                      save_params=True, progress=progress, on_chunk=on_chunk, metrics=metrics,
+                      step=step)
     params = jax.tree.map(np.asarray, res.params)
     snaps = {g: jc.GMMParams(*(a[:, g] for a in params)) for g in snapshots}
     return GMMExperiment(res._replace(params=None), snaps, params0)
@@ -144,6 +148,7 @@ def add_arguments(p) -> None:
     p.add_argument("--snapshots", type=int, nargs="+", default=list(SNAPSHOTS),
                    help="generations whose mixtures are saved (default: the paper's)")
     add_prdc_argument(p)
+    add_bias_argument(p, "every component covariance")
 
 
 def run(args) -> int:
@@ -151,6 +156,7 @@ def run(args) -> int:
     if args.chains < 1:
         raise ValueError(f"--chains must be >= 1; got {args.chains}")
     check_prdc(args.prdc)
+    step = bias_step(args)
     if args.quick:
         G, M, args.chains = min(G, 100), min(M, 200), min(args.chains, 8)
     fam = jc.GMM(args.components, args.dim, args.covariance, reg_covar=args.reg_covar,
@@ -171,12 +177,13 @@ def run(args) -> int:
                   components=args.components, dim=args.dim, covariance=args.covariance,
                   max_iter=args.max_iter, tol=args.tol, reg_covar=args.reg_covar,
                   separation=args.separation, prdc=args.prdc,
+                  sampling_bias=args.sampling_bias,
                   x64=bool(jax.config.jax_enable_x64),
                   backend=jax.default_backend())
     t0 = time.perf_counter()
     exp = gmm_experiment(k_run, fam, p0, n_chains=args.chains, n_generations=G, n_samples=M,
                          regime=regime, human_data=human, snapshots=tuple(args.snapshots),
-                         progress=not args.no_progress, prdc_points=args.prdc)
+                         progress=not args.no_progress, prdc_points=args.prdc, step=step)
     seconds = time.perf_counter() - t0
     res = exp.result
     arrays = {f"metric_{k}": np.asarray(v) for k, v in res.metrics.items()}
@@ -202,7 +209,8 @@ def run(args) -> int:
     head = (f"{'gen':>6} | {'L2 median':>10} {'L2 mean':>10} | {'MMD^2 mean':>10} | "
             + " ".join(f"{k:>9}" for k in spread_names) + f" | {'degen':>6}"
             + prdc_head(args.prdc))
-    print_table(f"GMM collapse: K={args.components}, d={args.dim}, M={M}, {args.chains} "
+    bias = "" if step is None else f", sampling bias {args.sampling_bias:g}"
+    print_table(f"GMM collapse: K={args.components}, d={args.dim}, M={M}{bias}, {args.chains} "
                 f"chains x {G} generations, regime={args.regime}, {seconds:.2f}s", head, (
                     f"{r['generation']:>6} | {r['l2_median']:10.4g} {r['l2_mean']:10.4g} | "
                     f"{r['mmd_mean']:10.4g} | "

@@ -30,7 +30,9 @@ from jaxcollapse.experiments._prdc import (
     prdc_head,
     prdc_text,
 )
+from jaxcollapse.experiments._steps import add_bias_argument, bias_step
 from jaxcollapse.io import save_json, save_npz
+from jaxcollapse.theory import bias as tb
 from jaxcollapse.theory import kde as tk
 
 DESCRIPTION = "Recursive kernel density estimation (THEORY.md section 6)."
@@ -39,6 +41,7 @@ EXAMPLES = """examples:
   jaxcollapse run kde --bandwidth 0.2                  # fixed h: diffusion to (M-1) h^2
   jaxcollapse run kde --bandwidth silverman --regime mix --alpha 0.1
   jaxcollapse run kde --bandwidth cv --chains 64 --generations 30
+  jaxcollapse run kde --bandwidth 0.3 --sampling-bias 0.5  # kernel drawn with 0.5 h^2
 """
 DEFAULTS = dict(chains=1024, generations=100, samples=100)
 
@@ -83,7 +86,7 @@ def _pool_size(regime: str, m: int, g: int, n_human: int) -> int:
 def kde_experiment(key: jax.Array, family: jc.KDE, data0: jax.Array, *, n_chains: int,
                    n_generations: int, regime: Any = "replace",
                    chunk_size: int | None = None, progress: bool = False,
-                   prdc_points: int = 0) -> KDEExperiment:
+                   prdc_points: int = 0, step: Any = None) -> KDEExperiment:
     """Runs the KDE recursion from the data set ``data0`` (M points).
 
     With ``regime`` mix, ``data0`` is also the human data; the stored data sets are
@@ -91,6 +94,8 @@ def kde_experiment(key: jax.Array, family: jc.KDE, data0: jax.Array, *, n_chains
     ``prdc_points > 0`` the metric ``prdc`` (``(chain, generation, 4)``: precision,
     recall, density, coverage, k = 5) compares that many draws of each generation's
     KDE with as many of generation 0's (:func:`jaxcollapse.metrics.prdc_metric`).
+    ``step`` (e.g. ``jaxcollapse.steps.sampling_bias(lam)``) goes to ``simulate``; the
+    theory then has the bias (:mod:`jaxcollapse.theory.bias`).
 
     Example:
         >>> import jax
@@ -115,14 +120,21 @@ def kde_experiment(key: jax.Array, family: jc.KDE, data0: jax.Array, *, n_chains
     res = jc.simulate(key, family, p0, n_generations=n_generations, n_samples=m,
                       n_chains=n_chains, regime=reg,
                       human_data=x0 if reg.name == "mix" else None, save_params=False,
-                      chunk_size=chunk_size, progress=progress, metrics=metrics)
+                      chunk_size=chunk_size, progress=progress, metrics=metrics, step=step)
     theory = None
-    if reg.name == "replace":
+    lam = None
+    if step is not None:
+        lam = float(step.lam) if getattr(step, "name", "") == "sampling_bias" else None
+    if reg.name == "replace" and (step is None or lam is not None):
         gens = np.arange(n_generations + 1)
         s0 = float(np.sum(np.var(np.asarray(x0), axis=0)))
         bw = family.bandwidth
-        if isinstance(bw, float):
+        if isinstance(bw, float) and lam is not None:
+            theory = tb.kde_var_fixed(gens, m, bw, s0 / family.dim, lam) * family.dim / s0
+        elif isinstance(bw, float):
             theory = tk.expected_var_fixed(gens, m, bw, s0 / family.dim) * family.dim / s0
+        elif bw in ("scott", "silverman") and lam is not None:
+            theory = tb.kde_var_rule(gens, m, 1.0, lam, family.dim, bw)
         elif bw in ("scott", "silverman"):  # the trace grows by g also when diagonal
             theory = tk.expected_var_rule(gens, m, 1.0, family.dim, bw)
     return KDEExperiment(res, p0, theory)
@@ -146,6 +158,7 @@ def add_arguments(p) -> None:
                    help="distance between the two modes of generation 0 (default: "
                         "%(default)s)")
     add_prdc_argument(p)
+    add_bias_argument(p, "the kernel (bandwidth) matrix")
 
 
 def run(args) -> int:
@@ -153,6 +166,7 @@ def run(args) -> int:
     if args.chains < 1:
         raise ValueError(f"--chains must be >= 1; got {args.chains}")
     check_prdc(args.prdc)
+    step = bias_step(args)
     if args.quick:
         G, args.chains = min(G, 30), min(args.chains, 256)
     fam = jc.KDE(dim=args.dim, bandwidth=_bandwidth(args.bandwidth))
@@ -169,11 +183,11 @@ def run(args) -> int:
                   samples=M, regime=args.regime,
                   alpha=args.alpha[0] if args.regime == "mix" else None,
                   bandwidth=args.bandwidth, dim=args.dim, separation=args.separation,
-                  prdc=args.prdc,
+                  prdc=args.prdc, sampling_bias=args.sampling_bias,
                   x64=bool(jax.config.jax_enable_x64), backend=jax.default_backend())
     t0 = time.perf_counter()
     exp = kde_experiment(k_run, fam, x0, n_chains=args.chains, n_generations=G, regime=regime,
-                         progress=not args.no_progress, prdc_points=args.prdc)
+                         progress=not args.no_progress, prdc_points=args.prdc, step=step)
     seconds = time.perf_counter() - t0
     res = exp.result
     arrays = {f"metric_{k}": np.asarray(v) for k, v in res.metrics.items()}
@@ -204,7 +218,8 @@ def run(args) -> int:
                 f"{r['rkhs_to_0']:10.4g} {r['rkhs_successive']:10.4g} | "
                 f"{r['degenerate']:6.3f}" + prdc_text(r))
 
-    print_table(f"KDE recursion: d={args.dim}, M={M}, bandwidth={args.bandwidth}, "
+    bias = "" if step is None else f", sampling bias {args.sampling_bias:g}"
+    print_table(f"KDE recursion: d={args.dim}, M={M}, bandwidth={args.bandwidth}{bias}, "
                 f"{args.chains} chains x {G} generations, regime={args.regime}, "
                 f"{seconds:.2f}s", head, map(line, rows), out)
     return 0

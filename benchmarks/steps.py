@@ -1,0 +1,112 @@
+"""Every loop step against the same ``simulate`` without it, in the same process.
+
+Gaussian (1-D, M = 100): 4,096 chains x 200 generations. ``sampling_bias`` acts
+through the law, so it runs on the exact path (sufficient statistics) against the exact
+path; ``curate`` (Bradley–Terry among k candidates, reward ``-(x - 1)^2``) and ``verify``
+(keep ``|x| <= 1.5``) select among draws, so they run on the samples path against the
+samples path. Curation on points draws k candidates per kept draw: its cost is linear in
+k (shown at k = 2, 4, 8).
+
+Categorical (K = 10^4 categories, M = 10^4, exact count path, 64 chains x 20
+generations): ``temperature``, ``top_k``, ``top_p`` and ``verify(tpr, fpr)`` change the
+law (O(K), or O(K log K) for the sorts of top-k/top-p); ``curate`` computes the exact
+law of a kept draw, ``p H_p``, by a trapezoid quadrature of n_nodes x K exponentials
+per chain and generation (n_nodes from the stated error bound,
+:func:`jaxcollapse.theory.curation.nodes_for`), shown at K = 10^3, 10^4 (and 10^5 in
+the full run) to show the cost linear in K. Each ratio is (with step) / (without), the
+goal at most 1.5x; the metric is the entropy (Gaussian: the variance ratio) of every
+generation, no parameters are kept.
+
+Run: ``PYTHONPATH=. python benchmarks/steps.py [--quick]`` (quick: 1,024 chains x 50
+generations; categorical 16 chains x 10 generations).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import _common as bc
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxcollapse as jc
+from jaxcollapse import steps
+
+
+def _reward(x):
+    return -jnp.sum((x - 1.0) ** 2)
+
+
+def _time(fam, p0, step, *, G, M, C, metric, repeats):
+    seeds = itertools.count()
+
+    def call():
+        return jc.simulate(jax.random.key(next(seeds)), fam, p0, n_generations=G,
+                           n_samples=M, n_chains=C, step=step, metrics=[metric],
+                           save_params=False).metrics[metric]
+
+    with bc.PeakMemory() as m:
+        t = bc.time_jax(call, repeats)
+    return t, m.mib
+
+
+def _rows(cases, ref, ref_name, size, note):
+    rows = []
+    for name, (t, mib) in cases.items():
+        ratio = t.steady_s / ref[0].steady_s
+        rows.append(bc.row(name, size, t, reference=ref_name, ref=ref[0], ratio=ratio,
+                           goal="≤ 1.5× without the step", goal_value=1.5, met=ratio <= 1.5,
+                           peak_rss_mib=mib, note=note))
+    return rows
+
+
+def run(quick: bool) -> list[dict]:
+    C, G, M = (1024, 50, 100) if quick else (4096, 200, 100)
+    repeats = 3
+    rows = []
+    note = "ratio = seconds with the step / seconds without (lower is better)"
+    # Gaussian, exact path: the law steps
+    fam = jc.Gaussian(dim=1, method="exact")
+    kw = dict(G=G, M=M, C=C, metric="var_ratio", repeats=repeats)
+    ref = _time(fam, fam.params(), None, **kw)
+    rows += _rows({"sampling_bias(0.9), Gaussian exact path":
+                   _time(fam, fam.params(), steps.sampling_bias(0.9), **kw)},
+                  ref, "no step, exact path", f"{C:,} chains × {G} gens × M={M}", note)
+    # Gaussian, samples path: the select steps
+    fam = jc.Gaussian(dim=1, method="samples")
+    ref = _time(fam, fam.params(), None, **kw)
+    cases = {"verify(region=(0, 1.5)), Gaussian samples path":
+             _time(fam, fam.params(), steps.verify(region=(0.0, 1.5)), **kw)}
+    for k in (2, 4, 8):
+        cases[f"curate(k={k}), Gaussian samples path"] = _time(
+            fam, fam.params(), steps.curate(_reward, k), **kw)
+    rows += _rows(cases, ref, "no step, samples path", f"{C:,} chains × {G} gens × M={M}",
+                  note + "; curate draws k candidates per kept draw: linear in k")
+    # Categorical, exact count path
+    Cc, Gc = (16, 10) if quick else (64, 20)
+    for K in ((1000, 10_000) if quick else (1000, 10_000, 100_000)):
+        famc = jc.Categorical(K)
+        p0 = jc.families.categorical.zipf(K, 1.1)
+        kwc = dict(G=Gc, M=10_000, C=Cc, metric="entropy", repeats=repeats)
+        reward = jnp.linspace(0.0, 3.0, K)
+        ref = _time(famc, p0, None, **kwc)
+        cases = {f"curate(k=4), K={K:,}": _time(famc, p0, steps.curate(reward, 4), **kwc)}
+        if K == 10_000:
+            cases.update({
+                f"temperature(0.8), K={K:,}": _time(famc, p0, steps.temperature(0.8), **kwc),
+                f"top_k(100), K={K:,}": _time(famc, p0, steps.top_k(100), **kwc),
+                f"top_p(0.9), K={K:,}": _time(famc, p0, steps.top_p(0.9), **kwc),
+                f"verify(tpr=0.9, fpr=0.2), K={K:,}":
+                    _time(famc, p0, steps.verify(tpr=0.9, fpr=0.2), **kwc)})
+        n_nodes = int(steps.curate(reward, 4).n_nodes)
+        rows += _rows(cases, ref, f"no step, K={K:,}",
+                      f"{Cc} chains × {Gc} gens × M=10,000",
+                      note + f"; curate: exact law by quadrature, {n_nodes} nodes × K "
+                             f"exponentials per chain and generation")
+    return rows
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    raise SystemExit(bc.script_main("steps", run, __doc__))
