@@ -224,7 +224,7 @@ class WeightedFresh(Regime):
     w* = (sqrt(k^2 + 4k) - k) / 2 (THEORY.md section 11).
 
     Attributes:
-        w: weight of the fresh fit in [0, 1] (traced: sweepable, differentiable).
+        w: weight of the fresh fit in [0, 1] (traced: sweepable).
         n_real: fresh human draws a generation (static).
 
     Example:
