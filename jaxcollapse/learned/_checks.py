@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxcollapse._validate import check_int, check_key
+from jaxcollapse._validate import check_key
 
 __all__ = ["check_image_data", "check_optimiser", "check_protocol_ints", "check_run_key"]
 
@@ -39,13 +39,15 @@ def check_protocol_ints(protocol: Any, names: tuple[str, ...], minimum: int = 1)
         >>> check_protocol_ints(types.SimpleNamespace(steps=2.5), ("steps",))
         Traceback (most recent call last):
         ...
-        TypeError: steps must be an integer >= 1; got 2.5
+        TypeError: steps must be a positive integer; got 2.5
     """
+    allowed = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
     for f in names:
         v = getattr(protocol, f)
         if isinstance(v, bool) or not isinstance(v, int | np.integer):
-            raise TypeError(f"{f} must be an integer >= {minimum}; got {v!r}")
-        check_int(v, f, minimum=minimum)
+            raise TypeError(f"{f} must be {allowed}; got {v!r}")
+        if v < minimum:
+            raise ValueError(f"{f} must be {allowed}; got {v!r}")
 
 
 def _real(value: Any, name: str) -> float:

@@ -277,7 +277,7 @@ def _check_memory(cfg, params0, n_chains: int, *, gens: int | None = None,
     n_metrics = len(cfg.metrics)
     save = cfg.save_params and not fast
     out_gen = (p_bytes if save else 0) + n_metrics * dt.itemsize + 1
-    work = 4 * p_bytes
+    work = (1 if fast else 4) * p_bytes
     row_bytes = 0
     if not cfg.exact and not fast:
         leaves = jax.tree.leaves(jax.eval_shape(
