@@ -84,7 +84,7 @@ def test_estimate_follows_the_run_layout(limit):
 def test_kde_pairwise_metrics_and_decompose_population_refused(detected):
     """No machine holds these (TiB): refused whatever the detected memory."""
     kde = jc.KDE(dim=1, bandwidth=0.5)
-    p0 = kde.params(jnp.linspace(-1.0, 1.0, 20_000, dtype=jnp.float32))
+    p0 = _kde_params(np.linspace(-1.0, 1.0, 20_000, dtype=np.float32)[:, None])
     with pytest.raises(mem.InsufficientMemoryError,
                        match=r"(?s)5,000 chains.*TiB.*Gram matrix"):
         jc.simulate(KEY, kde, p0, n_generations=10, n_samples=20_000, n_chains=5_000,
@@ -118,7 +118,28 @@ def test_family_class_is_refused_by_name(cls, entry):
         fn(KEY, cls, None, n_generations=2, n_samples=[10, 20], n_chains=2)
 
 
+def test_family_class_is_refused_by_the_other_entry_points():
+    from jaxcollapse.experiments.gmm import gmm_experiment
+    from jaxcollapse.experiments.kde import kde_experiment
+    for call in (lambda: jc.metrics.prdc_metric(jc.KDE),
+                 lambda: kde_experiment(KEY, jc.KDE, jnp.zeros(10), n_chains=2,
+                                        n_generations=2),
+                 lambda: gmm_experiment(KEY, jc.GMM, n_chains=2, n_generations=2),
+                 lambda: jc.distributed.simulate_processes(
+                     KEY, jc.Gaussian, None, n_generations=2, n_samples=10, n_chains=2,
+                     out="unused")):
+        with pytest.raises(TypeError, match="family must be an instance"):
+            call()
+
+
 # --------------------------------------------------------------------- KDE dtype rule
+
+
+def _kde_params(points):
+    """KDE parameters without a fit (nothing compiled): bandwidth 0.5^2 I."""
+    d = points.shape[1]
+    return jc.KDEParams(jnp.asarray(points), jnp.ones(points.shape[0], points.dtype),
+                        jnp.asarray(0.25 * np.eye(d), points.dtype))
 
 
 @pytest.mark.parametrize("dtype, want", [(np.float16, "float32"), (jnp.bfloat16, "float32"),
@@ -133,14 +154,14 @@ def test_kde_refuses_complex(call):
     kde = jc.KDE(dim=1, bandwidth=0.5)
     z = np.ones(3, np.complex64)
     name = "x" if call == "log_prob" else "data"
-    args = (kde.params(jnp.arange(3.0)), z) if call == "log_prob" else (z,)
+    args = (_kde_params(np.arange(3.0)[:, None]), z) if call == "log_prob" else (z,)
     with pytest.raises(TypeError, match=rf"{name} must be real"):
         getattr(kde, call)(*args)
 
 
 def test_kde_log_prob_of_no_queries_is_empty():
     kde = jc.KDE(dim=2, bandwidth=0.5)
-    out = kde.log_prob(kde.params(jnp.eye(2)), jnp.zeros((0, 2)))
+    out = kde.log_prob(_kde_params(np.eye(2)), jnp.zeros((0, 2)))
     assert out.shape == (0,)
 
 

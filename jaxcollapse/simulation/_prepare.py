@@ -263,7 +263,7 @@ def _check_memory(cfg, params0, n_chains: int, *, gens: int | None = None,
     parameters, one value per metric and the flag; twice with ``save_params``, whose
     scan output is concatenated and reshaped), the working set of a generation
     (4 copies of the drawn and training rows, 4 of the parameters, the pool), and
-    two Gram matrices of the parameters' points for a pairwise metric (KDE's RKHS
+    three Gram matrices of the parameters' points for a pairwise metric (KDE's RKHS
     distances), once per generation evaluated at once (all of them with
     ``save_params``). ``host_gens``: generations also held in host memory (a
     chunked run with ``keep=True``). ``fast``: a family's fast runner (no
@@ -289,7 +289,7 @@ def _check_memory(cfg, params0, n_chains: int, *, gens: int | None = None,
     gram = 0
     if points is not None and any(_pairwise(fn) for _, fn in cfg.metrics):
         rows = int(points.shape[0])
-        gram = 2 * rows * rows * dt.itemsize * (gens if save else 1)
+        gram = 3 * rows * rows * dt.itemsize * (gens if save else 1)
     per_chain = gens * out_gen * (2 if save else 1) + work + gram
     device = chains * per_chain + _NOISE_BLOCK_BYTES[cfg.exact]
     host = chains * host_gens * out_gen
