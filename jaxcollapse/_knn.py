@@ -42,6 +42,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxcollapse import kernels as kn
 from jaxcollapse._mesh import DATA_AXIS, mesh_size, on_mesh, resolve_mesh
+from jaxcollapse._validate import check_instance
 
 # Rows of a tile; its columns are COL_FACTOR times as many (256 x 2048 values, 2 MiB in
 # float32: a tile stays in cache between the product and the selection).
@@ -315,6 +316,7 @@ def prdc_metric(family, n_points: int = 500, nearest_k: int = 5):
     References:
         Naeem et al., ICML (2020); Kynkäänniemi et al., NeurIPS (2019).
     """
+    check_instance(family, "family")
     if isinstance(n_points, bool) or not isinstance(n_points, int | np.integer) \
             or n_points < 2:
         raise ValueError(f"n_points must be an integer >= 2; got {n_points!r}")

@@ -20,6 +20,8 @@ compiled code.
   integers and bools become the default float dtype, float16/bfloat16 become
   float32, float32/float64 stay, complex and anything else is refused.
 * :func:`check_key` – a JAX PRNG key from ``jax.random.key``.
+* :func:`check_instance` – an instance, not its class (``jc.Gaussian()``, not
+  ``jc.Gaussian``).
 
 Every validator raises ``TypeError`` for a wrong kind of value (a string, a
 complex number, a float where an integer is needed) and ``ValueError`` for a value
@@ -39,6 +41,7 @@ __all__ = [
     "check_finite",
     "check_fraction",
     "check_int",
+    "check_instance",
     "check_int_array",
     "check_key",
     "check_positive",
@@ -373,3 +376,24 @@ def check_key(key: Any, name: str = "key") -> jax.Array:
         raise TypeError(f"{name} must be a JAX PRNG key from jax.random.key(seed); got "
                         f"{_show(key)}")
     return key
+
+
+def check_instance(value: Any, name: str = "family") -> Any:
+    """Refuses a class passed where an instance of it is needed (``jc.Gaussian``
+    for ``jc.Gaussian()``), naming the argument and the call to make.
+
+    Example:
+        >>> import jaxcollapse as jc
+        >>> check_instance(jc.Gaussian(dim=2)).dim
+        2
+        >>> check_instance(jc.Gaussian)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        TypeError: family must be an instance, not the class Gaussian: instantiate it, ...
+    """
+    if isinstance(value, type):
+        cls = value.__name__
+        where = "jc." if getattr(value, "__module__", "").startswith("jaxcollapse") else ""
+        raise TypeError(f"{name} must be an instance, not the class {cls}: instantiate it, "
+                        f"e.g. {name}={where}{cls}() (with its settings, such as dim=...)")
+    return value

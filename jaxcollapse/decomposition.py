@@ -69,6 +69,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxcollapse._memory import check_memory
+from jaxcollapse._validate import check_key
 from jaxcollapse.families.gaussian import Gaussian, GaussianParams
 
 __all__ = ["ARMS", "DecompositionResult", "Mixture", "decompose", "gaussian_l2sq",
@@ -272,6 +274,28 @@ def _check_mixture(mixture) -> Mixture:
     return mixture
 
 
+def _check_memory(arms, n_generations, n_samples, n_population, n_chains, itemsize):
+    """Refuses a run whose memory cannot fit, before compiling: per chain and arm the
+    distances (``n_generations + 1``) and, for the mixture-truth arms, generation 1's
+    draws (component indices, normals and points: 3 arrays of the arm's data size);
+    the Gaussian-truth arms draw sufficient statistics (O(1))."""
+    per_chain = 0
+    for arm in arms:
+        per_chain += (n_generations + 1) * itemsize
+        if _METRIC[arm] == "l2sq":
+            n = n_population if arm == "expressivity" else n_samples
+            per_chain += 3 * n * itemsize
+    mixture_arms = [a for a in arms if _METRIC[a] == "l2sq"]
+    check_memory(
+        n_chains * per_chain,
+        f"decompose ({n_chains:,} chains, n_population={n_population:,}, arms "
+        f"{list(arms)})",
+        "use fewer chains (n_chains) or a smaller n_population"
+        + (f" (the mixture-truth arms {mixture_arms} draw that many points per chain "
+           f"at generation 1; the Gaussian-truth arms draw sufficient statistics "
+           f"and need no points)" if mixture_arms else ""))
+
+
 def decompose(key: jax.Array, *, n_generations: int, n_samples: int = 100,
               n_population: int = 20_000, n_chains: int = 256,
               mixture: Mixture | None = None, sgd_steps: int = 50,
@@ -312,6 +336,9 @@ def decompose(key: jax.Array, *, n_generations: int, n_samples: int = 100,
         >>> float(res.distance["expressivity"][0, 0])
         0.0
     """
+    key = check_key(key)
+    if key.shape != ():
+        raise ValueError(f"key must be a single PRNG key (shape ()); got shape {key.shape}")
     n_generations = _check_int("n_generations", n_generations, 1)
     n_samples = _check_int("n_samples", n_samples, 2)
     n_population = _check_int("n_population", n_population, 2)
@@ -328,6 +355,8 @@ def decompose(key: jax.Array, *, n_generations: int, n_samples: int = 100,
     if mixture is None:
         mixture = Mixture([0.5, 0.5], [-2.0, 2.0], [1.0, 1.0])
     mixture = _check_mixture(mixture)
+    _check_memory(arms, n_generations, n_samples, n_population, n_chains,
+                  np.dtype(jnp.result_type(float)).itemsize)
     mean0, var0 = (float(x) for x in mixture_moments(mixture))
     if sgd_init is None:
         sgd_init = (mean0 + math.sqrt(var0), math.sqrt(var0) / 2)

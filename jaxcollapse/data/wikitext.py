@@ -23,6 +23,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from jaxcollapse._validate import check_int
+
 EOS = "<eos>"
 UNK = "<unk>"
 
@@ -142,8 +144,8 @@ def build_vocab(lines: Iterable[Sequence[str]], *, max_size: int | None = None,
         >>> build_vocab([["x", "y", "y", "z"]], max_size=2).itos
         ('y', '<unk>')
     """
-    if max_size is not None and max_size < 2:
-        raise ValueError(f"max_size must be >= 2 (a word and <unk>); got {max_size}")
+    if max_size is not None:
+        max_size = check_int(max_size, "max_size", minimum=2)  # a word and <unk>
     counts: collections.Counter = collections.Counter()
     for toks in lines:
         counts.update(toks)
@@ -282,6 +284,10 @@ def load_wikitext2(directory: str | os.PathLike, *, max_vocab: int | None = None
     References:
         Merity et al., arXiv 1609.07843 (2016).
     """
+    if max_vocab is not None:
+        max_vocab = check_int(max_vocab, "max_vocab", minimum=2)
+    if max_train_tokens is not None:
+        max_train_tokens = check_int(max_train_tokens, "max_train_tokens", minimum=2)
     if (Path(directory) / "dataset_dict.json").is_file():
         texts, raw = _hugging_face_splits(directory)
         lines = [tokenize_lines(t) for t in texts]

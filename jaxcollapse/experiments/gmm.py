@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 import jaxcollapse as jc
+from jaxcollapse._validate import check_instance
 from jaxcollapse.experiments._common import print_table
 from jaxcollapse.experiments._prdc import (
     PRDC_K,
@@ -115,7 +116,7 @@ def gmm_experiment(key: jax.Array, family: jc.GMM | None = None, params0: Any = 
     References:
         Shumailov et al., Nature 631 (2024).
     """
-    family = jc.GMM(2, 2) if family is None else family
+    family = jc.GMM(2, 2) if family is None else check_instance(family, "family")
     params0 = paper_params0(family) if params0 is None else params0
     snapshots = tuple(sorted({g for g in snapshots if 0 <= g <= n_generations}
                              | {n_generations}))

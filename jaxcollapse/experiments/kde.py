@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 import jaxcollapse as jc
+from jaxcollapse._validate import check_instance
 from jaxcollapse.experiments._common import print_table, report_generations
 from jaxcollapse.experiments._prdc import (
     PRDC_K,
@@ -108,7 +109,7 @@ def kde_experiment(key: jax.Array, family: jc.KDE, data0: jax.Array, *, n_chains
     References:
         THEORY.md section 6.
     """
-    x0 = family.check_data(data0, "data0")
+    x0 = check_instance(family, "family").check_data(data0, "data0")
     m = x0.shape[0]
     reg = jc.regimes.get_regime(regime)
     size = _pool_size(reg.name, m, n_generations, m)

@@ -41,6 +41,7 @@ import numpy as np
 from jaxcollapse import kernels as kn
 from jaxcollapse import metrics as mt
 from jaxcollapse._mesh import DATA_AXIS, resolve_mesh
+from jaxcollapse._validate import float_array
 from jaxcollapse.families.base import as_params, check_points, check_weights
 
 RULES = ("scott", "silverman", "cv", "scott-sklearn", "silverman-sklearn")
@@ -233,11 +234,15 @@ class KDE:
     def check_data(self, data, name: str = "data") -> jax.Array:
         """Validates a data array ``(n, d)`` (``(n,)`` for d = 1): finite values.
 
+        The dtype rule of the other families applies
+        (:func:`jaxcollapse._validate.float_array`): float16/bfloat16 become float32,
+        integers the default float dtype, complex is refused.
+
         Example:
             >>> KDE(dim=1).check_data([0.0, 1.0]).shape
             (2, 1)
         """
-        return check_points(data, self.dim, name)
+        return check_points(float_array(data, name), self.dim, name)
 
     def check_params(self, params) -> KDEParams:
         """Validates ``params`` (shapes, finite data, positive-definite bandwidth).
@@ -252,7 +257,7 @@ class KDE:
         x = self.check_data(params.points, "params0.points")
         w = check_weights(params.weights, x.shape[0], x.dtype, "params0.weights",
                           nonzero=True)
-        h = jnp.asarray(params.bandwidth, x.dtype)
+        h = float_array(params.bandwidth, "params0.bandwidth").astype(x.dtype)
         if h.shape != (self.dim, self.dim):
             raise ValueError(f"params0.bandwidth must have shape ({self.dim}, {self.dim}); "
                              f"got {h.shape}")
@@ -386,12 +391,14 @@ class KDE:
             >>> round(float(kde.log_prob(p, jnp.array([[0.0]]))[0]), 5)
             -0.91894
         """
-        x = jnp.asarray(x)
+        x = float_array(x, "x")
         if x.ndim == 1 and self.dim == 1:
             x = x[:, None]
         if x.ndim != 2 or x.shape[-1] != params.points.shape[-1]:
             raise ValueError(f"x must have shape (q, {params.points.shape[-1]}) to match the "
                              f"data; got {x.shape}")
+        if x.shape[0] == 0:  # no queries: no densities
+            return jnp.zeros((0,), params.points.dtype)
         if not isinstance(x, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(x))):
             raise ValueError("x must be finite; got NaN or inf")
         if isinstance(x, jax.core.Tracer) and devices is None and mesh is None:

@@ -44,6 +44,7 @@ import numpy as np
 from jaxcollapse._progress import Progress
 from jaxcollapse.data.wikitext import UNK, TextCorpus
 from jaxcollapse.io import save_npz
+from jaxcollapse.learned._checks import check_optimiser, check_protocol_ints, check_run_key
 from jaxcollapse.learned.arms import RegimeArm
 from jaxcollapse.learned.decoding import DECODINGS, Decoding
 from jaxcollapse.learned.driver import Generation, fit_loop, run_recursive, training_mesh
@@ -124,11 +125,14 @@ class LMProtocol:
 
     def __post_init__(self):
         c = self.model
-        for f in ("n_generations", "steps", "batch_size", "seq_len", "prompt_len", "gen_len",
-                  "gen_batch", "n_score", "n_beams"):
-            v = getattr(self, f)
-            if not isinstance(v, int) or v < (0 if f == "n_generations" else 1):
-                raise ValueError(f"{f} must be a positive integer; got {v!r}")
+        check_protocol_ints(self, ("n_generations",), minimum=0)
+        check_protocol_ints(self, ("steps", "batch_size", "seq_len", "prompt_len", "gen_len",
+                                   "gen_batch", "n_score", "n_beams"))
+        check_protocol_ints(self, ("warmup_steps", "top_k"), minimum=0)
+        if self.eval_tokens is not None:
+            # evaluation windows predict from the second token on: at least 2
+            check_protocol_ints(self, ("eval_tokens",), minimum=2)
+        check_optimiser(self.learning_rate, self.weight_decay)
         if self.seq_len > c.max_len:
             raise ValueError(f"seq_len {self.seq_len} exceeds the model's context "
                              f"max_len={c.max_len}")
@@ -442,6 +446,9 @@ def run_lm(key: jax.Array, corpus: TextCorpus, protocol: LMProtocol, arms, *,
     References:
         Shumailov et al., Nature 631 (2024), THEORY.md section 8.
     """
+    check_run_key(key)
+    if not isinstance(protocol, LMProtocol):
+        raise TypeError(f"protocol must be an LMProtocol; got {type(protocol).__name__}")
     lm = LanguageModel(corpus, protocol, base_params=base_params,
                        mesh=training_mesh(devices, mesh, protocol.batch_size))
     run = run_recursive(key, lm, arms, protocol.n_generations, out=out, resume=resume,

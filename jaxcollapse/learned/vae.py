@@ -29,6 +29,12 @@ import numpy as np
 import optax
 
 from jaxcollapse.data.mnist import ImageData
+from jaxcollapse.learned._checks import (
+    check_image_data,
+    check_optimiser,
+    check_protocol_ints,
+    check_run_key,
+)
 from jaxcollapse.learned.driver import Generation, fit_loop, run_recursive, training_mesh
 from jaxcollapse.learned.images import save_image_grid
 from jaxcollapse.learned.vae_prdc import check_n_prdc, describe, vae_prdc
@@ -78,12 +84,11 @@ class VAEProtocol:
     n_prdc: int = 0
 
     def __post_init__(self):
-        for f in ("steps", "batch_size", "n_importance", "n_probe"):
-            v = getattr(self, f)
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"{f} must be a positive integer; got {v!r}")
-        if not isinstance(self.n_generations, int) or self.n_generations < 0:
-            raise ValueError(f"n_generations must be >= 0; got {self.n_generations!r}")
+        check_protocol_ints(self, ("steps", "batch_size", "n_importance", "n_probe"))
+        check_protocol_ints(self, ("n_generations",), minimum=0)
+        if self.n_eval is not None:
+            check_protocol_ints(self, ("n_eval",))
+        check_optimiser(self.learning_rate)
         check_n_prdc(self.n_prdc)
 
 
@@ -172,6 +177,7 @@ class ImageVAE:
     def __init__(self, data: ImageData, protocol: VAEProtocol, *, out: Path | None = None,
                  mesh=None):
         cfg = protocol.model
+        check_image_data(data)
         if tuple(data.train_x.shape[1:]) != tuple(cfg.image_shape):
             raise ValueError(f"images have shape {data.train_x.shape[1:]}, the model "
                              f"expects {cfg.image_shape}")
@@ -287,6 +293,7 @@ def run_vae(key: jax.Array, data: ImageData, protocol: VAEProtocol, arms, *,
     References:
         Shumailov et al., Nature 631 (2024), THEORY.md section 8; Burda et al. (2016).
     """
+    check_run_key(key)
     vae = ImageVAE(data, protocol, out=None if out is None else Path(out),
                    mesh=training_mesh(devices, mesh, protocol.batch_size))
     run = run_recursive(key, vae, arms, protocol.n_generations, out=out, resume=resume,

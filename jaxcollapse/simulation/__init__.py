@@ -30,10 +30,17 @@ import numpy as np
 
 from jaxcollapse import regimes as rg
 from jaxcollapse import store as st
+from jaxcollapse._mesh import mesh_size
 from jaxcollapse._progress import Progress
 from jaxcollapse.families.base import FastRunner
 from jaxcollapse.simulation._chain import SimulationResult, _chain_init
-from jaxcollapse.simulation._prepare import _alpha_of, _assemble, _check_int, _prepare
+from jaxcollapse.simulation._prepare import (
+    _alpha_of,
+    _assemble,
+    _check_int,
+    _check_memory,
+    _prepare,
+)
 from jaxcollapse.simulation._run import (
     _check_chain_block,
     _chunk_jit,
@@ -152,7 +159,12 @@ def simulate(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int
     References:
         Shumailov et al., Nature 631 (2024). THEORY.md section 1.
     """
-    cfg, key, chain_ids, params0, loop, sched, human = _prepare(
+    if on_chunk is not None and not callable(on_chunk):
+        raise TypeError(f"on_chunk must be a callable on_chunk(start, stop, chunk) or None; "
+                        f"got {on_chunk!r}"[:200])
+    if not isinstance(progress, bool | np.bool_):
+        raise TypeError(f"progress must be True or False; got {progress!r}"[:200])
+    cfg, key, n_all, params0, loop, sched, human = _prepare(
         key, family, params0, n_generations=n_generations, n_samples=n_samples,
         n_chains=n_chains, regime=regime, human_data=human_data, metrics=metrics,
         save_params=save_params is not False, step=step)
@@ -168,6 +180,7 @@ def simulate(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int
                     f"which simulate takes for this run; pass save_params=True (or False) "
                     f"to run the generic path, which supports it (equal in law, other "
                     f"numbers)")
+        _check_memory(cfg, params0, n_chains, fast=True)
         return _fast_run(cfg, loop, key, params0, sched, n_chains, progress)
     save_params = save_params is not False
     st.check_store_format(store_format, checkpoint_dir)
@@ -176,21 +189,23 @@ def simulate(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int
     if not keep and checkpoint_dir is None:
         raise ValueError("keep=False needs checkpoint_dir (the chunks are read back from "
                          "there); got checkpoint_dir=None")
-    n_chains = int(chain_ids.shape[0])
+    n_chains = n_all
     lo, hi = _check_chain_block(chain_block, n_chains)
-    chain_ids = chain_ids[lo:hi]
     if chunk_size is None and (progress or on_chunk is not None or checkpoint_dir is not None):
         chunk_size = max(1, math.ceil(cfg.n_generations / 20))
     mesh = _resolve_mesh(devices, mesh)
-    n = chain_ids.shape[0]
+    n = hi - lo
     if checkpoint_dir is None and (
             chunk_size is None or chunk_size >= cfg.n_generations and on_chunk is None):
-        ids = _pad_chains(chain_ids, mesh)
+        _check_memory(cfg, params0, n, n_devices=mesh_size(mesh))
+        ids = _pad_chains(jnp.arange(lo, hi, dtype=jnp.uint32), mesh)
         out = _run_jit(cfg, mesh, key, ids, params0, loop, sched, human)
         if ids.shape[0] != n:
             out = jax.tree.map(lambda a: a[:n], out)
         return _assemble(cfg, out, sched)
     chunk_size = _check_int("chunk_size", chunk_size, 1)
+    _check_memory(cfg, params0, n, gens=chunk_size + 1, n_devices=mesh_size(mesh),
+                  host_gens=cfg.n_generations + 1 if keep else 0)
     writer = None
     if checkpoint_dir is not None:
         fp = st.fingerprint(cfg, key, params0, _alpha_of(loop), sched, human, chunk_size,
@@ -201,6 +216,7 @@ def simulate(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int
                                 store_format)
         if writer.complete and not keep:
             return st.StoredResult(writer.directory)
+    chain_ids = jnp.arange(lo, hi, dtype=jnp.uint32)
     return _simulate_chunked(cfg, mesh, key, chain_ids, n, params0, loop, sched, human,
                              chunk_size, progress, on_chunk, writer, keep)
 
@@ -301,7 +317,7 @@ def _store_fingerprint(key, family, params0, *, n_generations, n_samples, n_chai
                        chunk_size=None, chain_block=None, step=None, **_):
     """The fingerprint ``simulate(..., checkpoint_dir=...)`` gives this configuration."""
     save_params = save_params is not False
-    cfg, key, chain_ids, params0, loop, sched, human = _prepare(
+    cfg, key, n_all, params0, loop, sched, human = _prepare(
         key, family, params0, n_generations=n_generations, n_samples=n_samples,
         n_chains=n_chains, regime=regime, human_data=human_data, metrics=metrics,
         save_params=save_params, step=step)
@@ -372,10 +388,11 @@ def simulate_grid(key: jax.Array, family: Any, params0: PyTree, *, n_generations
         elif m.ndim != 2:
             raise ValueError(f"n_samples must be an int, a 1-D array of sizes or a 2-D array "
                              f"of schedules; got shape {m.shape}")
-    cfg, key, chain_ids, params0, loop, sched, human = _prepare(
+    cfg, key, n_all, params0, loop, sched, human = _prepare(
         key, family, params0, n_generations=n_generations, n_samples=m if grid_sched else
-        int(m), n_chains=n_chains, regime=regime, human_data=human_data, metrics=metrics,
-        save_params=save_params, step=step, alpha_values=a if grid_alpha else None)
+        n_samples, n_chains=n_chains, regime=regime, human_data=human_data, metrics=metrics,
+        save_params=save_params, step=step, alpha_values=a if grid_alpha else None,
+        grid=True)
     # the loop's array leaves carry the grid axis
     axes = tuple(0 if jnp.ndim(x) >= 1 else None for x in jax.tree.leaves(loop))
     sizes = {int(x.shape[0]) for x, ax in zip(jax.tree.leaves(loop), axes, strict=True)
@@ -388,6 +405,8 @@ def simulate_grid(key: jax.Array, family: Any, params0: PyTree, *, n_generations
     if len(sizes) > 1:
         raise ValueError(f"the grids of alpha, the regime, the steps and n_samples must have "
                          f"the same length; got lengths {sorted(sizes)}")
+    _check_memory(cfg, params0, n_all, grid=max(sizes), what="simulate_grid")
+    chain_ids = jnp.arange(n_all, dtype=jnp.uint32)
     out = _run_grid_jit(cfg, key, chain_ids, params0, loop, sched, human, axes, grid_sched)
     if not grid_sched:
         sched = jnp.broadcast_to(sched, (sizes.pop(),) + sched.shape)

@@ -13,11 +13,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcollapse import regimes as rg
+from jaxcollapse._memory import check_memory, format_bytes, on_accelerator
+from jaxcollapse._validate import check_instance
 from jaxcollapse.families.base import (
     DataSetFamily,
     uses_exact_path,
 )
 from jaxcollapse.simulation._chain import (
+    _NOISE_BLOCK_BYTES,
     _POOL_LIMIT_BYTES,
     SimulationResult,
     _Config,
@@ -51,6 +54,7 @@ def _check_int(name, value, minimum):
 
 
 def _check_family(family):
+    check_instance(family, "family")
     for attr in ("fit", "sample", "check_params", "default_metrics", "is_degenerate"):
         if not hasattr(family, attr):
             raise TypeError(f"family must follow the Family contract (missing {attr!r}); "
@@ -65,8 +69,9 @@ def _min_samples(family):
     return int(family.min_samples()) if hasattr(family, "min_samples") else 2
 
 
-def _check_schedule(family, n_samples, n_generations, name="n_samples"):
-    """Returns an int32 array of shape (..., n_generations) and its static maximum."""
+def _check_schedule(family, n_samples, n_generations, name="n_samples", max_ndim=2):
+    """Returns an int32 array of shape (..., n_generations) and its static maximum
+    (``max_ndim``: 1 for simulate, 2 for simulate_grid's schedules)."""
     lo = _min_samples(family)
     if isinstance(n_samples, bool):
         raise TypeError(f"{name} must be an integer or an integer array; got {n_samples!r}")
@@ -75,6 +80,12 @@ def _check_schedule(family, n_samples, n_generations, name="n_samples"):
         m = m.astype(np.int64)
     if m.dtype.kind not in "iu":
         raise TypeError(f"{name} must be an integer or an integer array; got {n_samples!r}")
+    if m.ndim > max_ndim:
+        grid = " (a grid of schedules is simulate_grid's)" if max_ndim == 1 else ""
+        raise ValueError(f"{name} must be an integer or a 1-D schedule of length "
+                         f"n_generations={n_generations}{grid}; got shape {m.shape}")
+    if m.size == 0:
+        raise ValueError(f"{name} must not be empty; got shape {m.shape}")
     if m.ndim == 0:
         m = np.full((n_generations,), int(m))
     if m.shape[-1] != n_generations:
@@ -126,7 +137,8 @@ _ADDRESS = __import__("re").compile(r" at 0x[0-9a-f]+")
 
 
 def _prepare(key, family, params0, *, n_generations, n_samples, n_chains, regime,
-             human_data, metrics, save_params, step=None, alpha_values=None):
+             human_data, metrics, save_params, step=None, alpha_values=None,
+             grid=False):
     key = _check_key(key)
     _check_family(family)
     n_generations = _check_int("n_generations", n_generations, 1)
@@ -135,7 +147,8 @@ def _prepare(key, family, params0, *, n_generations, n_samples, n_chains, regime
     regime = rg.get_regime(regime)
     regime.check_family(family)
     steps = stp.as_steps(step, family, params0)
-    sched, n_max = _check_schedule(family, n_samples, n_generations)
+    sched, n_max = _check_schedule(family, n_samples, n_generations,
+                                   max_ndim=2 if grid else 1)
     exact = uses_exact_path(family)
     if exact and not regime.stats_path:
         raise ValueError(f"regime {regime.name!r} needs the samples path: a subsample of a "
@@ -204,8 +217,8 @@ def _prepare(key, family, params0, *, n_generations, n_samples, n_chains, regime
     if regime.uses_human:
         human = jax.tree.map(
             lambda x: x.astype(dt) if jnp.issubdtype(x.dtype, jnp.floating) else x, human_data)
-    chain_ids = jnp.arange(n_chains, dtype=jnp.uint32)
-    return cfg, key, chain_ids, params0, (regime, steps), sched, human
+    # the chain count, not the ids: those are made after the memory estimate
+    return cfg, key, n_chains, params0, (regime, steps), sched, human
 
 
 def _alpha_of(loop):
@@ -221,3 +234,81 @@ def _assemble(cfg, out, sched):
                             n_samples=jnp.concatenate([zero, sched], axis=-1))
 
 
+
+
+# ------------------------------------------------------------------------ memory estimate
+
+
+def _pairwise(fn) -> bool:
+    """Whether a metric builds Gram matrices of the parameters' points (the KDE's RKHS
+    distances; a user's metric may say so with ``fn.pairwise = True``)."""
+    if getattr(fn, "pairwise", False):
+        return True
+    return getattr(fn, "__name__", "") in ("rkhs_to_0", "rkhs_successive")
+
+
+def _nbytes(tree) -> int:
+    return sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize
+               for x in jax.tree.leaves(tree))
+
+
+def _check_memory(cfg, params0, n_chains: int, *, gens: int | None = None,
+                  host_gens: int = 0, grid: int = 1, n_devices: int = 1,
+                  fast: bool = False, what: str = "simulate") -> None:
+    """Refuses (:class:`~jaxcollapse._memory.InsufficientMemoryError`) a simulation
+    whose outputs and working set cannot fit, before anything is compiled.
+
+    Per chain (times ``n_chains * grid``): the outputs of the generations one
+    program holds (``gens``, default all: ``n_generations + 1``; each the saved
+    parameters, one value per metric and the flag; twice with ``save_params``, whose
+    scan output is concatenated and reshaped), the working set of a generation
+    (4 copies of the drawn and training rows, 4 of the parameters, the pool), and
+    three Gram matrices of the parameters' points for a pairwise metric (KDE's RKHS
+    distances), once per generation evaluated at once (all of them with
+    ``save_params``). ``host_gens``: generations also held in host memory (a
+    chunked run with ``keep=True``). ``fast``: a family's fast runner (no
+    parameters, O(live support) work).
+    """
+    dt = np.dtype(_float_dtype(params0))
+    G = cfg.n_generations
+    gens = G + 1 if gens is None else min(gens, G + 1)
+    chains = n_chains * grid
+    p_bytes = _nbytes(params0)
+    n_metrics = len(cfg.metrics)
+    save = cfg.save_params and not fast
+    out_gen = (p_bytes if save else 0) + n_metrics * dt.itemsize + 1
+    work = (1 if fast else 4) * p_bytes
+    row_bytes = 0
+    if not cfg.exact and not fast:
+        leaves = jax.tree.leaves(jax.eval_shape(
+            lambda: cfg.family.sample(jax.random.key(0), params0, 1)))
+        row_bytes = sum(math.prod(x.shape[1:]) * x.dtype.itemsize for x in leaves)
+        # (an accumulating pool is a training set: train_rows counts it)
+        work += 4 * (cfg.n_draw + cfg.train_rows) * row_bytes
+    points = getattr(params0, "points", None)
+    gram = 0
+    if points is not None and any(_pairwise(fn) for _, fn in cfg.metrics):
+        rows = int(points.shape[0])
+        gram = 3 * rows * rows * dt.itemsize * (gens if save else 1)
+    per_chain = gens * out_gen * (2 if save else 1) + work + gram
+    device = chains * per_chain + _NOISE_BLOCK_BYTES[cfg.exact]
+    host = chains * host_gens * out_gen
+    parts = (f"outputs {format_bytes(chains * gens * out_gen)}, working set "
+             f"{format_bytes(chains * (work + gram))}"
+             + (f", host copy {format_bytes(host)}" if host else ""))
+    sizes = (f"{n_chains:,} chains" + (f" x {grid} grid points" if grid > 1 else "")
+             + f" x {G + 1} generations")
+    advice = ("use fewer chains (or run them in blocks with chain_block=), "
+              + ("save_params=False (the parameters of every generation are kept), "
+                 if save else "")
+              + ("fewer or non-pairwise metrics (the RKHS metrics hold a Gram matrix "
+                 "of the points per chain), " if gram else "")
+              + "chunk_size= with checkpoint_dir= and keep=False (host memory stays "
+                "flat), or shard the chains with devices=")
+    if on_accelerator():
+        check_memory(device / max(n_devices, 1), f"{what} ({sizes}, per device)", advice,
+                     parts=parts)
+        if host:
+            check_memory(host, f"{what} ({sizes}, results on the host)", advice, host=True)
+    else:
+        check_memory(device + host, f"{what} ({sizes})", advice, parts=parts)
