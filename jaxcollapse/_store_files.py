@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxcollapse._store_tree import check_fingerprint
 from jaxcollapse.io import atomic_write_bytes, npz_bytes
 
 FORMAT_ZARR = "jaxcollapse.simulate-store/zarr-1"  # a store written natively in zarr v3
@@ -90,18 +91,23 @@ def file_problem(path: str | Path, expected: str | None) -> str | None:
     return None
 
 
+def read_bytes(path: Path) -> bytes:
+    """A store file's bytes; :class:`StoreError` naming it if it is missing or unreadable."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise StoreError(f"store file {str(path)!r} is missing") from None
+    except OSError as e:
+        raise StoreError(f"store file {str(path)!r} cannot be read ({e.strerror})") from None
+
+
 def read_npz(path: str | Path, expected: str | None = None,
              names: list[str] | None = None) -> dict[str, np.ndarray]:
     """The arrays of a store file, after checking its checksum against ``expected``
     (when recorded). Raises :class:`StoreError` naming the file if it is missing,
     damaged, swapped for another file, or lacks one of ``names``."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise StoreError(f"store file {str(path)!r} is missing") from None
-    except OSError as e:
-        raise StoreError(f"store file {str(path)!r} cannot be read ({e.strerror})") from None
+    data = read_bytes(path)
     if expected is not None and digest(data) != expected:
         raise StoreError(f"store file {str(path)!r} is damaged: its checksum "
                          f"{digest(data)} is not the {expected} the manifest recorded "
@@ -239,3 +245,17 @@ def _rmdir_if_empty(d: Path) -> None:
         d.rmdir()
     except OSError:  # not empty (a user's file), or already gone
         pass
+
+
+def open_manifest(directory: Path, fp: dict, fmt: str) -> dict | None:
+    """The manifest of the run store in ``directory`` (``None`` if it has none),
+    checked against the format ``fmt`` and the configuration fingerprint ``fp``;
+    a file where the directory should be is refused."""
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"checkpoint_dir {str(directory)!r} is a file; give a directory")
+    path = directory / "manifest.json"
+    if not path.exists():
+        return None
+    m = load_manifest(path, fmt)
+    check_fingerprint(m["fingerprint"], fp, directory)
+    return m

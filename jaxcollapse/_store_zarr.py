@@ -41,14 +41,13 @@ from jaxcollapse._store_files import (
     FORMAT_ZARR,
     StoreError,
     digest,
-    load_manifest,
+    open_manifest,
     read_npz,
     remove_store,
     seal,
     store_files,
     write_npz,
 )
-from jaxcollapse._store_tree import check_fingerprint
 from jaxcollapse._zarr_layout import (  # noqa: F401  (the writer and reader use them)
     _CHUNK_BYTES,
     _RESERVED,
@@ -91,13 +90,8 @@ class ZarrChunkWriter:
         self.chunk_size = int(fp["chunk_size"])
         self.n_generations = int(fp["n_generations"])
         self.n_chains = fp["chains"][1] - fp["chains"][0]
-        if self.directory.exists() and not self.directory.is_dir():
-            raise ValueError(f"checkpoint_dir {str(self.directory)!r} is a file; "
-                             f"give a directory")
-        path = self.directory / MANIFEST
-        if path.exists():
-            m = load_manifest(path, FORMAT_ZARR)
-            check_fingerprint(m["fingerprint"], fp, self.directory)
+        m = open_manifest(self.directory, fp, FORMAT_ZARR)
+        if m is not None:
             self.chunks_done = int(m["chunks_done"])
             self.complete = bool(m["complete"])
             self.checksums: dict[str, str] = dict(m.get("checksums") or {})

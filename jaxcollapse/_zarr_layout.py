@@ -13,10 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxcollapse._store_files import (
-    StoreError,
-    digest,
-)
+from jaxcollapse._store_files import StoreError, digest, read_bytes
 
 MANIFEST = "manifest.json"
 _CHUNK_BYTES = 32 << 20  # at most this many bytes in a chunk file (along chains)
@@ -112,12 +109,7 @@ class _Layout:
 
 def read_raw(path: Path, expected: str | None, nbytes: int) -> bytes:
     """A chunk file's bytes, checked against its recorded checksum and size."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise StoreError(f"store file {str(path)!r} is missing") from None
-    except OSError as e:
-        raise StoreError(f"store file {str(path)!r} cannot be read ({e.strerror})") from None
+    data = read_bytes(path)
     if expected is None:
         raise StoreError(f"store file {str(path)!r} has no checksum in the manifest")
     if digest(data) != expected:

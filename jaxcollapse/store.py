@@ -45,6 +45,7 @@ from jaxcollapse._store_files import (
     StoreError,
     file_problem,
     load_manifest,
+    open_manifest,
     read_npz,
     remove_store,
     seal,
@@ -169,13 +170,8 @@ class ChunkWriter:
         self.fp = fp
         self.n_chunks = n_chunks
         self.params_type = params_type
-        if self.directory.exists() and not self.directory.is_dir():
-            raise ValueError(f"checkpoint_dir {str(self.directory)!r} is a file; "
-                             f"give a directory")
-        path = self.directory / MANIFEST
-        if path.exists():
-            m = load_manifest(path, FORMAT)
-            check_fingerprint(m["fingerprint"], fp, self.directory)
+        m = open_manifest(self.directory, fp, FORMAT)
+        if m is not None:
             self.chunks_done = int(m["chunks_done"])
             self.complete = bool(m["complete"])
             self.checksums: dict[str, str] = dict(m.get("checksums") or {})

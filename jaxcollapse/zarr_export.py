@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxcollapse._zarr_layout import _var
 from jaxcollapse.store import StoredResult
 
 FORMAT = "jaxcollapse.simulate-zarr/1"
@@ -53,14 +54,6 @@ def _zarr():
         raise ImportError("writing a zarr store needs the 'zarr' extra: pip install "
                           "'jaxcollapse[zarr]' (zarr>=3)") from None
     return zarr
-
-
-def _var(name: str) -> str:
-    if name.startswith("metrics/"):
-        return name[len("metrics/"):]
-    if name.startswith("params/"):
-        return "param_" + name[len("params/"):].replace("/", "_")
-    return name
 
 
 def export_zarr(directory: str | os.PathLike, path: str | os.PathLike, *,
