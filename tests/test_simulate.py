@@ -337,3 +337,26 @@ def test_metrics_after_the_scan_equal_metrics_inside_it(family):
     want = jax.vmap(jax.vmap(step_w2))(p, prev)
     np.testing.assert_allclose(ref.metrics["step"], want, rtol=1e-12, atol=1e-15)
     assert np.all(np.asarray(ref.metrics["step"][:, 0]) == 0.0)
+
+
+def test_marking_a_metric_never_changes_the_callers_function():
+    # successive/with_key once set an attribute on the function they were given: marking a
+    # family's shared default w2sq (as call_metric's doctest does) made every later
+    # simulate in the process measure W2^2 against the previous generation. Both markers
+    # now return a marked copy, the same one each time (no recompiles).
+    w2 = EXACT.default_metrics()["w2sq"]
+    s, k = jc.successive(w2), jc.with_key(_noisy_var)
+    assert s is jc.successive(w2) and s is not w2 and s.successive
+    assert not getattr(w2, "successive", False) and not getattr(_noisy_var, "needs_key", False)
+    assert k.needs_key and jc.successive(k).needs_key and jc.successive(k).successive
+    assert jc.successive(s) is s
+    p0, p1 = EXACT.params(), EXACT.params(mean=[1.0])
+    assert float(w2(p1, p0)) == 1.0 == float(s(p1, p0))
+    # an unhashable callable is marked too, and left as it was
+    class Unhashable:
+        __hash__ = None
+
+        def __call__(self, p, q):
+            return w2(p, q)
+    u = Unhashable()
+    assert jc.successive(u).successive and not hasattr(u, "successive")

@@ -57,6 +57,7 @@ generation with the previous one rather than with generation 0.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
@@ -287,8 +288,7 @@ def with_key(fn: Metric) -> Metric:
         >>> m.needs_key
         True
     """
-    fn.needs_key = True  # type: ignore[attr-defined]
-    return fn
+    return _mark(fn, "needs_key")
 
 
 def successive(fn: Metric) -> Metric:
@@ -302,8 +302,33 @@ def successive(fn: Metric) -> Metric:
         >>> m.successive
         True
     """
-    fn.successive = True  # type: ignore[attr-defined]
-    return fn
+    return _mark(fn, "successive")
+
+
+def _mark(fn: Metric, marker: str) -> Metric:
+    try:
+        return _marked(fn, marker)
+    except TypeError:  # an unhashable callable: marked afresh, never changed
+        return _marked.__wrapped__(fn, marker)
+
+
+@functools.cache
+def _marked(fn: Metric, marker: str) -> Metric:
+    """``fn`` with ``marker`` set, as a new function: the caller's ``fn`` (possibly a
+    family's shared default metric) is never changed. Cached, so marking the same
+    function twice gives the same object and ``simulate`` does not recompile."""
+    if getattr(fn, marker, False):
+        return fn
+
+    @functools.wraps(fn)
+    def marked(*args):
+        return fn(*args)
+
+    for m in ("needs_key", "successive", "pairwise"):
+        if getattr(fn, m, False):
+            setattr(marked, m, True)
+    setattr(marked, marker, True)
+    return marked
 
 
 def call_metric(fn: Metric, key: jax.Array, params: PyTree, params0: PyTree,
