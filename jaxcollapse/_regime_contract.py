@@ -95,6 +95,7 @@ class Regime:
 
     Subclasses are frozen dataclasses registered as pytrees. They override:
 
+    * ``at(t)``: the regime of generation ``t`` (a parameter schedule's entry);
     * ``n_synthetic(m)``: synthetic draws in a training set of size ``m``;
     * ``train_rows(spec)``: rows of a samples-path training set;
     * ``init(spec, key, params0, human) -> state``;
@@ -120,6 +121,11 @@ class Regime:
 
     def check_family(self, family: Any) -> None:
         """Host-side: raise a clear error if the regime cannot run ``family``."""
+
+    def at(self, t: Any) -> Regime:
+        """The regime of generation ``t`` (traced): itself, or, for a regime with a
+        per-generation schedule of a parameter, the regime holding entry ``t - 1``."""
+        return self
 
     def n_synthetic(self, m: Any) -> Any:
         return m

@@ -150,20 +150,35 @@ class Mix(Regime):
     """A fraction ``alpha`` of each training set is human data, the rest synthetic.
 
     Attributes:
-        alpha: human fraction in [0, 1] (traced: sweepable). The number of human
-            points in a training set of size M is ``round(alpha * M)``.
+        alpha: human fraction in [0, 1] (traced: sweepable), or a schedule
+            ``alpha_1..alpha_n`` of one fraction a generation (shape
+            ``(n_generations,)``).
         source: ``"fixed"`` reuses one random human subset (per chain) every
             generation; ``"fresh"`` draws a new uniformly random subset (without
             replacement) of the human rows each generation.
+        weighting: ``"count"`` (the field's convention, as in Shumailov et al.):
+            a training set of size M holds ``round(alpha M)`` human rows and
+            ``M - round(alpha M)`` synthetic draws, all of weight 1; its outcome is
+            a step function of alpha, whose derivative is 0 almost everywhere, so
+            differentiating it is refused. ``"relaxed"``: the weighted relaxation
+            that ``jax.grad`` can follow: M synthetic draws of weight ``1 - alpha``
+            and the human rows (``min(rows, M)`` of them, every row of the subset)
+            sharing a total weight ``alpha M``, fitted by weighted maximum
+            likelihood (total weight M, so ``ddof`` keeps its meaning). Equal to
+            ``"count"`` at alpha = 0 and 1; in between it is a different estimator
+            (every human row of the subset counts a little instead of a few counting
+            fully), whose mean shift has the closed form of
+            :func:`jaxcollapse.theory.mixing.relaxed_moments`.
 
     Example:
         >>> m = Mix(0.1, "fresh")
-        >>> m.name, m.alpha, m.source
-        ('mix', 0.1, 'fresh')
+        >>> m.name, m.alpha, m.source, m.weighting
+        ('mix', 0.1, 'fresh', 'count')
     """
 
     alpha: Any = 0.1
     source: str = dataclasses.field(default="fixed", metadata=dict(static=True))
+    weighting: str = dataclasses.field(default="count", metadata=dict(static=True))
     name: ClassVar[str] = "mix"
     uses_human: ClassVar[bool] = True
 
@@ -171,11 +186,32 @@ class Mix(Regime):
         check_alpha(self.alpha)
         if self.source not in HUMAN_SOURCES:
             raise ValueError(f"source must be one of {HUMAN_SOURCES}; got {self.source!r}")
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {WEIGHTINGS}; got "
+                             f"{self.weighting!r}")
+
+    def check_family(self, family):
+        from jaxcollapse.families.base import NoiseStats, uses_exact_path
+
+        if self.weighting == "relaxed" and not hasattr(family, "scale_stats") and (
+                uses_exact_path(family) or isinstance(family, NoiseStats)):
+            raise ValueError(f"mix(weighting='relaxed') weights statistics, which "
+                             f"{family!r} cannot (no scale_stats); use its samples path "
+                             f"(method='samples') or weighting='count'")
+
+    def at(self, t):
+        if jnp.ndim(self.alpha) == 1:  # a schedule alpha_1..alpha_n
+            return dataclasses.replace(self, alpha=jnp.asarray(self.alpha)[t - 1])
+        return self
 
     def n_human(self, m):
-        return n_human(self.alpha, m)
+        if self.weighting == "relaxed":
+            return jnp.asarray(m, jnp.int32)  # every row of the subset (weighted)
+        return _counted(jnp.asarray(self.alpha), m)
 
     def n_synthetic(self, m):
+        if self.weighting == "relaxed":
+            return m
         return m - self.n_human(m)
 
     def train_rows(self, spec):
@@ -189,7 +225,7 @@ class Mix(Regime):
 
     def human_rows(self, spec, state, gen):
         """This generation's human rows (``human_slots`` of them; the first
-        ``round(alpha m)`` count)."""
+        ``round(alpha m)`` count, or all of them when relaxed)."""
         if self.source == "fixed":
             idx = state["human_idx"]
         else:
@@ -197,20 +233,51 @@ class Mix(Regime):
             # loop stops there (the rest of the slots get weight 0)
             idx = jcr.subset_indices(jax.random.fold_in(state["human_key"], gen.t),
                                      _n_rows(gen.human), spec.human_slots,
-                                     n_used=self.n_human(gen.m))
+                                     n_used=jnp.minimum(self.n_human(gen.m),
+                                                        spec.human_slots))
         return _take(gen.human, idx)
 
     def update(self, spec, state, gen):
         fam = spec.family
         rows = self.human_rows(spec, state, gen)
         dt = _float_dtype(gen.params0)
-        w_h = (jnp.arange(spec.human_slots) < self.n_human(gen.m)).astype(dt)
-        if spec.exact:
-            train = fam.add_stats(fam.stats(rows, w_h), gen.synthetic)
+        used = (jnp.arange(spec.human_slots) < self.n_human(gen.m)).astype(dt)
+        syn = gen.synthetic
+        if self.weighting == "relaxed":
+            a = jnp.asarray(self.alpha, dt)
+            # the human rows share alpha m; the m synthetic draws weigh 1 - alpha each
+            n_h = jnp.maximum(jnp.minimum(gen.m, spec.human_slots), 1).astype(dt)
+            w_h = used * (a * gen.m.astype(dt) / n_h)
+            if spec.exact:
+                syn = fam.scale_stats(syn, 1 - a)
+            else:
+                syn = (syn[0], syn[1] * (1 - a).astype(syn[1].dtype))
         else:
-            x, w = gen.synthetic
+            w_h = used
+        if spec.exact:
+            train = fam.add_stats(fam.stats(rows, w_h), syn)
+        else:
+            x, w = syn
             train = (_concat(rows, x), jnp.concatenate([w_h.astype(w.dtype), w]))
         return gen.fit(train), state
+
+
+WEIGHTINGS = ("count", "relaxed")
+
+
+@jax.custom_jvp
+def _counted(alpha, m):
+    """``round(alpha m)`` as an integer; differentiating it is refused (below)."""
+    return jnp.round(alpha * m).astype(jnp.int32)
+
+
+@_counted.defjvp
+def _counted_jvp(primals, tangents):
+    raise ValueError(
+        "alpha of mix(weighting='count') sets the integer count round(alpha M) of human "
+        "rows: the outcome is a step function of alpha and its derivative is 0 almost "
+        "everywhere. Differentiate mix(alpha, weighting='relaxed') instead (human rows "
+        "weighted alpha, synthetic draws 1 - alpha; see jaxcollapse.regimes.Mix)")
 
 
 @jax.tree_util.register_dataclass
@@ -305,21 +372,32 @@ def accumulate_subsample() -> AccumulateSubsample:
     return AccumulateSubsample()
 
 
-def mix(alpha: Any = 0.1, source: str = "fixed") -> Mix:
+def mix(alpha: Any = 0.1, source: str = "fixed", weighting: str = "count") -> Mix:
     """The mix regime with human fraction ``alpha`` (validated).
+
+    Args:
+        alpha: a fraction in [0, 1], or a schedule of one fraction a generation
+            (1-D, length ``n_generations``; a sweep over constant fractions is
+            ``simulate_grid(alpha=...)``).
+        source: ``"fixed"`` or ``"fresh"`` human rows (:class:`Mix`).
+        weighting: ``"count"`` (``round(alpha M)`` human rows) or ``"relaxed"``
+            (weighted, differentiable in alpha; :class:`Mix`).
 
     Example:
         >>> mix(0.1).alpha
         0.1
+        >>> mix([0.2, 0.1, 0.0], weighting="relaxed").weighting
+        'relaxed'
         >>> mix(1.5)
         Traceback (most recent call last):
         ...
         ValueError: alpha must lie in [0, 1]; got 1.5
     """
-    if not isinstance(alpha, jax.core.Tracer) and np.ndim(alpha) != 0:
-        raise ValueError(f"alpha must be a scalar fraction (use simulate_grid(alpha=...) "
-                         f"for a sweep); got shape {np.shape(alpha)}")
-    m = Mix(alpha=alpha, source=source)
+    if not isinstance(alpha, jax.core.Tracer) and np.ndim(alpha) > 1:
+        raise ValueError(f"alpha must be a fraction or a 1-D schedule of fractions, one a "
+                         f"generation (use simulate_grid(alpha=...) for a sweep); got shape "
+                         f"{np.shape(alpha)}")
+    m = Mix(alpha=alpha, source=source, weighting=weighting)
     m.check()
     return m
 

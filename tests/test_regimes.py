@@ -27,7 +27,9 @@ def test_registry_and_factories():
 
 @pytest.mark.parametrize("bad,match", [
     (lambda: jc.mix(-0.1), "alpha must lie in"),
-    (lambda: jc.mix(jnp.array([0.1, 0.2])), "alpha must be a scalar"),
+    (lambda: jc.mix(jnp.array([[0.1, 0.2]])), "alpha must be a fraction or a 1-D"),
+    (lambda: jc.mix(0.1, weighting="soft"), "weighting must be one of"),
+    (lambda: jc.mix([0.1, 1.2]), "alpha must lie in"),
     (lambda: jc.mix(0.1, "sometimes"), "source must be one of"),
     (lambda: jc.weighted_fresh(1.5, 10), "w must lie in"),
     (lambda: jc.weighted_fresh(0.5, 1), "n_real must be an integer >= 2"),

@@ -23,7 +23,7 @@ import numpy as np
 
 from jaxcollapse import random as jcr
 from jaxcollapse._fusion import apart, runtime_true, small_gram, small_matmul, small_matvec
-from jaxcollapse._validate import float_array
+from jaxcollapse._validate import float_array, is_traced
 from jaxcollapse.families._gaussian_metrics import kl, logdet_ratio, mean_shift, var_ratio, w2sq
 from jaxcollapse.families.base import check_points
 
@@ -171,6 +171,8 @@ class Gaussian:
             raise ValueError(f"params0.mean must have shape ({d},); got {mean.shape}")
         if cov.shape != (d, d):
             raise ValueError(f"params0.cov must have shape ({d}, {d}); got {cov.shape}")
+        if is_traced((mean, cov)):  # under jax.grad/jit: the values are unknown here
+            return GaussianParams(mean, cov)
         m, c = np.asarray(mean), np.asarray(cov)
         if not (np.all(np.isfinite(m)) and np.all(np.isfinite(c))):
             raise ValueError("params0 must be finite; got NaN or inf in mean or cov")
@@ -379,6 +381,19 @@ class Gaussian:
         mean = a.mean + delta * (b.n / safe)
         scatter = a.scatter + b.scatter + jnp.outer(delta, delta) * (a.n * b.n / safe)
         return GaussianStats(n, mean, scatter)
+
+    def scale_stats(self, stats: GaussianStats, c) -> GaussianStats:
+        """The statistics of the same rows with every weight multiplied by ``c``.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> fam = Gaussian(dim=1)
+            >>> s = fam.scale_stats(fam.stats(jnp.array([[0.0], [2.0]]), jnp.ones(2)), 0.5)
+            >>> float(s.n), s.mean.tolist(), s.scatter.tolist()
+            (1.0, [1.0], [[1.0]])
+        """
+        c = jnp.asarray(c, stats.mean.dtype)
+        return GaussianStats(stats.n * c, stats.mean, stats.scatter * c)
 
     def fit_stats(self, stats: GaussianStats) -> GaussianParams:
         """Mean and covariance (scatter / (n - ddof)) from sufficient statistics."""

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcollapse import metrics as mt
-from jaxcollapse._validate import float_array
+from jaxcollapse._validate import float_array, is_traced
 from jaxcollapse.families._em import (
     EMResult,
     GMMParams,
@@ -230,6 +230,8 @@ class GMM:
         for nm, a, shape in (("weights", w, (k,)), ("means", m, (k, d)), ("covs", c, (k, d, d))):
             if a.shape != shape:
                 raise ValueError(f"params0.{nm} must have shape {shape}; got {a.shape}")
+        if is_traced((w, m, c)):  # under jax.grad/jit: the values are unknown here
+            return GMMParams(w, m, c)
         wn, mn, cn = (np.asarray(a, dtype=float) for a in (w, m, c))
         if not (np.all(np.isfinite(wn)) and np.all(np.isfinite(mn)) and np.all(np.isfinite(cn))):
             raise ValueError("params0 must be finite; got NaN or inf")

@@ -16,6 +16,10 @@ Bandwidth rules (``bandwidth=``):
   rules, ``H = factor^2 I`` with the same factors, *not* scaled by the data
   covariance (right only for data of unit variance).
 * a positive number ``h``: ``H = h^2 I``; a ``(d, d)`` positive-definite matrix: ``H``.
+* ``"params0"``: the kernel covariance of generation 0 (``params0.bandwidth``) kept
+  every generation: a fixed bandwidth that is a traced value, so ``jax.grad`` can
+  differentiate a simulation with respect to it (build ``params0`` with
+  :meth:`KDE.params` ``(data, bandwidth=H)``).
 * ``"cv"``: leave-one-out likelihood cross-validation of ``factor`` over
   ``cv_grid`` (``H = factor^2 C``), all grid values at once (vmapped).
 
@@ -41,10 +45,10 @@ import numpy as np
 from jaxcollapse import kernels as kn
 from jaxcollapse import metrics as mt
 from jaxcollapse._mesh import DATA_AXIS, resolve_mesh
-from jaxcollapse._validate import float_array
+from jaxcollapse._validate import float_array, is_traced
 from jaxcollapse.families.base import as_params, check_points, check_weights
 
-RULES = ("scott", "silverman", "cv", "scott-sklearn", "silverman-sklearn")
+RULES = ("scott", "silverman", "cv", "scott-sklearn", "silverman-sklearn", "params0")
 DEFAULT_CV_GRID = tuple(float(v) for v in np.geomspace(0.05, 2.0, 24))
 
 
@@ -229,7 +233,25 @@ class KDE:
             >>> KDE(dim=2).min_samples(), KDE(dim=2, bandwidth=0.5).min_samples()
             (3, 1)
         """
-        return self.dim + 1 if isinstance(self.bandwidth, str) else 1
+        return self.dim + 1 if isinstance(self.bandwidth, str) and \
+            self.bandwidth != "params0" else 1
+
+    def from_params0(self, params0: KDEParams, fitted: KDEParams) -> KDEParams:
+        """A fit's parameters given generation 0's: under the ``"params0"`` rule the
+        kernel covariance is generation 0's (traced, differentiable); otherwise
+        ``fitted`` itself.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> kde = KDE(dim=1, bandwidth="params0")
+            >>> p0 = kde.params(jnp.array([0.0, 1.0]), bandwidth=jnp.array([[0.3]]))
+            >>> kde.from_params0(p0, kde.fit(None, jnp.zeros((2, 1)), jnp.ones(2))
+            ...                  ).bandwidth.tolist()
+            [[0.3]]
+        """
+        if self.bandwidth != "params0":
+            return fitted
+        return fitted._replace(bandwidth=params0.bandwidth.astype(fitted.points.dtype))
 
     def check_data(self, data, name: str = "data") -> jax.Array:
         """Validates a data array ``(n, d)`` (``(n,)`` for d = 1): finite values.
@@ -261,18 +283,24 @@ class KDE:
         if h.shape != (self.dim, self.dim):
             raise ValueError(f"params0.bandwidth must have shape ({self.dim}, {self.dim}); "
                              f"got {h.shape}")
+        if is_traced(h):  # under jax.grad/jit: the values are unknown here
+            return KDEParams(x, w, h)
         hn = np.asarray(h, dtype=float)
         if not np.all(np.isfinite(hn)) or np.linalg.eigvalsh(0.5 * (hn + hn.T)).min() <= 0:
             raise ValueError("params0.bandwidth must be finite and positive definite")
         return KDEParams(x, w, h)
 
-    def params(self, data, weights=None, *, size: int | None = None) -> KDEParams:
+    def params(self, data, weights=None, *, size: int | None = None,
+               bandwidth: Any = None) -> KDEParams:
         """Validates ``data`` and fits the KDE on it (host-side entry point).
 
         Args:
             data: ``(n, d)`` points; weights: optional ``(n,)`` non-negative weights.
             size: pad the stored data with zero-weight rows to this many, e.g. to
                 the training-set size of a ``mix`` or ``accumulate`` simulation.
+            bandwidth: the kernel covariance ``H (d, d)`` (may be traced, e.g. under
+                ``jax.grad``); needed by, and only allowed with, the ``"params0"``
+                rule, which keeps it every generation.
 
         Example:
             >>> import jax.numpy as jnp
@@ -280,6 +308,10 @@ class KDE:
             >>> p.points.shape, p.weights.tolist(), p.bandwidth.tolist()
             ((4, 1), [1.0, 1.0, 0.0, 0.0], [[0.25]])
         """
+        if (bandwidth is None) != (self.bandwidth != "params0"):
+            raise ValueError(f"bandwidth= (the kernel covariance H) is given with, and "
+                             f"only with, the rule bandwidth='params0'; this family's rule "
+                             f"is {self.bandwidth!r} and bandwidth={bandwidth!r}"[:300])
         x = self.check_data(data)
         w = check_weights(weights, x.shape[0], x.dtype, nonzero=True)
         n = int(np.sum(np.asarray(w) > 0))
@@ -292,6 +324,8 @@ class KDE:
                                  f"got {size}")
             x = jnp.pad(x, ((0, size - x.shape[0]), (0, 0)))
             w = jnp.pad(w, (0, size - w.shape[0]))
+        if bandwidth is not None:
+            return self.check_params(KDEParams(x, w, bandwidth))
         return _fit_jit(self, x, w)
 
     # -- the family contract -------------------------------------------------------------
@@ -312,6 +346,8 @@ class KDE:
         d = self.dim
         dtype = data.dtype
         bw = self.bandwidth
+        if bw == "params0":  # generation 0's, set by from_params0 (a placeholder here)
+            return jnp.eye(d, dtype=dtype)
         if isinstance(bw, float):
             return (bw * bw) * jnp.eye(d, dtype=dtype)
         if isinstance(bw, tuple):

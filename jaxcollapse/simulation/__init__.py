@@ -19,6 +19,7 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +33,7 @@ from jaxcollapse import regimes as rg
 from jaxcollapse import store as st
 from jaxcollapse._mesh import mesh_size
 from jaxcollapse._progress import Progress
+from jaxcollapse._validate import is_traced
 from jaxcollapse.families.base import FastRunner
 from jaxcollapse.simulation._chain import SimulationResult, _chain_init
 from jaxcollapse.simulation._prepare import (
@@ -168,7 +170,14 @@ def simulate(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int
         key, family, params0, n_generations=n_generations, n_samples=n_samples,
         n_chains=n_chains, regime=regime, human_data=human_data, metrics=metrics,
         save_params=save_params is not False, step=step)
-    if save_params is None and _fast_applies(cfg, loop, sched):
+    traced = is_traced((params0, loop, human))
+    if traced:
+        _check_traceable(chunk_size=chunk_size, on_chunk=on_chunk,
+                         checkpoint_dir=checkpoint_dir, progress=progress or None,
+                         keep=None if keep else False)
+    if traced:  # reverse mode recomputes blocks of about sqrt(G) generations
+        cfg = dataclasses.replace(cfg, remat=max(1, math.isqrt(cfg.n_generations)))
+    if save_params is None and not traced and _fast_applies(cfg, loop, sched):
         # the runner depends on the family, regime, steps, schedule and metrics only,
         # never on chunking or devices, so that a key gives one result
         for name, value in (("chunk_size", chunk_size), ("on_chunk", on_chunk),
@@ -219,6 +228,19 @@ def simulate(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int
     chain_ids = jnp.arange(lo, hi, dtype=jnp.uint32)
     return _simulate_chunked(cfg, mesh, key, chain_ids, n, params0, loop, sched, human,
                              chunk_size, progress, on_chunk, writer, keep)
+
+
+def _check_traceable(**options) -> None:
+    """Refuses, under ``jax.grad``/``jit``/``vmap`` of a traced loop parameter or
+    ``params0``, the options that work on the host between compiled chunks."""
+    for name, value in options.items():
+        if value is not None:
+            raise ValueError(
+                f"{name}={value!r} runs on the host between compiled chunks, which a "
+                f"traced loop parameter or params0 (simulate under jax.grad, jit or vmap) "
+                f"cannot: leave {name} out of a differentiated simulate (one compiled "
+                f"call; reverse mode keeps memory bounded by recomputing blocks of "
+                f"generations)")
 
 
 def _fast_applies(cfg, loop, sched) -> bool:

@@ -112,6 +112,10 @@ class _Config:
     n_draw: int  # rows drawn a generation on the samples path (n_max x candidates)
     selects: tuple[bool, ...]  # which loop steps act through select (not their law)
     train_rows: int  # rows of a samples-path training set (data-set families' size)
+    # generations a reverse-mode pass recomputes from a saved carry (0: none); set where
+    # a loop parameter or params0 is traced, so the memory of jax.grad through G
+    # generations grows like G / remat + remat instead of G
+    remat: int = 0
 
 
 class _Keys(NamedTuple):
@@ -183,12 +187,19 @@ def _noise_stats(cfg: _Config, regime, n_select: int) -> bool:
             and isinstance(cfg.family, NoiseStats))
 
 
-def _fitter(cfg: _Config, key):
+def _fitter(cfg: _Config, key, params0):
     """``fit(training_set)`` for this path: statistics, or rows and weights (padded
-    to the family's training-set size)."""
+    to the family's training-set size); a family with ``from_params0`` takes what it
+    keeps from generation 0 (the KDE's ``"params0"`` bandwidth)."""
     fam = cfg.family
-    if cfg.exact:
-        return fam.fit_stats
+    fit = _fit_rows(cfg, key) if not cfg.exact else fam.fit_stats
+    if hasattr(fam, "from_params0"):
+        return lambda train: fam.from_params0(params0, fit(train))
+    return fit
+
+
+def _fit_rows(cfg: _Config, key):
+    fam = cfg.family
 
     def fit(train):
         data, weights = train
@@ -225,6 +236,7 @@ def _chain_step(cfg: _Config, regime, steps, params0, human, carry, xs):
     params = carry["params"]
     dt = _float_dtype(params)
     keys = _gen_keys(carry["gen_key"], t)
+    regime = regime.at(t)
     m_syn = regime.n_synthetic(m_t)
     # the law the synthetic draws come from (the loop steps that act through it)
     law = stp.laws(tuple(s for s, sel in zip(steps, cfg.selects, strict=True) if not sel),
@@ -254,7 +266,7 @@ def _chain_step(cfg: _Config, regime, steps, params0, human, carry, xs):
     spec = dataclasses.replace(cfg.spec, exact=True) if noise_stats else cfg.spec
     gen = rg.Generation(t=t, m=m_t, key=keys.regime, synthetic=syn, human=human,
                         params0=params0,
-                        fit=fam.fit_stats if noise_stats else _fitter(cfg, keys.fit),
+                        fit=fam.fit_stats if noise_stats else _fitter(cfg, keys.fit, params0),
                         draw=_drawer(cfg))
     new_params, regime_state = regime.update(spec, carry["regime"], gen)
     new_carry = dict(carry, params=new_params, regime=regime_state)

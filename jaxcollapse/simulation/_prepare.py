@@ -122,10 +122,13 @@ def _check_metrics(family, metrics):
 def _describe(regime, steps) -> str:
     """The regime and steps as a string for the store's fingerprint (mix's alpha is
     recorded apart)."""
-    def leaves(obj):
-        return [np.asarray(x).tolist() for x in jax.tree.leaves(obj)]
+    def leaves(obj):  # (traced values, under jax.grad or jit, are unknown here)
+        return ["traced" if isinstance(x, jax.core.Tracer) else np.asarray(x).tolist()
+                for x in jax.tree.leaves(obj)]
 
     text = regime.name
+    if isinstance(regime, rg.Mix) and regime.weighting != "count":
+        text += f"(weighting={regime.weighting!r})"
     if not isinstance(regime, rg.Mix | rg.Replace | rg.Accumulate):
         text += f"{leaves(regime)}{jax.tree.structure(regime)}"
     for s in steps:
@@ -168,6 +171,11 @@ def _prepare(key, family, params0, *, n_generations, n_samples, n_chains, regime
         alpha = np.asarray(1.0 if isinstance(regime.alpha, jax.core.Tracer) and
                            alpha_values is None else
                            regime.alpha if alpha_values is None else alpha_values, float)
+        if alpha_values is None and not grid and np.ndim(regime.alpha) == 1 and \
+                np.shape(regime.alpha) != (n_generations,):
+            raise ValueError(f"alpha as a schedule must have one fraction a generation, "
+                             f"shape (n_generations,) = ({n_generations},); got shape "
+                             f"{np.shape(regime.alpha)}")
         need = int(np.round(alpha.max() * n_max))
         if n_rows < need:
             raise ValueError(f"human_data has {n_rows} rows but alpha={alpha.max()} with "

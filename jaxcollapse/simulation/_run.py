@@ -66,12 +66,17 @@ def _scan_chains(cfg: _Config, loop, params0, human, carry, xs):
     step = functools.partial(_chain_step, cfg, regime, steps, params0, human)
     hooks = noise_hooks(cfg.family, cfg.exact)
     if hooks is None:
+        if cfg.remat:
+            return jax.vmap(lambda c: _remat_scan(step, c, xs, cfg.remat),
+                            out_axes=(0, 1))(carry)
         return jax.vmap(lambda c: lax.scan(step, c, xs), out_axes=(0, 1))(carry)
     ts, ms = xs[:2]
     valid = xs[2] if len(xs) > 2 else None
     n_steps = ts.shape[0]
     dtype = _float_dtype(params0)
     block = _noise_block(cfg, dtype, carry["gen_key"].shape[0], n_steps)
+    if cfg.remat:
+        block = min(block, cfg.remat)
     n_blocks = -(-n_steps // block)
     pad = n_blocks * block - n_steps
     if pad:  # padded generations repeat the last one and leave the state untouched
@@ -91,7 +96,7 @@ def _scan_chains(cfg: _Config, loop, params0, human, carry, xs):
 
     def run_block(carry, xb):
         tb, mb, vb = xb[:3]
-        n = regime.n_synthetic(mb)
+        n = jax.vmap(lambda t, m: regime.at(t).n_synthetic(m))(tb, mb)
         if at is not None:
             noise = at(noise_keys, tb.astype(jnp.uint32)[:, None], n[:, None], dtype)
         elif cfg.exact:
@@ -102,9 +107,32 @@ def _scan_chains(cfg: _Config, loop, params0, human, carry, xs):
         return jax.vmap(lambda c, z: lax.scan(step, c, (tb, mb, vb, z)),
                         in_axes=(0, 1), out_axes=(0, 1))(carry, noise)
 
+    if cfg.remat:  # reverse mode recomputes a block (its noise too) from its carry
+        run_block = jax.checkpoint(run_block, prevent_cse=False)
     carry, outs = lax.scan(run_block, carry, blocked)
     outs = jax.tree.map(lambda y: y.reshape((n_blocks * block,) + y.shape[2:])[:n_steps], outs)
     return carry, outs
+
+
+def _remat_scan(step, carry, xs, block):
+    """``lax.scan(step, carry, xs)`` as a scan over blocks of ``block`` generations,
+    each rematerialised (``jax.checkpoint``): reverse mode keeps one carry a block
+    and one block's residuals. Padded generations (``valid`` False) leave the carry
+    untouched and are dropped from the outputs."""
+    ts, ms = xs[:2]
+    n_steps = ts.shape[0]
+    valid = xs[2] if len(xs) > 2 else jnp.ones((n_steps,), bool)
+    n_blocks = -(-n_steps // block)
+    pad = n_blocks * block - n_steps
+    if pad:
+        ts, ms = (jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]) for x in (ts, ms))
+        valid = jnp.concatenate([valid, jnp.zeros((pad,), bool)])
+    blocked = jax.tree.map(lambda x: x.reshape((n_blocks, block) + x.shape[1:]),
+                           (ts, ms, valid))
+    run = jax.checkpoint(lambda c, xb: lax.scan(step, c, xb), prevent_cse=False)
+    carry, outs = lax.scan(run, carry, blocked)
+    return carry, jax.tree.map(
+        lambda y: y.reshape((n_blocks * block,) + y.shape[2:])[:n_steps], outs)
 
 
 def _outputs_after(cfg: _Config, params0, gen_keys, ts, params, prev):
