@@ -41,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SCRIPTS = ("gaussian", "regimes", "kde", "mmd", "prdc", "gmm", "categorical", "regression",
            "lm", "vae",
-           "scaling", "long_run", "steps")
+           "scaling", "long_run", "steps", "grad")
 SCRIPTS_DIR = HERE  # where run_script finds NAME.py (tests point it elsewhere)
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 

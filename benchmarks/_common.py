@@ -143,19 +143,22 @@ def row(case: str, size: str, ours: Timing | None, *, reference: str | None = No
         ref: Timing | None = None, ratio: float | None = None, goal: str = "",
         goal_value: float | None = None, met: bool | None = None,
         peak_rss_mib: float | None = None, max_err: float | None = None,
-        note: str = "", **extra) -> dict:
+        note: str = "", lower_is_better: bool = False, **extra) -> dict:
     """One result row with the keys of :data:`COLUMNS` (plus ``extra``).
 
-    ``ratio`` defaults to ``ref.steady_s / ours.steady_s``; ``met`` defaults to
-    ``ratio >= goal_value`` when a goal value is given.
+    ``ratio`` defaults to ``ref.steady_s / ours.steady_s`` (a speed-up) and ``met`` to
+    ``ratio >= goal_value``; with ``lower_is_better`` (a cost relative to the
+    reference) to ``ours.steady_s / ref.steady_s`` and ``ratio <= goal_value``. The CPU
+    ratio is always taken in the same direction as the wall ratio.
     """
     if ratio is None and ours is not None and ref is not None:
-        ratio = ref.steady_s / ours.steady_s
+        ratio = (ours.steady_s / ref.steady_s if lower_is_better
+                 else ref.steady_s / ours.steady_s)
     cpu_ratio = None
-    if ours is not None and ref is not None and ours.cpu_s > 0:
-        cpu_ratio = ref.cpu_s / ours.cpu_s
+    if ours is not None and ref is not None and ours.cpu_s > 0 and ref.cpu_s > 0:
+        cpu_ratio = ours.cpu_s / ref.cpu_s if lower_is_better else ref.cpu_s / ours.cpu_s
     if met is None and goal_value is not None and ratio is not None:
-        met = bool(ratio >= goal_value)
+        met = bool(ratio <= goal_value if lower_is_better else ratio >= goal_value)
     r = dict(case=case, size=size,
              compile_s=None if ours is None else ours.compile_s,
              steady_s=None if ours is None else ours.steady_s,

@@ -56,6 +56,7 @@ def run(quick: bool) -> list[dict]:
             rows.append(bc.row(
                 f"{name}, {method} path", f"{C:,} chains × {G} gens × M={M}", t,
                 reference=f"replace, {method} path", ref=ref, ratio=ratio,
+                lower_is_better=True,
                 goal="≤ 1.5× replace", goal_value=1.5,
                 met=ratio <= 1.5, peak_rss_mib=mib,
                 note="ratio = regime seconds / replace seconds (lower is better)"))

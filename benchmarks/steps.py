@@ -56,6 +56,7 @@ def _rows(cases, ref, ref_name, size, note):
     for name, (t, mib) in cases.items():
         ratio = t.steady_s / ref[0].steady_s
         rows.append(bc.row(name, size, t, reference=ref_name, ref=ref[0], ratio=ratio,
+                           lower_is_better=True,
                            goal="≤ 1.5× without the step", goal_value=1.5, met=ratio <= 1.5,
                            peak_rss_mib=mib, note=note))
     return rows

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -290,6 +290,9 @@ class Categorical:
 
     n_categories: int
     method: str = "exact"
+    #: draws have no pathwise derivative: a traced simulate stops their gradient and
+    #: differentiates draws_log_prob (the score function)
+    discrete_draws: ClassVar[bool] = True
 
     def __post_init__(self):
         _check_k(self.n_categories)
@@ -432,6 +435,32 @@ class Categorical:
 
     def add_stats(self, a: jax.Array, b: jax.Array) -> jax.Array:
         return a + b
+
+    def scale_stats(self, stats: jax.Array, c: Any) -> jax.Array:
+        """The counts of the same draws with every weight multiplied by ``c``."""
+        return stats * jnp.asarray(c, stats.dtype)
+
+    def draws_log_prob(self, params: CategoricalParams, draws: Any) -> jax.Array:
+        """log P(draws | params) up to a term free of ``params``: ``sum_i c_i log p_i``
+        for counts ``c`` (the exact path), ``sum_j w_j log p_{x_j}`` for rows and
+        weights ``(x, w)`` (the samples path). The score-function estimator of
+        ``simulate``'s gradients differentiates it with respect to the law
+        (temperature, top-p, curation...). Finite where a probability is 0 and its
+        count is 0.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> fam = Categorical(2)
+            >>> round(float(fam.draws_log_prob(fam.params([0.5, 0.5]), jnp.array([3.0, 0.0]))), 4)
+            -2.0794
+        """
+        p = params.probs
+        if isinstance(draws, tuple):
+            x, w = draws
+            px = p[x]
+            return jnp.sum(jnp.where(w > 0, w * jnp.log(jnp.where(w > 0, px, 1.0)), 0.0))
+        c = draws.astype(p.dtype)
+        return jnp.sum(jnp.where(c > 0, c * jnp.log(jnp.where(c > 0, p, 1.0)), 0.0))
 
     def fit_stats(self, stats: jax.Array) -> CategoricalParams:
         """Frequencies ``counts / total`` (all zero, flagged degenerate, if empty)."""

@@ -36,6 +36,7 @@ from jaxcollapse.families._em import (
     _em,
     _initial_params,
     _weighted_log_prob,
+    em_fixed_point,
 )
 from jaxcollapse.families.base import as_params, check_points, check_weights
 
@@ -300,7 +301,28 @@ class GMM:
         """
         w = weights.astype(data.dtype)
         init = _initial_params(key, data, w, self)
-        return _em(data, w, init, self).params
+        return em_fixed_point(data, w, init, self)
+
+    def draws_log_prob(self, params: GMMParams, draws) -> jax.Array:
+        """``sum_j w_j log p(x_j)`` of rows and weights ``(x, w)`` as a function of the
+        mixture weights only (the draws, means and covariances held fixed): the
+        score-function term of ``simulate``'s derivative with respect to the weights,
+        whose component draw is discrete. Means and covariances are differentiated
+        pathwise through the draws (``x = mu_c + L_c z``), so they are held fixed
+        here and nothing is counted twice.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> fam = GMM(1, 1)
+            >>> p = fam.params([1.0], [[0.0]], [[[1.0]]])
+            >>> round(float(fam.draws_log_prob(p, (jnp.zeros((2, 1)), jnp.ones(2)))), 4)
+            -1.8379
+        """
+        x, w = (jax.lax.stop_gradient(a) for a in draws)
+        sg = GMMParams(params.weights, jax.lax.stop_gradient(params.means),
+                       jax.lax.stop_gradient(params.covs))
+        lp = jax.scipy.special.logsumexp(_weighted_log_prob(sg, x.T), axis=0)
+        return jnp.sum(jnp.where(w > 0, w * lp, 0.0))
 
     def sample(self, key, params: GMMParams, n: int) -> jax.Array:
         """``n`` draws ``(n, d)``: a component by weight, then its Gaussian.

@@ -14,7 +14,7 @@ References:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -111,6 +111,9 @@ class Poisson:
     """
 
     method: str = "exact"
+    #: draws have no pathwise derivative: a traced simulate stops their gradient and
+    #: differentiates draws_log_prob (the score function)
+    discrete_draws: ClassVar[bool] = True
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -146,9 +149,11 @@ class Poisson:
         r = jnp.asarray(params.rate)
         if not jnp.issubdtype(r.dtype, jnp.floating):
             r = r.astype(jnp.result_type(float))
+        if r.shape != ():
+            raise ValueError(f"params0.rate must be a scalar; got shape {r.shape}")
+        if isinstance(r, jax.core.Tracer):  # under jax.grad/jit: the value is unknown here
+            return PoissonParams(r)
         a = np.asarray(r)
-        if a.shape != ():
-            raise ValueError(f"params0.rate must be a scalar; got shape {a.shape}")
         if not np.isfinite(a) or a < 0:
             raise ValueError(f"params0.rate must be a finite number >= 0; got {a.item()!r}")
         return PoissonParams(r)
@@ -206,6 +211,28 @@ class Poisson:
 
     def add_stats(self, a: PoissonStats, b: PoissonStats) -> PoissonStats:
         return PoissonStats(a.n + b.n, a.total + b.total)
+
+    def scale_stats(self, stats: PoissonStats, c: Any) -> PoissonStats:
+        """The statistics of the same draws with every weight multiplied by ``c``."""
+        c = jnp.asarray(c, stats.n.dtype)
+        return PoissonStats(stats.n * c, stats.total * c)
+
+    def draws_log_prob(self, params: PoissonParams, draws: Any) -> jax.Array:
+        """log P(draws | rate) up to a term free of the rate: ``total log lambda -
+        n lambda`` for statistics (the exact path), the same of rows and weights
+        ``(x, w)`` (the samples path); the score-function term of ``simulate``'s
+        derivative with respect to the rate.
+
+        Example:
+            >>> fam = Poisson()
+            >>> st = PoissonStats(jnp.asarray(2.0), jnp.asarray(4.0))
+            >>> round(float(fam.draws_log_prob(fam.params(rate=2.0), st)), 4)
+            -1.2274
+        """
+        st = draws if isinstance(draws, PoissonStats) else self.stats(*draws)
+        lam = params.rate
+        log_lam = jnp.log(jnp.where(lam > 0, lam, 1.0))
+        return jnp.where(st.total > 0, st.total * log_lam, 0.0) - st.n * lam
 
     def fit_stats(self, stats: PoissonStats) -> PoissonParams:
         """``total / n`` (0 if empty)."""

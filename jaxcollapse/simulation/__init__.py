@@ -176,7 +176,8 @@ def simulate(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int
                          checkpoint_dir=checkpoint_dir, progress=progress or None,
                          keep=None if keep else False)
     if traced:  # reverse mode recomputes blocks of about sqrt(G) generations
-        cfg = dataclasses.replace(cfg, remat=max(1, math.isqrt(cfg.n_generations)))
+        cfg = dataclasses.replace(cfg, remat=max(1, math.isqrt(cfg.n_generations)),
+                                  score=_check_score(cfg, save_params))
     if save_params is None and not traced and _fast_applies(cfg, loop, sched):
         # the runner depends on the family, regime, steps, schedule and metrics only,
         # never on chunking or devices, so that a key gives one result
@@ -241,6 +242,21 @@ def _check_traceable(**options) -> None:
                 f"cannot: leave {name} out of a differentiated simulate (one compiled "
                 f"call; reverse mode keeps memory bounded by recomputing blocks of "
                 f"generations)")
+
+
+def _check_score(cfg, save_params) -> bool:
+    """Whether a traced run takes the score-function estimator: a family whose
+    draws are discrete (``draws_log_prob``), whose metrics are then evaluated inside
+    the scan (``save_params=False``, which such a run needs)."""
+    if not hasattr(cfg.family, "draws_log_prob"):
+        return False
+    if save_params is not False:
+        raise ValueError(
+            f"a traced {type(cfg.family).__name__} run (simulate under jax.grad, jit or "
+            f"vmap of a loop parameter) differentiates its discrete draws by the score "
+            f"function, which needs the metrics evaluated inside the scan: pass "
+            f"save_params=False; got save_params={save_params!r}")
+    return True
 
 
 def _fast_applies(cfg, loop, sched) -> bool:

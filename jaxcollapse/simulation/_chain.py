@@ -5,6 +5,7 @@ regime and records the outputs."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -116,6 +117,9 @@ class _Config:
     # a loop parameter or params0 is traced, so the memory of jax.grad through G
     # generations grows like G / remat + remat instead of G
     remat: int = 0
+    # a discrete family under a trace: the chain carries the log-probability of its
+    # synthetic draws, and the metrics carry the score-function term (_score_metrics)
+    score: bool = False
 
 
 class _Keys(NamedTuple):
@@ -169,6 +173,8 @@ def _chain_init(cfg: _Config, regime, chain_key, params0, human):
     carry = {"params": params0, "gen_key": gen_key,
              "regime": regime.init(cfg.spec, regime_key, params0, human)}
     out0 = _outputs(cfg, jax.random.fold_in(gen_key, 0), params0, params0, params0)
+    if cfg.score:
+        carry["score"] = out0["score"] = jnp.zeros((), _float_dtype(params0))
     return carry, out0
 
 
@@ -241,7 +247,8 @@ def _chain_step(cfg: _Config, regime, steps, params0, human, carry, xs):
     # the law the synthetic draws come from (the loop steps that act through it)
     law = stp.laws(tuple(s for s, sel in zip(steps, cfg.selects, strict=True) if not sel),
                    fam, params)
-    select = tuple(s for s, sel in zip(steps, cfg.selects, strict=True) if sel)
+    select = tuple(_no_derivative(s) for s, sel in zip(steps, cfg.selects, strict=True)
+                   if sel)
     noise_stats = _noise_stats(cfg, regime, len(select))
 
     if cfg.exact:
@@ -263,6 +270,10 @@ def _chain_step(cfg: _Config, regime, steps, params0, human, carry, xs):
             x, w = s.select(jax.random.fold_in(keys.step, i), fam, law, x, w)
         syn = (x, w)
 
+    if cfg.score:  # the score-function term: the draws' log-probability under the law
+        if getattr(fam, "discrete_draws", False):  # no pathwise derivative
+            syn = jax.lax.stop_gradient(syn)
+        score = carry["score"] + fam.draws_log_prob(law, syn)
     spec = dataclasses.replace(cfg.spec, exact=True) if noise_stats else cfg.spec
     gen = rg.Generation(t=t, m=m_t, key=keys.regime, synthetic=syn, human=human,
                         params0=params0,
@@ -270,17 +281,48 @@ def _chain_step(cfg: _Config, regime, steps, params0, human, carry, xs):
                         draw=_drawer(cfg))
     new_params, regime_state = regime.update(spec, carry["regime"], gen)
     new_carry = dict(carry, params=new_params, regime=regime_state)
+    if cfg.score:
+        new_carry["score"] = score
     # with the parameters saved, metrics and flags are evaluated after the scan, for
     # all generations at once (_outputs_after), and the step's one output is the
     # parameters it started from (a plain copy of the carry; the caller appends the
     # final carry)
     out = {"params": _flat(params)} if cfg.save_params else \
         _outputs(cfg, keys.metric, new_params, params0, params)
+    if cfg.score:
+        out["score"] = score
     if valid is not None:
         # padded generations of a last, short chunk leave the state untouched
         new_carry = jax.tree.map(_keep_if(valid), new_carry, carry)
     return new_carry, out
 
+
+
+def _no_derivative(step):
+    """``step`` whose array parameters refuse differentiation: a step that selects
+    among draws (curation, an acceptance region) makes a discrete choice, whose
+    parameters have no pathwise derivative, and jaxcollapse estimates none; without
+    this its derivative would silently be 0."""
+    def guard(x):
+        if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
+            return x
+        return _refuse(step.name, x)
+
+    return jax.tree.map(guard, step)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _refuse(name, x):
+    return x
+
+
+@_refuse.defjvp
+def _refuse_jvp(name, primals, tangents):
+    raise ValueError(
+        f"step {name!r} selects among the draws (a discrete choice): its parameters have "
+        f"no pathwise derivative and jaxcollapse does not estimate one. Differentiate a "
+        f"step that acts through the law (sampling_bias, temperature, top_p, or curate/"
+        f"verify on a Categorical's exact path, differentiated by the score function)")
 
 
 def _flat(params):

@@ -45,7 +45,17 @@ def _check_key(key):
     raise TypeError(f"key must be a JAX PRNG key from jax.random.key(seed); got {key!r}"[:200])
 
 
+def _refuse_traced(name, value):
+    if isinstance(value, jax.core.Tracer):
+        raise TypeError(
+            f"{name} is static (a count that sets the compiled program's shapes): it "
+            f"cannot be traced or differentiated (simulate under jax.grad, jit or vmap "
+            f"with {name} as a traced argument); pass a Python int, and differentiate "
+            f"a traced loop parameter instead (a mix alpha, a weight, a bias...)")
+
+
 def _check_int(name, value, minimum):
+    _refuse_traced(name, value)
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise TypeError(f"{name} must be an integer; got {value!r}")
     if value < minimum:
@@ -73,6 +83,7 @@ def _check_schedule(family, n_samples, n_generations, name="n_samples", max_ndim
     """Returns an int32 array of shape (..., n_generations) and its static maximum
     (``max_ndim``: 1 for simulate, 2 for simulate_grid's schedules)."""
     lo = _min_samples(family)
+    _refuse_traced(name, n_samples)
     if isinstance(n_samples, bool):
         raise TypeError(f"{name} must be an integer or an integer array; got {n_samples!r}")
     m = np.asarray(n_samples)

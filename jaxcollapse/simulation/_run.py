@@ -192,7 +192,29 @@ def _run_jit(cfg, mesh, key, chain_ids, params0, loop, sched, human):
     def body(ids, key, params0, loop, sched, human):
         return _run_chains(cfg, key, ids, params0, loop, sched, human)
 
-    return _on_mesh(body, mesh, 1, 6)(chain_ids, key, params0, loop, sched, human)
+    out = _on_mesh(body, mesh, 1, 6)(chain_ids, key, params0, loop, sched, human)
+    return _score_metrics(out) if cfg.score else out
+
+
+def _score_metrics(out):
+    """The score-function (REINFORCE) estimator as a term of every metric: with ``L``
+    a chain's summed log-probability of its synthetic draws up to generation t
+    (``score``), metric ``v`` becomes ``v + sg(v - b)(L - sg(L))`` (``sg`` =
+    ``stop_gradient``; the "magic box" of Foerster et al., DiCE, 2018). Its value is
+    ``v`` exactly; the derivative of any chain mean of it is the pathwise derivative
+    plus ``E[(v - b) dL]``, unbiased because the baseline ``b`` is the mean of the
+    other chains' ``v`` at the same generation (leave-one-out: independent of the
+    chain's own draws), which removes most of the estimator's variance."""
+    score = out.pop("score")
+    sg = lax.stop_gradient
+
+    def term(v):
+        n = v.shape[0]
+        vs = sg(v)
+        base = (jnp.sum(vs, axis=0, keepdims=True) - vs) / max(n - 1, 1)
+        return v + (vs - base) * (score - sg(score)).astype(v.dtype)
+
+    return dict(out, metrics={k: term(v) for k, v in out["metrics"].items()})
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "loop_axes", "grid_sched"))

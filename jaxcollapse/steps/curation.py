@@ -208,7 +208,8 @@ def curate(reward: Any, k: int, eta: Any = 1.0, reference: Any = None,
             (default): the fewest that meet the quadrature's float64 error bound for
             this reward range and k (:func:`jaxcollapse.theory.curation.nodes_for`:
             the kept law within 3e-17; about 300 nodes for a range of 3 nats), or
-            1024 for a reward given as a function; see
+            1024 for a reward given as a function or traced (under ``jax.grad``,
+            where the range is unknown; give ``n_nodes`` for a wide range); see
             :mod:`jaxcollapse.theory.curation`).
 
     Returns:
@@ -240,6 +241,12 @@ def curate(reward: Any, k: int, eta: Any = 1.0, reference: Any = None,
                          f"training set comes from it); got eta={eta!r} and no reference")
     if callable(reward):
         return Curate(None, jnp.asarray(eta), reference, int(kk), reward,
+                      _th.N_NODES if n_nodes is None else int(n_nodes))
+    if isinstance(reward, jax.core.Tracer):  # under jax.grad/jit: the shape only
+        if reward.ndim != 1:
+            raise ValueError(f"reward must be an array of shape (K,) (one per category) "
+                             f"or a function of one draw; got shape {reward.shape}")
+        return Curate(reward, jnp.asarray(eta), reference, int(kk), None,
                       _th.N_NODES if n_nodes is None else int(n_nodes))
     a = np.asarray(reward, dtype=np.float64)
     if a.ndim != 1:
@@ -284,7 +291,7 @@ class Verify(Step):
                                 f"0 right); got {type(family).__name__}")
             return
         d = _points_dim(family, "verify(region=...)")
-        c = np.asarray(self.center)
+        c = np.empty(np.shape(self.center))  # the shape only (the value may be traced)
         if c.shape not in ((), (d,)):
             raise ValueError(f"region center must be a scalar or have shape ({d},); got "
                              f"{c.shape}")

@@ -85,10 +85,12 @@ def check_reward(reward: Any, n: int, name: str = "reward") -> jax.Array:
     if callable(reward):
         raise TypeError(f"{name} must be an array of one reward per category here; "
                         f"got the function {reward!r}")
-    a = np.asarray(reward, dtype=np.float64)
-    if a.shape != (n,):
+    if np.shape(reward) != (n,):
         raise ValueError(f"{name} must have shape ({n},), one reward per category; "
-                         f"got {a.shape}")
+                         f"got {np.shape(reward)}")
+    if isinstance(reward, jax.core.Tracer):  # under jax.grad/jit: the shape only
+        return reward
+    a = np.asarray(reward, dtype=np.float64)
     if not np.all(np.isfinite(a)):
         raise ValueError(f"{name} must be finite; got {a.tolist()[:8]}")
     return jnp.asarray(reward)

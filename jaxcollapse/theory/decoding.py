@@ -125,8 +125,9 @@ def temperature_map(probs, tau):
     p = _probs(probs)
     inv = 1.0 / jnp.asarray(check_tau(tau), p.dtype)
     pos = p > 0
-    logp = jnp.where(pos, jnp.log(jnp.where(pos, p, 1.0)), -jnp.inf)
-    z = logp * (inv[..., None] if jnp.ndim(inv) else inv)
+    # finite logs under the mask: a derivative in tau never meets 0 x log(0)
+    logp = jnp.log(jnp.where(pos, p, 1.0))
+    z = jnp.where(pos, logp * (inv[..., None] if jnp.ndim(inv) else inv), -jnp.inf)
     z = z - jnp.max(z, axis=-1, keepdims=True)
     w = jnp.where(pos, jnp.exp(jnp.where(pos, z, 0.0)), 0.0)
     return w / jnp.sum(w, axis=-1, keepdims=True)
