@@ -6,7 +6,8 @@ chain mean); reverse mode (``jax.grad``) and forward mode with one direction
 (``jax.jvp``) give its derivative with respect to lambda. All three are one compiled
 call each, timed in the same process; goals: reverse <= 4x forward, forward mode
 <= 2x forward. Reverse mode recomputes blocks of ~sqrt(G) generations from saved
-carries (``jax.checkpoint``), so its memory grows like sqrt(G): the compiled
+carries (``jax.checkpoint``; the exact path's few variates a chain and generation
+are kept rather than drawn again), so its memory grows like sqrt(G): the compiled
 program's temporary memory (XLA's ``memory_analysis``) is reported at 1,000
 generations beside that of the forward run.
 
@@ -48,7 +49,7 @@ def _temp_mib(fn, *args) -> float:
 
 def run(quick: bool) -> list[dict]:
     C, G = (1024, 50) if quick else (4096, 200)
-    repeats = 3
+    repeats = 15  # runs of tens of milliseconds: the median of many
     seeds = itertools.count()
     lam = np.float32(0.9)
     fwd, rev, jvp = _programs(G, C)

@@ -24,6 +24,8 @@ from jaxcollapse.theory.mixing_relaxed import relaxed_moments
 Z = 5.0
 EXACT = jc.Gaussian(dim=1, method="exact")
 SAMPLES = jc.Gaussian(dim=1, method="samples")
+# one size for the sampling-bias tests, so that they share compiled programs
+N, M_, C_ = 8, 20, 2048
 
 
 def _per_chain(family, metric, n, *, M=20, C=2048, key=0, params0=None, **kw):
@@ -52,16 +54,16 @@ def _fd(fun, x, h=1e-5):
 @pytest.mark.parametrize("family", [EXACT, SAMPLES], ids=["exact", "samples"])
 def test_sampling_bias_gradient_is_the_derivative_of_the_closed_form(family):
     # E W2^2 at generation n under sampling bias lambda (THEORY.md section 9)
-    n, M, lam = 8, 20, 0.9
-    f = _per_chain(family, "w2sq", n, M=M, step=lambda x: steps.sampling_bias(x))
+    n, M, lam = N, M_, 0.9
+    f = _per_chain(family, "w2sq", n, M=M, C=C_, step=lambda x: steps.sampling_bias(x))
     _, mean, se = _tangent(f, lam)
     want = _fd(lambda x: float(tb.w2sq_mean(n, M, x)), lam)
     assert abs(mean - want) <= Z * se, (mean, want, se)
 
 
 def test_reverse_mode_equals_forward_mode_and_finite_differences_under_common_numbers():
-    n, lam = 12, 0.85
-    f = _per_chain(EXACT, "w2sq", n, C=64, step=lambda x: steps.sampling_bias(x))
+    n, lam = N, 0.85
+    f = _per_chain(EXACT, "w2sq", n, M=M_, C=C_, step=lambda x: steps.sampling_bias(x))
     g = jax.grad(lambda x: f(x).mean())(lam)
     _, mean, _ = _tangent(f, lam)
     np.testing.assert_allclose(g, mean, rtol=1e-10)
@@ -217,12 +219,13 @@ def test_gmm_gradients_pathwise_in_the_means_score_function_in_the_weights():
 
 def test_traced_runs_equal_untraced_runs():
     # the rematerialised scan under a trace computes what the plain run computes
-    kw = dict(n_generations=9, n_samples=15, n_chains=8, save_params=False)
+    kw = dict(n_generations=N, n_samples=M_, n_chains=C_, save_params=False)
     plain = jc.simulate(jax.random.key(1), EXACT, EXACT.params(),
                         step=steps.sampling_bias(0.8), **kw).metrics["w2sq"]
     traced = jax.jit(lambda x: jc.simulate(jax.random.key(1), EXACT, EXACT.params(),
                                            step=steps.sampling_bias(x), **kw
                                            ).metrics["w2sq"])(0.8)
+    assert traced.shape == (C_, N + 1)
     np.testing.assert_allclose(traced, plain, rtol=1e-12, atol=1e-15)
 
 
@@ -271,3 +274,23 @@ def test_differentiating_what_has_no_derivative_is_refused():
     with pytest.raises(ValueError, match=r"shape \(n_generations,\) = \(3,\)"):
         jc.simulate(jax.random.key(0), EXACT, EXACT.params(), n_generations=3,
                     n_samples=20, n_chains=2, regime=jc.mix([0.1, 0.2]), human_data=human)
+
+
+def test_a_new_loop_value_reuses_the_compiled_program_and_outer_jit_takes_concrete_params():
+    # the static configuration holds the regime's and steps' structure, not their values
+    from jaxcollapse.simulation._run import _run_jit
+
+    kw = dict(n_generations=3, n_samples=20, n_chains=4)
+    jc.simulate(jax.random.key(0), EXACT, EXACT.params(), regime=jc.weighted_fresh(0.5, 20),
+                **kw)
+    before = _run_jit._cache_size()
+    for w in (0.6, 0.7):
+        jc.simulate(jax.random.key(0), EXACT, EXACT.params(), regime=jc.weighted_fresh(w, 20),
+                    **kw)
+    assert _run_jit._cache_size() == before
+    # a concrete params0 built outside an outer jit is still checked on the host
+    p0 = EXACT.params()
+    out = jax.jit(lambda lam: jc.simulate(jax.random.key(0), EXACT, p0, save_params=False,
+                                          step=steps.sampling_bias(lam), **kw
+                                          ).metrics["w2sq"])(0.9)
+    assert out.shape == (4, 4) and np.all(np.isfinite(out))

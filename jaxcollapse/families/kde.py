@@ -233,13 +233,10 @@ class KDE:
             >>> KDE(dim=2).min_samples(), KDE(dim=2, bandwidth=0.5).min_samples()
             (3, 1)
         """
-        return self.dim + 1 if isinstance(self.bandwidth, str) and \
-            self.bandwidth != "params0" else 1
+        return self.dim + 1 if self.bandwidth in RULES[:5] else 1
 
     def from_params0(self, params0: KDEParams, fitted: KDEParams) -> KDEParams:
-        """A fit's parameters given generation 0's: under the ``"params0"`` rule the
-        kernel covariance is generation 0's (traced, differentiable); otherwise
-        ``fitted`` itself.
+        """A fit with generation 0's kernel covariance under the ``"params0"`` rule.
 
         Example:
             >>> import jax.numpy as jnp

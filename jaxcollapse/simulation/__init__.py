@@ -41,6 +41,7 @@ from jaxcollapse.simulation._prepare import (
     _assemble,
     _check_int,
     _check_memory,
+    _fingerprint_cfg,
     _prepare,
 )
 from jaxcollapse.simulation._run import (
@@ -218,9 +219,8 @@ def simulate(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int
                   host_gens=cfg.n_generations + 1 if keep else 0)
     writer = None
     if checkpoint_dir is not None:
-        fp = st.fingerprint(cfg, key, params0, _alpha_of(loop), sched, human, chunk_size,
-                            (lo, hi),
-                            n_chains)
+        fp = st.fingerprint(_fingerprint_cfg(cfg, loop), key, params0, _alpha_of(loop),
+                            sched, human, chunk_size, (lo, hi), n_chains)
         writer = st.open_writer(checkpoint_dir, fp,
                                 st._params_type(params0) if save_params else None,
                                 store_format)
@@ -363,8 +363,8 @@ def _store_fingerprint(key, family, params0, *, n_generations, n_samples, n_chai
     if chunk_size is None:
         chunk_size = max(1, math.ceil(cfg.n_generations / 20))
     chunk_size = _check_int("chunk_size", chunk_size, 1)
-    return st.fingerprint(cfg, key, params0, _alpha_of(loop), sched, human, chunk_size,
-                          (lo, hi),
+    return st.fingerprint(_fingerprint_cfg(cfg, loop), key, params0, _alpha_of(loop), sched,
+                          human, chunk_size, (lo, hi),
                           n_chains), st._params_type(params0) if save_params else None
 
 

@@ -130,10 +130,13 @@ def _check_metrics(family, metrics):
     return items
 
 
-def _describe(regime, steps) -> str:
-    """The regime and steps as a string for the store's fingerprint (mix's alpha is
-    recorded apart)."""
+def _describe(regime, steps, values: bool = True) -> str:
+    """The regime and steps as a string: with their values for the store's
+    fingerprint (mix's alpha is recorded apart), or without (``values=False``) for
+    the static configuration, so that a new value reuses the compiled program."""
     def leaves(obj):  # (traced values, under jax.grad or jit, are unknown here)
+        if not values:
+            return [f"{jnp.shape(x)}" for x in jax.tree.leaves(obj)]
         return ["traced" if isinstance(x, jax.core.Tracer) else np.asarray(x).tolist()
                 for x in jax.tree.leaves(obj)]
 
@@ -150,9 +153,17 @@ def _describe(regime, steps) -> str:
 _ADDRESS = __import__("re").compile(r" at 0x[0-9a-f]+")
 
 
-def _prepare(key, family, params0, *, n_generations, n_samples, n_chains, regime,
-             human_data, metrics, save_params, step=None, alpha_values=None,
-             grid=False):
+def _prepare(*args, **kwargs):
+    """Validates everything on the host and builds the static configuration. Under
+    an outer ``jit``/``grad``, computations on concrete values (a concrete
+    ``params0``'s checks) still run now rather than being staged into the trace."""
+    with jax.ensure_compile_time_eval():
+        return _prepare_now(*args, **kwargs)
+
+
+def _prepare_now(key, family, params0, *, n_generations, n_samples, n_chains, regime,
+                 human_data, metrics, save_params, step=None, alpha_values=None,
+                 grid=False):
     key = _check_key(key)
     _check_family(family)
     n_generations = _check_int("n_generations", n_generations, 1)
@@ -220,7 +231,7 @@ def _prepare(key, family, params0, *, n_generations, n_samples, n_chains, regime
         train_rows = max(train_rows, init_rows)
         params0 = family.pad_params(params0, train_rows)
     items = _check_metrics(family, metrics)
-    cfg = _Config(family=family, regime=_describe(regime, steps),
+    cfg = _Config(family=family, regime=_describe(regime, steps, values=False),
                   source=getattr(regime, "source", "fixed"), n_generations=n_generations,
                   n_max=n_max, human_slots=human_slots, metrics=items,
                   save_params=bool(save_params), exact=exact, spec=spec,
@@ -238,6 +249,12 @@ def _prepare(key, family, params0, *, n_generations, n_samples, n_chains, regime
             lambda x: x.astype(dt) if jnp.issubdtype(x.dtype, jnp.floating) else x, human_data)
     # the chain count, not the ids: those are made after the memory estimate
     return cfg, key, n_chains, params0, (regime, steps), sched, human
+
+
+def _fingerprint_cfg(cfg, loop):
+    """``cfg`` as the store's fingerprint reads it: the regime and steps with their
+    values (the static configuration holds their structure only)."""
+    return dataclasses.replace(cfg, regime=_describe(*loop))
 
 
 def _alpha_of(loop):

@@ -94,24 +94,48 @@ def _scan_chains(cfg: _Config, loop, params0, human, carry, xs):
         xs = xs + (hash_once(jcr.fold_in(carry["gen_key"][None, :], ts[:, None])),)
     blocked = jax.tree.map(lambda x: x.reshape((n_blocks, block) + x.shape[1:]), xs)
 
-    def run_block(carry, xb):
-        tb, mb, vb = xb[:3]
+    def draw_block(xb):
+        tb, mb = xb[:2]
         n = jax.vmap(lambda t, m: regime.at(t).n_synthetic(m))(tb, mb)
         if at is not None:
-            noise = at(noise_keys, tb.astype(jnp.uint32)[:, None], n[:, None], dtype)
-        elif cfg.exact:
+            return at(noise_keys, tb.astype(jnp.uint32)[:, None], n[:, None], dtype)
+        if cfg.exact:
             kb = xb[3]  # (generation, chain) keys
-            noise = hooks[0](kb, jnp.broadcast_to(n[:, None], kb.shape), dtype)
-        else:
-            noise = hooks[0](xb[3], cfg.n_draw, dtype)
+            return hooks[0](kb, jnp.broadcast_to(n[:, None], kb.shape), dtype)
+        return hooks[0](xb[3], cfg.n_draw, dtype)
+
+    def scan_block(carry, xb, noise):
+        tb, mb, vb = xb[:3]
         return jax.vmap(lambda c, z: lax.scan(step, c, (tb, mb, vb, z)),
                         in_axes=(0, 1), out_axes=(0, 1))(carry, noise)
 
-    if cfg.remat:  # reverse mode recomputes a block (its noise too) from its carry
-        run_block = jax.checkpoint(run_block, prevent_cse=False)
+    def run_block(carry, xb):
+        return scan_block(carry, xb, draw_block(xb))
+
+    if cfg.remat:
+        if _keep_noise(draw_block, blocked, n_blocks):
+            # reverse mode keeps the noise (it has no derivative) and recomputes only
+            # the arithmetic of a block from its carry
+            def run_block(carry, xb):
+                return jax.checkpoint(scan_block, prevent_cse=False)(
+                    carry, xb[:3], draw_block(xb))
+        else:  # reverse mode recomputes a block, its noise too, from its carry
+            run_block = jax.checkpoint(run_block, prevent_cse=False)
     carry, outs = lax.scan(run_block, carry, blocked)
     outs = jax.tree.map(lambda y: y.reshape((n_blocks * block,) + y.shape[2:])[:n_steps], outs)
     return carry, outs
+
+
+_KEEP_NOISE_BYTES = 256 * 2**20
+
+
+def _keep_noise(draw_block, blocked, n_blocks) -> bool:
+    """Whether reverse mode may keep every block's noise (at most
+    ``_KEEP_NOISE_BYTES`` in all, e.g. the exact path's few variates a chain and
+    generation) instead of drawing it again in the backward pass."""
+    one = jax.eval_shape(draw_block, jax.tree.map(lambda x: x[0], blocked))
+    size = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(one))
+    return size * n_blocks <= _KEEP_NOISE_BYTES
 
 
 def _remat_scan(step, carry, xs, block):

@@ -217,16 +217,25 @@ def mix_stationary(n_samples: int, alpha: float, *, source: str = "fresh",
     if h[0] < 1:
         raise ValueError(f"alpha={alpha} gives round(alpha * n_samples) = 0 human rows: no "
                          "fixed point (E|mu_t - mu_0|^2 grows without bound)")
-    d = m.shape[0]
     A, Eq = _pool_terms(h, m, S, n_pool)
     fixed = source == "fixed"
+
+    def step(e, P, V, C):
+        out = _mix_step((e[None], P[None], V[None], C[None]), h, M, D, m, A, Eq, fixed)
+        return tuple(y[0] for y in out)
+
+    return _fixed_point(step, m.shape[0], mu0)
+
+
+def _fixed_point(step, d, mu0) -> MixMoments:
+    """The fixed point of an affine moment map ``step(e, P, V, C) -> (e', P', V', C')``
+    (``e (d,)``, the rest ``(d, d)``), by one linear solve."""
     sizes = (d, d * d, d * d, d * d)
 
     def f(x):
         parts = np.split(x, np.cumsum(sizes)[:-1])
-        st = (parts[0][None], *(p.reshape(1, d, d) for p in parts[1:]))
-        return np.concatenate([y.reshape(-1) for y in _mix_step(st, h, M, D, m, A, Eq,
-                                                                 fixed)])
+        st = (parts[0], *(p.reshape(d, d) for p in parts[1:]))
+        return np.concatenate([np.reshape(y, -1) for y in step(*st)])
 
     n_x = sum(sizes)
     b = f(np.zeros(n_x))

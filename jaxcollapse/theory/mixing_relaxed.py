@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from jaxcollapse.theory._mix_common import _as_mean_cov, _check_int, _check_source
-from jaxcollapse.theory.mixing import MixMoments, _pool_terms
+from jaxcollapse.theory._mix_common import _check_int
+from jaxcollapse.theory.mixing import MixMoments, _fixed_point, _mix_setup, _pool_terms
 
 __all__ = ["relaxed_moments", "relaxed_stationary"]
 
@@ -54,20 +54,11 @@ def _step(state, b, M, D, h, m, A, Eq, fixed):
 
 
 def _setup(n_samples, source, human_mean, human_cov, mean0, cov0, n_pool, ddof):
-    M = _check_int(n_samples, "n_samples", 2)
-    _check_source(source)
-    if ddof not in (0, 1):
-        raise ValueError(f"ddof must be 0 or 1; got {ddof!r}")
-    m, S = _as_mean_cov(human_mean, human_cov, "human")
-    mu0, S0 = _as_mean_cov(m if mean0 is None else mean0, S if cov0 is None else cov0,
-                           "generation-0")
-    if mu0.shape != m.shape:
-        raise ValueError(f"mean0 must have shape {m.shape}; got {mu0.shape}")
-    if n_pool is not None:
-        n_pool = _check_int(n_pool, "n_pool", 2)
+    M, _, m, S, mu0, S0, n_pool, D = _mix_setup(n_samples, 0.0, source, human_mean,
+                                                human_cov, mean0, cov0, n_pool, ddof)
     h = float(M if n_pool is None else min(n_pool, M))
     A, Eq = _pool_terms(np.array([h]), m, S, n_pool)
-    return M, h, m, mu0, S0, n_pool, A[0], Eq[0], float(M - ddof)
+    return M, h, m, mu0, S0, n_pool, A[0], Eq[0], D
 
 
 def _check_fractions(alpha, n):
@@ -144,21 +135,5 @@ def relaxed_stationary(n_samples: int, alpha: float, *, source: str = "fresh",
     if a <= 0:
         raise ValueError(f"alpha must be > 0 for a fixed point (alpha = 0 is replace, "
                          f"whose E|mu_t - mu_0|^2 grows without bound); got {alpha}")
-    d = m.shape[0]
-    sizes = (d, d * d, d * d, d * d)
-
-    def f(x):
-        parts = np.split(x, np.cumsum(sizes)[:-1])
-        st = (parts[0], *(p.reshape(d, d) for p in parts[1:]))
-        return np.concatenate([y.reshape(-1) for y in _step(st, a, M, D, h, m, A, Eq,
-                                                            source == "fixed")])
-
-    n_x = sum(sizes)
-    b = f(np.zeros(n_x))
-    lin = np.stack([f(col) - b for col in np.eye(n_x)], axis=1)
-    x = np.linalg.lstsq(np.eye(n_x) - lin, b, rcond=None)[0]
-    e = x[:d]
-    P = x[d: d + d * d].reshape(d, d)
-    V = x[d + d * d: d + 2 * d * d].reshape(d, d)
-    shift = np.trace(P) - 2 * e @ mu0 + mu0 @ mu0
-    return MixMoments(e, P, V, np.asarray(shift))
+    return _fixed_point(lambda e, P, V, C: _step((e, P, V, C), a, M, D, h, m, A, Eq,
+                                                source == "fixed"), m.shape[0], mu0)
