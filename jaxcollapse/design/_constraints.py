@@ -99,6 +99,13 @@ class Budget(NamedTuple):
         q, _ = np.linalg.qr(basis)
         return q[:, : free.size - 1]
 
+    def direction(self, theta, grad) -> np.ndarray:
+        """The gradient with its mean removed: the part that changes the objective
+        without changing the total (an optimiser that rescales each entry, like Adam,
+        would otherwise move every entry alike and the projection undo it)."""
+        g = np.asarray(grad, np.float64)
+        return g - g.mean()
+
     def constant(self) -> np.ndarray:
         """The constant schedule of the same budget, ``total / size`` every generation."""
         return np.full(self.size, self.total / self.size)
@@ -111,10 +118,10 @@ def box(lo: float = -np.inf, hi: float = np.inf) -> Box:
         lo, hi: the bounds, ``lo < hi`` (either may be infinite).
 
     Example:
-        >>> box(hi=0.0)
+        >>> box(1.0, 0.0)
         Traceback (most recent call last):
         ...
-        ValueError: box needs lo < hi; got lo=-inf, hi=0.0 ...hi=inf)
+        ValueError: box needs lo < hi; got lo=1.0, hi=0.0
         >>> box(0.0, 1.0)(1.5).item()
         1.0
 
@@ -123,8 +130,7 @@ def box(lo: float = -np.inf, hi: float = np.inf) -> Box:
     """
     lo, hi = _float(lo, "lo"), _float(hi, "hi")
     if not lo < hi:
-        raise ValueError(f"box needs lo < hi; got lo={lo}, hi={hi}" + (
-            " (box() with no arguments is lo=-inf, hi=inf)" if hi == 0.0 else ""))
+        raise ValueError(f"box needs lo < hi; got lo={lo}, hi={hi}")
     return Box(lo, hi)
 
 
@@ -144,7 +150,7 @@ def budget(total: float, size: int, *, lo: float = 0.0, hi: float = 1.0) -> Budg
         >>> budget(12.0, 10)
         Traceback (most recent call last):
         ...
-        ValueError: budget total=12.0 is infeasible: 10 generations with alpha in [0.0, 1.0] spend between 0.0 and 10.0
+        ValueError: budget total=12.0 is infeasible: 10 generations with alpha in [0.0, 1.0] ...
 
     References:
         THEORY.md section 11.

@@ -169,8 +169,10 @@ def minimize(loss: Loss, theta0: PyTree, *, key: jax.Array, n_steps: int = 100,
                 e = est(k, flat)
             except FloatingPointError as err:
                 raise FloatingPointError(f"step {step}: {err}") from None
-            updates, state = optimizer.update(jnp.asarray(e.grad_flat), state,
-                                              jnp.asarray(flat))
+            g = e.grad_flat
+            if hasattr(projection, "direction"):
+                g = projection.direction(flat, g)
+            updates, state = optimizer.update(jnp.asarray(g), state, jnp.asarray(flat))
             new = _project(projection, flat + np.asarray(updates, np.float64))
             thetas.append(flat)
             values.append(e.value)
