@@ -201,7 +201,7 @@ def value_and_grad(loss: Loss, key: jax.Array, theta: PyTree, *,
 
     Example:
         >>> import jax, jax.numpy as jnp
-        >>> loss = lambda key, th: (jax.random.normal(key, (64,)) * th) ** 2
+        >>> loss = jax.jit(lambda key, th: (jax.random.normal(key, (64,)) * th) ** 2)
         >>> e = value_and_grad(loss, jax.random.key(0), 2.0)
         >>> bool(abs(e.grad - e.value) < 1e-5)  # d/dth (z th)^2 = 2 z^2 th = value at th=2
         True

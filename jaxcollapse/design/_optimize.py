@@ -135,7 +135,7 @@ def minimize(loss: Loss, theta0: PyTree, *, key: jax.Array, n_steps: int = 100,
     Example:
         >>> import jax, numpy as np
         >>> from jaxcollapse import design
-        >>> loss = lambda key, th: (jax.random.normal(key, (256,)) + 1.0 - th) ** 2
+        >>> loss = jax.jit(lambda key, th: (jax.random.normal(key, (256,)) + 1.0 - th) ** 2)
         >>> r = design.minimize(loss, 0.0, key=jax.random.key(0), n_steps=150,
         ...                     learning_rate=0.2)
         >>> bool(abs(r.theta - 1.0) < 5 * r.theta_se)  # the minimiser of E (z + 1 - th)^2
@@ -161,6 +161,7 @@ def minimize(loss: Loss, theta0: PyTree, *, key: jax.Array, n_steps: int = 100,
     est = Estimator.build(loss, key_opt, theta0, generation)
     flat = _project(projection, est.flat0)
     state = optimizer.init(jnp.asarray(flat))
+    update = jax.jit(optimizer.update)  # one small program instead of eager dispatches
     thetas, values, ses, norms = [], [], [], []
     with Progress(n_steps, "design", unit="step", enabled=progress) as bar:
         for step in range(n_steps):
@@ -172,7 +173,7 @@ def minimize(loss: Loss, theta0: PyTree, *, key: jax.Array, n_steps: int = 100,
             g = e.grad_flat
             if hasattr(projection, "direction"):
                 g = projection.direction(flat, g)
-            updates, state = optimizer.update(jnp.asarray(g), state, jnp.asarray(flat))
+            updates, state = update(jnp.asarray(g), state, jnp.asarray(flat))
             new = _project(projection, flat + np.asarray(updates, np.float64))
             thetas.append(flat)
             values.append(e.value)

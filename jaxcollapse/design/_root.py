@@ -83,7 +83,7 @@ def solve(loss: Loss, key: jax.Array, *, target: float, bracket: tuple[float, fl
     Example:
         >>> import jax
         >>> from jaxcollapse import design
-        >>> loss = lambda key, th: th * (1.0 + jax.random.normal(key, (400,)) ** 2)
+        >>> loss = jax.jit(lambda key, th: th * (1.0 + jax.random.normal(key, (400,)) ** 2))
         >>> r = design.solve(loss, jax.random.key(0), target=2.0, bracket=(0.0, 5.0))
         >>> bool(abs(r.theta - 1.0) < 5 * r.theta_se)  # E th (1 + z^2) = 2 th
         True
@@ -157,7 +157,7 @@ def smallest(loss: Loss, key: jax.Array, *, target: float,
     Example:
         >>> import jax
         >>> from jaxcollapse import design
-        >>> loss = lambda key, a: (1.0 - a) * jax.random.exponential(key, (400,))
+        >>> loss = jax.jit(lambda key, a: (1.0 - a) * jax.random.exponential(key, (400,)))
         >>> design.smallest(loss, jax.random.key(0), target=-1.0)
         Traceback (most recent call last):
         ...
