@@ -29,6 +29,7 @@ References:
     THEORY.md sections 2, 9 and 11.
 """
 
+from jaxcollapse.design import loops
 from jaxcollapse.design._constraints import Box, Budget, box, budget
 from jaxcollapse.design._estimate import Estimate, Estimator, check_theta, value_and_grad
 from jaxcollapse.design._optimize import DesignResult, History, minimize
@@ -45,6 +46,7 @@ __all__ = [
     "box",
     "budget",
     "check_theta",
+    "loops",
     "minimize",
     "smallest",
     "solve",
