@@ -215,7 +215,15 @@ def value_and_grad(loss: Loss, key: jax.Array, theta: PyTree, *,
 
 class Estimator(NamedTuple):
     """A loss checked once (parameters, output shape) and evaluated at flat parameter
-    vectors: what :func:`value_and_grad` and the optimisers call at every step."""
+    vectors: what :func:`value_and_grad` and the optimisers call at every step.
+
+    Example:
+        >>> import jax
+        >>> loss = jax.jit(lambda key, th: th["a"] * jax.random.normal(key, (8, 3)))
+        >>> est = Estimator.build(loss, jax.random.key(0), {"a": 1.0}, generation=-1)
+        >>> est.trajectory, est(jax.random.key(0), np.array([2.0])).chain_grads.shape
+        (True, (8, 1))
+    """
 
     loss: Loss
     unravel: Callable

@@ -48,6 +48,11 @@ class History(NamedTuple):
         value: the chain-mean objective there, ``(n_steps,)``.
         value_se: its standard error, ``(n_steps,)``.
         grad_norm: the norm of the projected gradient step, ``(n_steps,)``.
+
+    Example:
+        >>> h = History(np.zeros((3, 1)), np.ones(3), np.ones(3) / 10, np.zeros(3))
+        >>> h.theta.shape
+        (3, 1)
     """
 
     theta: np.ndarray
@@ -71,6 +76,13 @@ class DesignResult(NamedTuple):
         history: the optimiser's :class:`History`.
         se_method: how ``theta_se`` was obtained, or why it is ``None``.
         estimate: the full :class:`~jaxcollapse.design.Estimate` at ``theta``.
+
+    Example:
+        >>> import jax
+        >>> loss = jax.jit(lambda key, th: (jax.random.normal(key, (64,)) - th) ** 2)
+        >>> r = minimize(loss, 0.5, key=jax.random.key(0), n_steps=5)
+        >>> r.history.value.shape, r.se_method.split(":")[0]
+        ((5,), 'sandwich')
     """
 
     theta: PyTree

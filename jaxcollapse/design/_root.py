@@ -34,6 +34,13 @@ class RootResult(NamedTuple):
         slope: d E f / d theta there (pathwise), and ``slope_se``.
         n_evals: objective evaluations used.
         estimate: the :class:`~jaxcollapse.design.Estimate` at ``theta``.
+
+    Example:
+        >>> import jax
+        >>> loss = jax.jit(lambda key, th: th + jax.random.normal(key, (64,)))
+        >>> r = solve(loss, jax.random.key(0), target=0.0, bracket=(-1.0, 1.0))
+        >>> round(r.slope, 6), r.n_evals < 10
+        (1.0, True)
     """
 
     theta: float
