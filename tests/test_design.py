@@ -120,6 +120,7 @@ def test_kde_stationary_bandwidth(kde_setup):
     assert abs(r.theta - h_star) <= Z * r.theta_se, (r.theta, r.theta_se, h_star)
 
 
+@pytest.mark.slow  # its own compiled loop (a schedule: 8 tangents), ~10 s
 def test_schedule_beats_constant(mix_setup):
     """No closed form: the best schedule alpha_t under a budget of 2M human rows over
     G generations (objective: E W2^2 averaged over generations 1..G) against the
@@ -153,6 +154,7 @@ def test_gradients_match_finite_differences(fresh_loss, mix_setup, kde_setup):
         np.testing.assert_allclose(_fd(est, key, x), g, rtol=1e-6)
 
 
+@pytest.mark.slow  # its own compiled loop, ~8 s
 def test_sampling_bias_gradient():
     """d/dlambda of E W2^2 at generation 5: finite differences (same key) and the
     derivative of theory.bias.w2sq_mean."""
