@@ -41,7 +41,10 @@ class Estimate(NamedTuple):
         grad: the gradient of ``value`` with respect to ``theta`` (same structure).
         grad_se: the standard error of each gradient entry (same structure).
         chain_values: the per-chain objective, ``(n_chains,)`` (NumPy).
-        chain_grads: the per-chain gradients, flattened, ``(n_chains, n_params)``.
+        chain_grads: the per-chain gradients, flattened, ``(n_chains, n_params)``
+            (reverse mode: the per-batch gradients of the batch means,
+            ``(n_batches, n_params)``); their mean is the gradient and their spread
+            over the square root of their number its standard error.
 
     Example:
         >>> e = Estimate(1.0, 0.1, 0.5, 0.05, np.ones(4), np.ones((4, 1)))
@@ -166,6 +169,9 @@ def _first_bad_generation(out: np.ndarray, jac: np.ndarray) -> str:
     bad_v = ~np.isfinite(out)
     bad_g = ~np.all(np.isfinite(jac), axis=-1)
     bad = bad_v | bad_g
+    if not bad.any():
+        return ("forward mode finds every generation finite: only the reverse-mode "
+                "gradient is not (try n_batches=None)")
     t = int(np.argmax(bad.any(axis=0)))
     chains = np.flatnonzero(bad[:, t])
     what = "the metric" if bad_v[:, t].any() else "its derivative"
@@ -174,7 +180,7 @@ def _first_bad_generation(out: np.ndarray, jac: np.ndarray) -> str:
 
 
 def value_and_grad(loss: Loss, key: jax.Array, theta: PyTree, *,
-                   generation: int | str = -1) -> Estimate:
+                   generation: int | str = -1, n_batches: int | None = None) -> Estimate:
     """The chain mean of ``loss(key, theta)`` and its gradient, with standard errors.
 
     Args:
@@ -187,6 +193,11 @@ def value_and_grad(loss: Loss, key: jax.Array, theta: PyTree, *,
         theta: the design parameters: a float or a pytree of float arrays.
         generation: for a trajectory, the generation whose value is the objective
             (an index; -1 the last) or ``"mean"`` (the average of generations 1..n).
+        n_batches: ``None`` (default): forward mode, one pushforward a parameter, the
+            chains' own gradients. An integer >= 2: reverse mode (cost independent of
+            the number of parameters, for long designs), on ``n_batches`` batches of
+            chains (batch b calls ``loss(fold_in(key, b), theta)``), the SE from the
+            spread of the batches' gradients.
 
     Returns:
         An :class:`Estimate`. The gradient is pathwise (reparameterised draws, forward
@@ -209,7 +220,7 @@ def value_and_grad(loss: Loss, key: jax.Array, theta: PyTree, *,
     References:
         Mohamed et al., JMLR 21 (2020). THEORY.md section 11.
     """
-    est = Estimator.build(loss, key, theta, generation)
+    est = Estimator.build(loss, key, theta, generation, n_batches)
     return est(key, est.flat0)
 
 
@@ -231,10 +242,17 @@ class Estimator(NamedTuple):
     dtype: Any
     generation: int | str
     trajectory: bool
+    n_batches: int | None = None
 
     @classmethod
     def build(cls, loss: Loss, key: jax.Array, theta: PyTree,
-              generation: int | str = -1) -> Estimator:
+              generation: int | str = -1, n_batches: int | None = None) -> Estimator:
+        """Checks ``theta``, ``generation``, ``n_batches`` and the loss's output shape
+        (traced once, nothing compiled)."""
+        if n_batches is not None and (isinstance(n_batches, bool) or not isinstance(
+                n_batches, int | np.integer) or n_batches < 2):
+            raise ValueError(f"n_batches must be None (forward mode, per-chain gradients) "
+                             f"or an integer >= 2 (reverse mode); got {n_batches!r}")
         if not callable(loss):
             raise TypeError(f"loss must be a callable loss(key, theta); got {loss!r}"[:200])
         theta = check_theta(theta)
@@ -246,7 +264,7 @@ class Estimator(NamedTuple):
                              f"{jax.tree.structure(shape)}: a metric that is not a scalar")
         _check_output(shape.shape, shape.dtype, generation)
         return cls(loss, unravel, np.asarray(flat, np.float64), flat.dtype, generation,
-                   len(shape.shape) == 2)
+                   len(shape.shape) == 2, None if n_batches is None else int(n_batches))
 
     def theta(self, flat: np.ndarray) -> PyTree:
         """A flat vector as the structure (and dtypes) of theta."""
@@ -254,18 +272,47 @@ class Estimator(NamedTuple):
 
     def __call__(self, key: jax.Array, flat: np.ndarray) -> Estimate:
         x = jnp.asarray(flat, self.dtype)
+        if self.n_batches is not None:
+            return self._reverse(key, x)
         out, jac = _jacobian(self.loss, key, x, self.unravel)
         traj, gen = self.trajectory, self.generation
         values, grads = _reduce(out, gen, traj), _reduce(jac, gen, traj)
         if not (np.all(np.isfinite(values)) and np.all(np.isfinite(grads))):
-            raise FloatingPointError(
-                f"the loss or its gradient at theta={_fmt(self.unravel(x))} is not "
-                f"finite: {_first_bad_generation(out, jac)}; keep the metric away from "
-                f"its singular points (log or sqrt at 0, a variance that underflows) or "
-                f"change theta")
+            self._raise(out, jac, x)
+        return self._estimate(values, grads)
+
+    def _raise(self, out, jac, x):
+        raise FloatingPointError(
+            f"the loss or its gradient at theta={_fmt(self.unravel(x))} is not "
+            f"finite: {_first_bad_generation(out, jac)}; keep the metric away from "
+            f"its singular points (log or sqrt at 0, a variance that underflows) or "
+            f"change theta")
+
+    def _reverse(self, key, x) -> Estimate:
+        """Reverse mode: the gradient of each batch's chain mean (batch b runs the loss
+        with ``fold_in(key, b)``); the spread of the batch gradients gives the SE."""
+        traj, gen = self.trajectory, self.generation
+
+        def mean(y, kb):
+            v = self.loss(kb, self.unravel(y))
+            v = v if not traj else (v[:, 1:].mean(axis=1) if gen == "mean" else v[:, gen])
+            return v.mean(), v
+
+        values, grads = [], []
+        for b in range(self.n_batches):
+            kb = jax.random.fold_in(key, b)
+            (_, v), g = jax.value_and_grad(mean, has_aux=True)(x, kb)
+            v, g = np.asarray(v, np.float64), np.asarray(g, np.float64)
+            if not (np.all(np.isfinite(v)) and np.all(np.isfinite(g))):
+                self._raise(*_jacobian(self.loss, kb, x, self.unravel), x)  # locate it
+            values.append(v)
+            grads.append(g)
+        return self._estimate(np.concatenate(values), np.array(grads))
+
+    def _estimate(self, values, grads) -> Estimate:
         n = values.shape[0]
         g = grads.mean(axis=0)
-        g_se = grads.std(axis=0, ddof=1) / np.sqrt(n)
+        g_se = grads.std(axis=0, ddof=1) / np.sqrt(grads.shape[0])
         return Estimate(float(values.mean()), float(values.std(ddof=1) / np.sqrt(n)),
                         _unravel_np(self.unravel, g), _unravel_np(self.unravel, g_se),
                         values, grads)

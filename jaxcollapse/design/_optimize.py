@@ -111,7 +111,8 @@ def _project(projection, flat):
 def minimize(loss: Loss, theta0: PyTree, *, key: jax.Array, n_steps: int = 100,
              learning_rate: float = 0.05, optimizer: optax.GradientTransformation | None = None,
              projection: Any = None, average: float = 0.5, generation: int | str = -1,
-             common_random_numbers: bool = True, progress: bool = False) -> DesignResult:
+             common_random_numbers: bool = True, n_batches: int | None = None,
+             progress: bool = False) -> DesignResult:
     """Minimises the chain mean of ``loss(key, theta)`` over designs ``theta``.
 
     Args:
@@ -133,6 +134,9 @@ def minimize(loss: Loss, theta0: PyTree, *, key: jax.Array, n_steps: int = 100,
             ``"mean"`` (generations 1..n).
         common_random_numbers: the same chains at every step (a sample-average
             approximation, the default) or fresh chains every step.
+        n_batches: ``None``: forward mode (per-chain gradients); an integer >= 2:
+            reverse mode over that many batches of chains (see
+            :func:`~jaxcollapse.design.value_and_grad`), for designs with many entries.
         progress: show a progress bar.
 
     Returns:
@@ -170,7 +174,7 @@ def minimize(loss: Loss, theta0: PyTree, *, key: jax.Array, n_steps: int = 100,
             raise ValueError(f"learning_rate must be > 0; got {learning_rate!r}")
         optimizer = optax.adam(optax.cosine_decay_schedule(learning_rate, n_steps, 0.05))
     key_opt, key_eval = jax.random.split(key)
-    est = Estimator.build(loss, key_opt, theta0, generation)
+    est = Estimator.build(loss, key_opt, theta0, generation, n_batches)
     flat = _project(projection, est.flat0)
     state = optimizer.init(jnp.asarray(flat))
     update = jax.jit(optimizer.update)  # one small program instead of eager dispatches
