@@ -34,7 +34,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from jaxcollapse._progress import Progress
 from jaxcollapse.design._estimate import Estimate, Estimator, Loss, PyTree, _unravel_np
@@ -109,7 +108,7 @@ def _project(projection, flat):
 
 
 def minimize(loss: Loss, theta0: PyTree, *, key: jax.Array, n_steps: int = 100,
-             learning_rate: float = 0.05, optimizer: optax.GradientTransformation | None = None,
+             learning_rate: float = 0.05, optimizer: Any = None,
              projection: Any = None, average: float = 0.5, generation: int | str = -1,
              common_random_numbers: bool = True, n_batches: int | None = None,
              progress: bool = False) -> DesignResult:
@@ -169,10 +168,16 @@ def minimize(loss: Loss, theta0: PyTree, *, key: jax.Array, n_steps: int = 100,
     if projection is not None and not callable(projection):
         raise TypeError(f"projection must be design.box(...), design.budget(...) or a "
                         f"callable; got {projection!r}"[:200])
+    import optax  # here: ``import jaxcollapse`` stays free of it
+
     if optimizer is None:
         if not learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0; got {learning_rate!r}")
         optimizer = optax.adam(optax.cosine_decay_schedule(learning_rate, n_steps, 0.05))
+    elif not (callable(getattr(optimizer, "init", None)) and
+              callable(getattr(optimizer, "update", None))):
+        raise TypeError(f"optimizer must be an optax GradientTransformation (init, update); "
+                        f"got {optimizer!r}"[:200])
     key_opt, key_eval = jax.random.split(key)
     est = Estimator.build(loss, key_opt, theta0, generation, n_batches)
     flat = _project(projection, est.flat0)
