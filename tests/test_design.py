@@ -111,6 +111,7 @@ def test_smallest_alpha(mix_setup):
     assert r.slope < 0
 
 
+@pytest.mark.slow  # its own compiled loop (a KDE), ~10 s
 def test_kde_stationary_bandwidth(kde_setup):
     """E s_{t+1}^2 = (1 - 1/M)(s_t^2 + h^2): the variance is stationary iff
     h^2 = s_0^2/(M - 1)."""
@@ -145,13 +146,27 @@ def test_schedule_beats_constant(mix_setup):
 # ------------------------------------------------------------------ gradients
 
 
-def test_gradients_match_finite_differences(fresh_loss, mix_setup, kde_setup):
+def _check_fd(loss, x):
     key = jax.random.key(11)
-    cases = [(fresh_loss, 0.4), (mix_setup[0], 0.2), (kde_setup[0], 0.3)]
-    for loss, x in cases:
-        est = design.Estimator.build(loss, key, x)
-        g = est(key, np.array([x])).grad_flat[0]
-        np.testing.assert_allclose(_fd(est, key, x), g, rtol=1e-6)
+    est = design.Estimator.build(loss, key, x)
+    g = est(key, np.array([x])).grad_flat[0]
+    np.testing.assert_allclose(_fd(est, key, x), g, rtol=1e-6)
+
+
+def test_gradients_match_finite_differences(fresh_loss, mix_setup):
+    _check_fd(fresh_loss, 0.4)
+    _check_fd(mix_setup[0], 0.2)
+
+
+@pytest.mark.slow  # the KDE loop's own compiled program (shared with the test above it)
+def test_kde_gradient_matches_fd_and_closed_form(kde_setup):
+    """d/dh of E s_n^2/s_0^2 = 2h c (1 - c^n)/((1 - c) s_0^2), c = 1 - 1/M, n = 3."""
+    loss, s0 = kde_setup
+    _check_fd(loss, 0.3)
+    e = design.value_and_grad(loss, jax.random.key(13), 0.3)
+    c = 1 - 1 / M
+    exact = 2 * 0.3 * c * (1 - c ** 3) / (1 - c) / s0
+    assert abs(e.grad - exact) <= Z * e.grad_se, (e.grad, e.grad_se, exact)
 
 
 @pytest.mark.slow  # its own compiled loop, ~8 s
@@ -172,10 +187,9 @@ def test_sampling_bias_gradient():
     assert abs(e.grad - exact) <= Z * e.grad_se, (e.grad, e.grad_se, exact)
 
 
-def test_gradients_match_closed_forms(fresh_loss, mix_setup, kde_setup):
+def test_gradients_match_closed_forms(fresh_loss, mix_setup):
     """Pathwise gradients against the derivatives (central differences of the exact
-    moments, float64) of the weighted-fresh and relaxed-mix mean shift and of the
-    fixed-bandwidth KDE variance."""
+    moments, float64) of the weighted-fresh and relaxed-mix mean shift."""
     d = 1e-6
     key = jax.random.key(13)
     e = design.value_and_grad(fresh_loss, key, 0.4)
@@ -186,11 +200,6 @@ def test_gradients_match_closed_forms(fresh_loss, mix_setup, kde_setup):
     e = design.value_and_grad(loss, key, 0.2)
     ms = lambda a: mr.relaxed_moments(G, M, a, **moments).mean_shift[-1]  # noqa: E731
     exact = (ms(0.2 + d) - ms(0.2 - d)) / (2 * d)
-    assert abs(e.grad - exact) <= Z * e.grad_se, (e.grad, e.grad_se, exact)
-    loss, s0 = kde_setup
-    e = design.value_and_grad(loss, key, 0.3)
-    c = 1 - 1 / M  # E s_n^2 = c^n s_0^2 + h^2 c (1 - c^n)/(1 - c), here n = 3
-    exact = 2 * 0.3 * c * (1 - c ** 3) / (1 - c) / s0
     assert abs(e.grad - exact) <= Z * e.grad_se, (e.grad, e.grad_se, exact)
 
 

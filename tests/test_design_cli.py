@@ -16,6 +16,7 @@ def _run(argv, out):
     return cli.main(["design", *argv, "--out", str(out), "--x64"])
 
 
+@pytest.mark.slow  # a compiled KDE loop (~15 s)
 def test_bandwidth_summary_and_report(tmp_path, capsys):
     out = tmp_path / "bw"
     assert _run(["bandwidth", "--chains", "256", "--generations", "2"], out) == 0
