@@ -1,6 +1,6 @@
 """jaxcollapse: model collapse under recursive training, in JAX."""
 
-from jaxcollapse import distributed, export, random, regimes, steps, store, theory
+from jaxcollapse import design, distributed, export, random, regimes, steps, store, theory
 from jaxcollapse.decomposition import decompose
 from jaxcollapse.families import (
     FAMILIES,
@@ -50,6 +50,7 @@ __all__ = [
     "accumulate",
     "accumulate_subsample",
     "decompose",
+    "design",
     "distributed",
     "export",
     "load_run",

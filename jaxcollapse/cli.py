@@ -65,6 +65,7 @@ EXAMPLES = """examples:
   jaxcollapse run lm --quick                            # the tiny LM preset, seconds
   jaxcollapse report runs/g                             # the table of a finished run
   jaxcollapse report runs/g --at 0 50 200 --plot g.png  # chosen generations, a figure
+  jaxcollapse design weighted-fresh                     # the best loop design, +- SE
   jaxcollapse figures --quick                           # from a source checkout
   jaxcollapse bench --quick --only gaussian             # from a source checkout
 """
@@ -165,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "or zarr (labelled arrays; needs the 'analysis' extra)")
     rep_p.add_argument("--output", default=None, metavar="FILE",
                        help="where --format writes (default DIR/results.csv, .nc or .zarr)")
+    importlib.import_module("jaxcollapse.experiments.design").add_parser(sub)
     fig_p = sub.add_parser("figures", help="render the paper figures (from a source checkout)")
     fig_p.add_argument("--quick", action="store_true", help="small settings (minutes in all)")
     fig_p.add_argument("--only", nargs="+", default=None, metavar="NAME",
@@ -348,6 +350,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _bench(args, extra)
     if args.command == "report":
         return _report(args)
+    if args.command == "design":
+        return importlib.import_module("jaxcollapse.experiments.design").main(args)
     if args.command == "run":
         if args.x64:
             import jax
