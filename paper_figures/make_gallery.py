@@ -18,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 GALLERY = ("fig01_gaussian_1d", "fig02_multivariate", "fig03_regimes", "fig04_gmm",
            "fig05_kde", "fig06_categorical", "fig07_regression", "fig08_decomposition",
            "fig09_lm", "fig10_vae", "fig11_bias", "fig12_curation", "fig13_real_data",
-           "fig14_strong_collapse")
+           "fig14_strong_collapse", "fig15_design")
 
 
 def thumbnail(src: Path, dest: Path, width: int = 400) -> tuple[int, int]:
