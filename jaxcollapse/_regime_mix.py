@@ -119,7 +119,8 @@ class Mix(Regime):
 
     def init(self, spec, key, params0, human):
         if self.source == "fixed":
-            idx = jax.random.permutation(key, _n_rows(human))[: spec.human_slots]
+            # a uniform subset in uniform order: O(slots^2), never a sort of the pool
+            idx = jcr.subset_indices(key, _n_rows(human), spec.human_slots)
             state = {"human_idx": idx}
             if _pools_stats(spec):
                 state["human_prefix"] = _prefix_stats(spec.family, _take(human, idx),
