@@ -87,7 +87,10 @@ def _var00(params, params0):
     return params.cov[..., 0, 0]
 
 
-@pytest.mark.parametrize("source", ["fresh", "fixed"])
+@pytest.mark.parametrize("source", [
+    "fresh",
+    # ~8 s of CPU; tests/test_cli_verify.py checks source "fixed" through the command line
+    pytest.param("fixed", marks=pytest.mark.slow)])
 def test_moments_match_simulate_with_the_sampling_bias_step(source):
     x, m, S = _pool()
     fam = jc.Gaussian(dim=1, method="exact")
