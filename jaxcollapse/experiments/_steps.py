@@ -298,17 +298,18 @@ class CategoricalSteps:
                             None if self.p is None else jnp.asarray(self.p, probs.dtype))
         return dec[..., 0]
 
-    def verify_theory(self, path: np.ndarray, m: int) -> dict:
+    def verify_theory(self, path: np.ndarray, m: int, regime: str = "replace") -> dict:
         """Theory for ``--verify`` at generations 0..G: ``right_inf`` (p_t[0] of the
         deterministic M -> inf path), ``cost_inf`` (draws per kept draw sampling from
-        it) and, when the verifier is the only step and M <= :data:`MAX_EXACT_M`, the
-        exact finite-M ``right_exact`` and ``cost_exact`` (:func:`verify_exact`)."""
+        it) and, when the verifier is the only step, the regime is replace and
+        M <= :data:`MAX_EXACT_M`, the exact finite-M ``right_exact`` and ``cost_exact``
+        (:func:`verify_exact`)."""
         a, b = self.tpr, self.fpr
         pth = jnp.asarray(path)
         q = np.asarray(jax.vmap(self.decoded_right)(pth), np.float64)
         out = dict(right_inf=np.asarray(path[:, 0], np.float64),
                    cost_inf=np.asarray(tv.verifier_cost(q, a, b), np.float64))
-        if len(self.steps) == 1 and m <= MAX_EXACT_M:
+        if len(self.steps) == 1 and regime == "replace" and m <= MAX_EXACT_M:
             out["right_exact"], out["cost_exact"] = verify_exact(
                 float(self.probs0[0]), a, b, m, path.shape[0] - 1)
         return out

@@ -143,7 +143,7 @@ def _run_steps(args, loop: CategoricalSteps, p0, G: int, M: int, K: int) -> int:
     if loop.reward is not None:
         th["reward"] = path @ loop.reward
     if loop.tpr is not None:
-        th.update(loop.verify_theory(path, M))
+        th.update(loop.verify_theory(path, M, args.regime))
     rows = []
     for g in gens:
         row = dict(generation=g)
@@ -208,7 +208,7 @@ def _run_steps(args, loop: CategoricalSteps, p0, G: int, M: int, K: int) -> int:
             "given q_t; draws/kept = 1/(a q + b(1 - q)) sampling generation t + 1 from "
             "generation t; exact M: the binomial law of M q_t " + (
                 "(the verifier alone)" if "right_exact" in th else
-                f"(shown for the verifier alone and M <= {MAX_EXACT_M})"))
+                f"(shown for the verifier alone, regime replace and M <= {MAX_EXACT_M})"))
 
     print_table(f"Categorical loop with {loop.describe()}: {config['law']}, K={K}, M={M}, "
                 f"{args.chains} chains x {G} generations, regime={args.regime}, "
