@@ -2,11 +2,14 @@
 
 Without loop-step flags the run takes the Wright–Fisher live-support runner
 (:func:`jaxcollapse.families.categorical.wright_fisher`). With ``--temperature``,
-``--top-k``, ``--top-p`` or ``--curate`` it runs :func:`jaxcollapse.simulate` with those
-steps (the exact count path; the steps act through the law of a kept draw) and prints
-entropy, lost mass and (with ``--curate``) the expected reward beside the deterministic
-M -> ∞ iteration of the composed map (:mod:`jaxcollapse.theory.decoding`,
-:mod:`jaxcollapse.theory.curation`), which is also E[p_1] exactly.
+``--top-k``, ``--top-p``, ``--verify`` or ``--curate`` it runs :func:`jaxcollapse.simulate`
+with those steps (the exact count path; the steps act through the law of a kept draw)
+and prints entropy, lost mass and (with ``--curate``) the expected reward beside the
+deterministic M -> ∞ iteration of the composed map (:mod:`jaxcollapse.theory.decoding`,
+:mod:`jaxcollapse.theory.verification`, :mod:`jaxcollapse.theory.curation`), which is
+also E[p_1] exactly. With ``--verify`` it adds the share of right draws q_t = p_t[0]
+and the cost in draws per kept draw, beside the M -> ∞ map and (the verifier alone,
+M <= 2000) the exact finite-M law.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ import numpy as np
 import jaxcollapse as jc
 from jaxcollapse.experiments._common import print_table, report_generations
 from jaxcollapse.experiments._steps import (
+    MAX_EXACT_M,
     CategoricalSteps,
     add_categorical_arguments,
     reward_metric,
+    verify_metrics,
 )
 from jaxcollapse.families import categorical as cat
 from jaxcollapse.io import save_json, save_npz
@@ -37,6 +42,7 @@ EXAMPLES = """examples:
   jaxcollapse run categorical --regime accumulate --quick
   jaxcollapse run categorical --temperature 0.8 --top-p 0.9 --quick
   jaxcollapse run categorical --curate 4 --reward linear:3 --eta 0.9 --quick
+  jaxcollapse run categorical --verify 0.9,0.3 --samples 1000 --quick
 """
 DEFAULTS = dict(chains=1000, generations=100, samples=10_000,
                 regimes=["replace", "accumulate"])
@@ -121,6 +127,8 @@ def _run_steps(args, loop: CategoricalSteps, p0, G: int, M: int, K: int) -> int:
     metrics = fam.default_metrics()
     if loop.reward is not None:
         metrics["reward"] = reward_metric(loop.reward)
+    if loop.tpr is not None:
+        metrics.update(verify_metrics(loop))
     t0 = time.perf_counter()
     res = jc.simulate(jax.random.key(args.seed), fam, p0, n_generations=G, n_samples=M,
                       n_chains=args.chains, regime=args.regime, step=loop.steps,
@@ -134,6 +142,8 @@ def _run_steps(args, loop: CategoricalSteps, p0, G: int, M: int, K: int) -> int:
               survivors=np.sum(path > 0, axis=-1).astype(float))
     if loop.reward is not None:
         th["reward"] = path @ loop.reward
+    if loop.tpr is not None:
+        th.update(loop.verify_theory(path, M, args.regime))
     rows = []
     for g in gens:
         row = dict(generation=g)
@@ -147,6 +157,7 @@ def _run_steps(args, loop: CategoricalSteps, p0, G: int, M: int, K: int) -> int:
                   generations=G, samples=M, categories=K, regime=args.regime,
                   law="uniform" if args.uniform else f"zipf({args.beta})",
                   runner="simulate", **loop.record(args.reward),
+                  verify_exact=None if loop.tpr is None else "right_exact" in th,
                   x64=bool(jax.config.jax_enable_x64))
     arrays = {f"metric_{k}": v.astype(np.float32) for k, v in met.items()}
     arrays["theory_probs"] = path.astype(np.float32)
@@ -159,9 +170,17 @@ def _run_steps(args, loop: CategoricalSteps, p0, G: int, M: int, K: int) -> int:
                "(M -> infinity; exact in expectation one generation ahead)",
         files=dict(arrays="arrays.npz", summary="summary.json")))
     has_r = loop.reward is not None
+    has_v = loop.tpr is not None
     head = (f"{'gen':>5} {'survivors':>10} {'theory':>8} | {'entropy':>8} {'+-se':>8} "
             f"{'theory':>8} | {'lost mass':>9} {'+-se':>8} {'theory':>8}"
-            + (f" | {'E reward':>9} {'+-se':>8} {'theory':>9}" if has_r else ""))
+            + (f" | {'E reward':>9} {'+-se':>8} {'theory':>9}" if has_r else "")
+            + (f" | {'E q right':>9} {'+-se':>8} {'M->inf':>8} {'exact M':>8} | "
+               f"{'draws/kept':>10} {'+-se':>8} {'M->inf':>8} {'exact M':>8}"
+               if has_v else ""))
+
+    def opt(r, k):
+        v = r.get(k)
+        return f"{'-':>8}" if v is None else f"{v:8.4f}"
 
     def line(r):
         text = (f"{r['generation']:>5} {r['survivors_mean']:10.1f} "
@@ -172,14 +191,27 @@ def _run_steps(args, loop: CategoricalSteps, p0, G: int, M: int, K: int) -> int:
         if has_r:
             text += (f" | {r['reward_mean']:9.4f} "
                      f"{r['reward_se']:8.1e} {r['theory_reward']:9.4f}")
+        if has_v:
+            text += (f" | {r['right_mean']:9.4f} {r['right_se']:8.1e} "
+                     f"{r['theory_right_inf']:8.4f} {opt(r, 'theory_right_exact')} | "
+                     f"{r['cost_mean']:10.4f} {r['cost_se']:8.1e} "
+                     f"{r['theory_cost_inf']:8.4f} {opt(r, 'theory_cost_exact')}")
         return text
+
+    notes = ["theory: the deterministic M -> inf iteration of the composed map "
+             "(E[p_1] equals its generation 1 exactly: so does E reward at "
+             "generation 1); steps apply in the order temperature, top-k, top-p, "
+             "verify, curation"]
+    if has_v:
+        notes.append(
+            "verify: q_t = p_t[0] (category 0 is right), E q_{t+1} = a q/(a q + b(1 - q)) "
+            "given q_t; draws/kept = 1/(a q + b(1 - q)) sampling generation t + 1 from "
+            "generation t; exact M: the binomial law of M q_t " + (
+                "(the verifier alone)" if "right_exact" in th else
+                f"(shown for the verifier alone, regime replace and M <= {MAX_EXACT_M})"))
 
     print_table(f"Categorical loop with {loop.describe()}: {config['law']}, K={K}, M={M}, "
                 f"{args.chains} chains x {G} generations, regime={args.regime}, "
-                f"{seconds:.2f}s", head, map(line, rows), out,
-                notes=["theory: the deterministic M -> inf iteration of the composed map "
-                       "(E[p_1] equals its generation 1 exactly: so does E reward at "
-                       "generation 1); steps apply in the order temperature, top-k, top-p, "
-                       "curation"])
+                f"{seconds:.2f}s", head, map(line, rows), out, notes=notes)
     return 0
 

@@ -18,6 +18,7 @@ from jaxcollapse.experiments._common import (
 from jaxcollapse.experiments._steps import add_bias_argument, bias_step
 from jaxcollapse.io import save_json, save_npz
 from jaxcollapse.theory import bias as tb
+from jaxcollapse.theory import bias_mix as tbm
 from jaxcollapse.theory import gaussian as tg
 
 DESCRIPTION = "Collapse of a recursively refitted Gaussian (THEORY.md sections 2-3)."
@@ -81,9 +82,31 @@ def _bias_theory_columns(args, M, gens, lam):
     return out
 
 
-def _theory_columns(args, sched, gens):
-    """Theory where it is exact: replace regime (constant M for quantiles)."""
+def _mix_theory_columns(args, M, gens, human):
+    """Theory under ``--regime mix`` (constant M), with or without ``--sampling-bias``:
+    the exact moments of :func:`jaxcollapse.theory.bias_mix.bias_mix_moments` given
+    this run's human pool (its mean and ddof-0 covariance, subsets without
+    replacement): E tr(Sigma_t)/tr(Sigma_0) and E|mu_t - mu_0|^2 (E W2^2 does not close
+    on these moments)."""
+    if args.schedule != "constant":
+        return {}
+    x = np.asarray(human, np.float64).reshape(-1, args.dim)
+    lam = 1.0 if args.sampling_bias is None else args.sampling_bias
+    th = tbm.bias_mix_moments(max(gens), M, args.alpha[0], lam, source=args.source,
+                              human_mean=x.mean(0), human_cov=np.cov(x.T, ddof=0),
+                              mean0=np.zeros(args.dim), cov0=np.eye(args.dim),
+                              n_pool=x.shape[0], ddof=args.ddof)
+    tr = np.trace(th.cov, axis1=-2, axis2=-1) / args.dim
+    return dict(var_mean=[float(tr[g]) for g in gens],
+                mean_shift_mean=[float(th.mean_shift[g]) + 0.0 for g in gens])
+
+
+def _theory_columns(args, sched, gens, human=None):
+    """Theory where it is exact: replace regime (constant M for quantiles), and the
+    moments under mix (constant M)."""
     out = {}
+    if args.regime == "mix":
+        return _mix_theory_columns(args, int(sched[0]), gens, human)
     if args.regime != "replace":
         return out
     if args.sampling_bias is not None:
@@ -204,7 +227,8 @@ def run(args) -> int:
     var = np.asarray(res.metrics["var_ratio"])
     w2 = np.asarray(res.metrics["w2sq"])
     ld = np.asarray(res.metrics["logdet_ratio"])
-    th = _theory_columns(args, sched, gens)
+    ms = np.asarray(res.metrics["mean_shift"])
+    th = _theory_columns(args, sched, gens, human)
     rows = []
     for i, g in enumerate(gens):
         v = var[:, g]
@@ -213,6 +237,9 @@ def run(args) -> int:
                    var_q95=float(np.quantile(v, 0.95)),
                    w2sq_mean=float(w2[:, g].mean()),
                    w2sq_se=float(w2[:, g].std() / np.sqrt(w2.shape[0])),
+                   var_mean=float(v.mean()), var_se=float(v.std() / np.sqrt(v.shape[0])),
+                   mean_shift_mean=float(ms[:, g].mean()),
+                   mean_shift_se=float(ms[:, g].std() / np.sqrt(ms.shape[0])),
                    logdet_mean=float(ld[:, g].mean()),
                    degenerate=float(np.asarray(res.degenerate[:, g]).mean()))
         for k, col in th.items():
@@ -240,6 +267,9 @@ def _print_table(config, rows, seconds, out):
              + (f", sampling bias {config['sampling_bias']:g}"
                 if config.get("sampling_bias") is not None else "")
              + f", {seconds:.2f}s")
+    if config["regime"] == "mix" and any("theory_var_mean" in r for r in rows):
+        _print_mix_table(title, what, rows, out)
+        return
     head = (f"{'gen':>6} {'M':>6} | {what + ' q05':>12} {'median':>9} {'theory':>9} "
             f"{'q95':>9} | {'E W2^2':>9} {'+-se':>9} {'theory':>9} | {'E logdet':>9} "
             f"{'theory':>9} | {'degen':>6}")
@@ -249,3 +279,18 @@ def _print_table(config, rows, seconds, out):
         f"{r['w2sq_mean']:9.4g} {r['w2sq_se']:9.2g} {_fmt(r.get('theory_w2sq_mean'))} | "
         f"{r['logdet_mean']:9.4g} {_fmt(r.get('theory_logdet_mean'))} | "
         f"{r['degenerate']:6.3f}" for r in rows), out)
+
+
+def _print_mix_table(title, what, rows, out):
+    """Under mix: E var and E|mu_t - mu_0|^2 beside the exact moments (theory.bias_mix)."""
+    head = (f"{'gen':>6} {'M':>6} | {'E ' + what:>12} {'+-se':>9} {'theory':>9} | "
+            f"{'E|mu-mu0|^2':>11} {'+-se':>9} {'theory':>9} | {'E W2^2':>9} {'+-se':>9} | "
+            f"{'degen':>6}")
+    print_table(title, head, (
+        f"{r['generation']:>6} {r['M']:>6} | {r['var_mean']:12.4g} {r['var_se']:9.2g} "
+        f"{_fmt(r.get('theory_var_mean'))} | {r['mean_shift_mean']:11.4g} "
+        f"{r['mean_shift_se']:9.2g} {_fmt(r.get('theory_mean_shift_mean'))} | "
+        f"{r['w2sq_mean']:9.4g} {r['w2sq_se']:9.2g} | {r['degenerate']:6.3f}" for r in rows),
+        out, notes=["theory: exact moments under mix given this run's human pool "
+                    "(theory.bias_mix; theory.mixing without --sampling-bias); E W2^2 "
+                    "has no closed form under mix"])
