@@ -51,3 +51,56 @@ def _release_compiled_programs():
     yield
     jax.clear_caches()
     gc.collect()
+
+
+# ---------------------------------------------------------------- xdist scheduling
+# The suite runs as `pytest -n auto --dist loadfile`: whole files go to the workers,
+# each taking the next file of a queue when it runs dry. xdist orders that queue by
+# the number of tests a file holds (most first), which puts the long files of one or
+# two tests (subprocess checks, figure renders, the README tour) last: the run ended
+# with one worker rendering figures alone for minutes. Instead the long files go
+# first, longest first (a worker that starts the last long file then finishes it
+# while the other works through the many short files: the longest-first rule of
+# scheduling), and the rest follow in collection order (short files, then the
+# doctests of the package).
+#
+# Heaviest first, from the CI timings (seconds a file on a 2-core machine, 2 workers,
+# 2026-12): a file not listed here that holds a test marked `slow` goes after these.
+SCHEDULE_FIRST = [
+    "tests/test_contracts.py",
+    "tests/test_figures_more.py",
+    "tests/test_docs.py",
+    "tests/test_sharding.py",
+    "tests/test_figures_learned.py",
+    "tests/test_scale.py",
+    "tests/test_readme.py",
+    "tests/test_figures_realdata.py",
+    "tests/test_sharding_data.py",
+    "tests/test_figures.py",
+    "tests/test_figures_bias.py",
+    "tests/test_figures_curation.py",
+]
+
+
+def pytest_configure(config):
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist: keep our file order
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config, items):
+    """Long files first (see SCHEDULE_FIRST); a file's tests stay together and in
+    order. Only under xdist: a plain run keeps pytest's order."""
+    if not hasattr(config, "workerinput"):
+        return
+    rank = {name: i for i, name in enumerate(SCHEDULE_FIRST)}
+    slow_files = {_file_of(it) for it in items if it.get_closest_marker("slow")}
+
+    def key(item):
+        f = _file_of(item)
+        return rank.get(f, len(SCHEDULE_FIRST) if f in slow_files else len(SCHEDULE_FIRST) + 1)
+
+    items.sort(key=key)  # stable
+
+
+def _file_of(item) -> str:
+    return item.nodeid.split("::", 1)[0]
