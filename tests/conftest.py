@@ -72,6 +72,7 @@ SCHEDULE_FIRST = [
     "tests/test_docs.py",
     "tests/test_sharding.py",
     "tests/test_figures_learned.py",
+    "tests/test_grad.py",
     "tests/test_scale.py",
     "tests/test_readme.py",
     "tests/test_figures_realdata.py",
@@ -79,6 +80,9 @@ SCHEDULE_FIRST = [
     "tests/test_figures.py",
     "tests/test_figures_bias.py",
     "tests/test_figures_curation.py",
+    "tests/test_design_cli.py",
+    "tests/test_figures_design.py",
+    "tests/test_design.py",
 ]
 
 
