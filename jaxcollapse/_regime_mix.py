@@ -82,6 +82,10 @@ class Mix(Regime):
     name: ClassVar[str] = "mix"
     uses_human: ClassVar[bool] = True
 
+    def __repr__(self):  # the count weighting (the default) is left out, as before
+        extra = "" if self.weighting == "count" else f", weighting={self.weighting!r}"
+        return f"Mix(alpha={self.alpha!r}, source={self.source!r}{extra})"
+
     def check(self):
         check_alpha(self.alpha)
         if self.source not in HUMAN_SOURCES:
