@@ -40,7 +40,13 @@ import numpy as np
 
 from jaxcollapse.theory._checks import check_lam
 from jaxcollapse.theory._mix_common import _check_int
-from jaxcollapse.theory.mixing import MixMoments, _mix_setup, _mix_step, _pool_terms
+from jaxcollapse.theory.mixing import (
+    MixMoments,
+    _fixed_point,
+    _mix_setup,
+    _mix_step,
+    _pool_terms,
+)
 
 __all__ = ["bias_mix_moments", "bias_mix_stationary"]
 
@@ -152,20 +158,10 @@ def bias_mix_stationary(n_samples: int, alpha: float, lam: Any, *, source: str =
         return MixMoments(mu0.copy(), P, np.zeros_like(S0), np.asarray(shift))
     A, Eq = _pool_terms(h, m, S, n_pool)
     fixed = source == "fixed"
-    sizes = (d, d * d, d * d, d * d)
 
-    def f(x):
-        parts = np.split(x, np.cumsum(sizes)[:-1])
-        st = (parts[0][None], *(p.reshape(1, d, d) for p in parts[1:]))
-        return np.concatenate([y.reshape(-1) for y in _biased_step(
-            st, lam, h, M, D, m, A, Eq, fixed)])
+    def step(e, P, V, C):
+        out = _biased_step((e[None], P[None], V[None], C[None]), lam, h, M, D, m, A, Eq,
+                           fixed)
+        return tuple(y[0] for y in out)
 
-    n_x = sum(sizes)
-    b = f(np.zeros(n_x))
-    lin = np.stack([f(col) - b for col in np.eye(n_x)], axis=1)
-    x = np.linalg.lstsq(np.eye(n_x) - lin, b, rcond=None)[0]
-    e = x[:d]
-    P = x[d: d + d * d].reshape(d, d)
-    V = x[d + d * d: d + 2 * d * d].reshape(d, d)
-    shift = np.trace(P) - 2 * e @ mu0 + mu0 @ mu0
-    return MixMoments(e, P, V, np.asarray(shift))
+    return _fixed_point(step, d, mu0)
