@@ -311,3 +311,21 @@ def test_a_new_loop_value_reuses_the_compiled_program_and_outer_jit_takes_concre
                                           step=steps.sampling_bias(lam), **kw
                                           ).metrics["w2sq"])(0.9)
     assert out.shape == (4, 4) and np.all(np.isfinite(out))
+
+
+def test_bad_relaxed_mix_and_kde_bandwidth_input_is_refused():
+    from jaxcollapse.theory.mixing_relaxed import relaxed_stationary
+
+    x0 = jnp.zeros((4, 1)).at[:, 0].set(jnp.arange(4.0))
+    with pytest.raises(ValueError, match="bandwidth= .* only with, the rule"):
+        jc.KDE(dim=1).params(x0, bandwidth=jnp.eye(1))
+    with pytest.raises(ValueError, match="bandwidth= .* only with, the rule"):
+        jc.KDE(dim=1, bandwidth="params0").params(x0)
+    with pytest.raises(ValueError, match="params0.bandwidth must be finite"):
+        jc.KDE(dim=1, bandwidth="params0").params(x0, bandwidth=-jnp.eye(1))
+    with pytest.raises(ValueError, match=r"shape \(n_generations,\) = \(3,\)"):
+        relaxed_moments(3, 10, [0.1, 0.2])
+    with pytest.raises(ValueError, match="alpha must lie in"):
+        relaxed_moments(2, 10, 1.5)
+    with pytest.raises(ValueError, match="alpha must be > 0"):
+        relaxed_stationary(10, 0.0)
