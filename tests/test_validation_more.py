@@ -290,6 +290,21 @@ def test_run_vae_refuses_bad_images(data, exc, match):
         run_vae(0, _images(), proto, [jc.replace()])
 
 
+def test_learned_runs_refuse_wrong_argument_types(lm_bits):
+    from jaxcollapse.learned.lm import run_lm
+    from jaxcollapse.learned.vae import VAEProtocol, run_vae
+    from jaxcollapse.models.vae import VAEConfig
+    LMProtocol, model, kw, corpus, arms = lm_bits
+    proto = VAEProtocol(VAEConfig((8, 8), 2, 8, "mlp"), n_generations=1, steps=2,
+                        batch_size=4, n_importance=2, n_probe=4)
+    with pytest.raises(TypeError, match="data must be a jaxcollapse.data.ImageData.*ndarray"):
+        run_vae(KEY, _images().train_x, proto, [jc.replace()])
+    with pytest.raises(TypeError, match="protocol must be a VAEProtocol; got dict"):
+        run_vae(KEY, _images(), {"steps": 2}, [jc.replace()])
+    with pytest.raises(TypeError, match="corpus must be a jaxcollapse.data.TextCorpus.*ndarray"):
+        run_lm(KEY, np.asarray(corpus.train), LMProtocol(model, **kw), arms)
+
+
 @pytest.mark.parametrize("field, value, match", [
     ("learning_rate", -1.0, "learning_rate must be finite and > 0"),
     ("n_eval", 0, "n_eval must be a positive integer"),

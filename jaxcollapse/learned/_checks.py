@@ -112,5 +112,11 @@ def check_image_data(data: Any) -> None:
         ...
         ValueError: data.train_x must hold pixels in [0, 1] (the decoder is Bernoulli); got values in [255, 255] (pixels in [0, 255]: divide by 255); they are not rescaled silently
     """  # noqa: E501
+    from jaxcollapse.data import ImageData
+
+    if not isinstance(data, ImageData):
+        raise TypeError(f"data must be a jaxcollapse.data.ImageData (train and test "
+                        f"images with labels, e.g. from jaxcollapse.data.load_mnist); "
+                        f"got {type(data).__name__}")
     for split in ("train", "test"):
         _check_split(getattr(data, f"{split}_x"), getattr(data, f"{split}_y"), split)

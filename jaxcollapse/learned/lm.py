@@ -449,6 +449,9 @@ def run_lm(key: jax.Array, corpus: TextCorpus, protocol: LMProtocol, arms, *,
     check_run_key(key)
     if not isinstance(protocol, LMProtocol):
         raise TypeError(f"protocol must be an LMProtocol; got {type(protocol).__name__}")
+    if not isinstance(corpus, TextCorpus):
+        raise TypeError(f"corpus must be a jaxcollapse.data.TextCorpus (e.g. from "
+                        f"jaxcollapse.data.load_wikitext2); got {type(corpus).__name__}")
     lm = LanguageModel(corpus, protocol, base_params=base_params,
                        mesh=training_mesh(devices, mesh, protocol.batch_size))
     run = run_recursive(key, lm, arms, protocol.n_generations, out=out, resume=resume,

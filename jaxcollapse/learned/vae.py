@@ -294,6 +294,8 @@ def run_vae(key: jax.Array, data: ImageData, protocol: VAEProtocol, arms, *,
         Shumailov et al., Nature 631 (2024), THEORY.md section 8; Burda et al. (2016).
     """
     check_run_key(key)
+    if not isinstance(protocol, VAEProtocol):
+        raise TypeError(f"protocol must be a VAEProtocol; got {type(protocol).__name__}")
     vae = ImageVAE(data, protocol, out=None if out is None else Path(out),
                    mesh=training_mesh(devices, mesh, protocol.batch_size))
     run = run_recursive(key, vae, arms, protocol.n_generations, out=out, resume=resume,
