@@ -264,6 +264,49 @@ def test_wikitext_caps_checked_before_reading(tmp_path, kwargs, exc, match):
         load_wikitext2(tmp_path, **kwargs)  # an empty folder: the caps fail first
 
 
+def _toy_wikitext(folder):
+    # train: "a" x 6, "b" x 3, <eos> x 2, "c" and "d" once; test: 11 tokens, 2 of them "c"
+    (folder / "train.txt").write_text("a a b a c \n a b a a b d \n")
+    (folder / "valid.txt").write_text("a b \n")
+    (folder / "test.txt").write_text("a c b a <unk> \n c a b a \n")
+    return folder
+
+
+def test_vocabulary_cap_over_the_unk_share_is_refused_naming_the_share(tmp_path):
+    from jaxcollapse.data.wikitext import cap_unk_share, load_wikitext2
+    d = _toy_wikitext(tmp_path)
+    # 4 kept types (a, b, <eos>, <unk>): both "c" of the 11 test tokens (with <eos>)
+    # become <unk>; the text's own <unk> does not count
+    c = load_wikitext2(d, max_vocab=4)
+    assert c.name == "wikitext-2 (vocab capped at 4)"
+    assert cap_unk_share(d, c.vocab) == pytest.approx(2 / 11)
+    with pytest.raises(ValueError, match=r"max_vocab=4 maps 18.2% of the test tokens to "
+                                         r"<unk> \(allowed: max_unk_share=0.1\)"):
+        load_wikitext2(d, max_vocab=4, max_unk_share=0.1)
+    assert load_wikitext2(d, max_vocab=4, max_unk_share=0.2).name == c.name
+    with pytest.raises(ValueError, match="max_unk_share must be >= 0 and <= 1"):
+        load_wikitext2(d, max_vocab=3, max_unk_share=1.5)
+
+
+def test_cli_max_vocab_needs_allow_unk_but_a_presets_own_cap_does_not(tmp_path, capsys):
+    from jaxcollapse.cli import build_parser
+    from jaxcollapse.experiments import lm
+    d = str(_toy_wikitext(tmp_path))
+
+    def corpus(*flags):
+        args = build_parser().parse_args(["run", "lm", "--preset", "tiny", "--data", d,
+                                          *flags])
+        return lm._corpus(args, lm.PRESETS[args.preset])
+
+    assert "tiny" in lm.PRESETS and lm.PRESETS["tiny"]["allow_unk"]
+    corpus()  # the tiny preset caps at 1,000 words on purpose (nothing lost here)
+    assert "0.0% of the test tokens become <unk>" in capsys.readouterr().out
+    with pytest.raises(ValueError, match=r"max_vocab=4 maps 18.2%.*--allow-unk"):
+        corpus("--max-vocab", "4")
+    assert corpus("--max-vocab", "4", "--allow-unk").name.endswith("capped at 4)")
+    assert lm.PRESETS["full"]["max_vocab"] is None
+
+
 def _images(scale=1.0, dtype=np.float32, labels_shift=0, nan=False):
     from jaxcollapse.data import ImageData
     x = (np.random.default_rng(0).uniform(size=(20, 8, 8)) * scale).astype(dtype)

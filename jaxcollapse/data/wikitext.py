@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jaxcollapse._validate import check_int
+from jaxcollapse._validate import check_int, check_real
 
 EOS = "<eos>"
 UNK = "<unk>"
@@ -248,8 +248,53 @@ def _hugging_face_splits(directory) -> tuple[list[str], bool]:
     return texts, raw
 
 
+def _cap_unk_share(train_lines, test_lines, vocab: Vocabulary) -> float:
+    """The share of test tokens a capped ``vocab`` maps to ``<unk>`` although the
+    whole training split's vocabulary has them (the text's own ``<unk>`` and words
+    never seen in training do not count: no cap would keep them).
+
+    Example:
+        >>> train = [["a", "a", "b", "a", "c"]]
+        >>> v = build_vocab(train, max_size=2)  # "a" and <unk>
+        >>> _cap_unk_share(train, [["a", "c", "b", "a"]], v)
+        0.5
+    """
+    full = {w for line in train_lines for w in line}
+    words = [w for line in test_lines for w in line]
+    lost = sum(1 for w in words if w != UNK and w in full and w not in vocab.stoi)
+    return lost / max(len(words), 1)
+
+
+def _split_lines(directory):
+    """(lines of each split, whether the layout is raw)."""
+    if (Path(directory) / "dataset_dict.json").is_file():
+        texts, raw = _hugging_face_splits(directory)
+        return [tokenize_lines(t) for t in texts], raw
+    paths = find_split_files(directory)
+    return [tokenize_lines(read_text(p, f"{s} file")) for s, p in
+            zip(("train", "valid", "test"), paths, strict=True)], paths[0].suffix == ".raw"
+
+
+def cap_unk_share(directory: str | os.PathLike, vocab: Vocabulary) -> float:
+    """The share of WikiText-2's test tokens that ``vocab`` (a capped vocabulary, e.g.
+    ``load_wikitext2(directory, max_vocab=...).vocab``) maps to ``<unk>`` although the
+    whole training split has them; the text's own ``<unk>`` tokens do not count.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> for s, text in (("train", "a a b a c"), ("valid", "a"), ("test", "a c b a")):
+        ...     _ = (d / f"{s}.txt").write_text(text)
+        >>> round(cap_unk_share(d, load_wikitext2(d, max_vocab=3).vocab), 3)  # b, c lost
+        0.4
+    """
+    lines, _ = _split_lines(directory)
+    return _cap_unk_share(lines[0], lines[2], vocab)
+
+
 def load_wikitext2(directory: str | os.PathLike, *, max_vocab: int | None = None,
-                   max_train_tokens: int | None = None) -> TextCorpus:
+                   max_train_tokens: int | None = None,
+                   max_unk_share: float | None = None) -> TextCorpus:
     """Loads WikiText-2 (tokenised or raw layout) as word-level token ids.
 
     The vocabulary is built from the *whole* training split (33,278 types for the
@@ -264,13 +309,17 @@ def load_wikitext2(directory: str | os.PathLike, *, max_vocab: int | None = None
         max_vocab: optional cap on the vocabulary size.
         max_train_tokens: optional: keep only the first this-many training tokens
             (the vocabulary is still built from the whole split).
+        max_unk_share: optional: refuse a ``max_vocab`` that maps more than this share
+            of the test tokens to ``<unk>`` (words of the training vocabulary dropped
+            by the cap; the text's own ``<unk>`` tokens do not count; see
+            :func:`cap_unk_share`).
 
     Returns:
         A :class:`TextCorpus`.
 
     Raises:
         FileNotFoundError: missing directory or files (the names looked for are listed).
-        ValueError: an empty or non-text file.
+        ValueError: an empty or non-text file; a cap over ``max_unk_share``.
 
     Example:
         >>> import tempfile, pathlib
@@ -288,14 +337,10 @@ def load_wikitext2(directory: str | os.PathLike, *, max_vocab: int | None = None
         max_vocab = check_int(max_vocab, "max_vocab", minimum=2)
     if max_train_tokens is not None:
         max_train_tokens = check_int(max_train_tokens, "max_train_tokens", minimum=2)
-    if (Path(directory) / "dataset_dict.json").is_file():
-        texts, raw = _hugging_face_splits(directory)
-        lines = [tokenize_lines(t) for t in texts]
-    else:
-        paths = find_split_files(directory)
-        raw = paths[0].suffix == ".raw"
-        lines = [tokenize_lines(read_text(p, f"{s} file")) for s, p in
-                 zip(("train", "valid", "test"), paths, strict=True)]
+    if max_unk_share is not None:
+        max_unk_share = float(check_real(max_unk_share, "max_unk_share", minimum=0.0,
+                                         maximum=1.0))
+    lines, raw = _split_lines(directory)
     vocab = build_vocab(lines[0], max_size=max_vocab)
     if UNK not in vocab.stoi and any(w not in vocab.stoi for ls in lines[1:] for line in ls
                                      for w in line):
@@ -307,6 +352,15 @@ def load_wikitext2(directory: str | os.PathLike, *, max_vocab: int | None = None
             raise ValueError(f"max_train_tokens must be >= 2; got {max_train_tokens}")
         ids[0] = ids[0][:max_train_tokens]
     name = "wikitext-2" + ("-raw" if raw else "")
+    if max_vocab is not None and max_unk_share is not None:
+        share = _cap_unk_share(lines[0], lines[2], vocab)
+        if share > max_unk_share:
+            raise ValueError(f"max_vocab={max_vocab} maps {share:.1%} of the test tokens to "
+                             f"{UNK} (allowed: max_unk_share={max_unk_share:g}), and its "
+                             f"perplexities cannot be set beside published ones; raise "
+                             f"max_vocab, drop the cap (None; on the command line "
+                             f"--max-vocab 0) or accept the share (max_unk_share=1.0; on "
+                             f"the command line --allow-unk)")
     if max_vocab is not None:
         name += f" (vocab capped at {len(vocab)})"
     return TextCorpus(ids[0], ids[1], ids[2], vocab, name)

@@ -23,6 +23,7 @@ DESCRIPTION = "Recursive training of a transformer LM on its own text (WikiText-
 EXAMPLES = """examples:
   jaxcollapse run lm --preset quick --data ../shared/data/wikitext-2
   jaxcollapse run lm --preset tiny --generations 2             # embedded text, seconds
+  jaxcollapse run lm --preset full --data ../shared/data/wikitext-2   # ~1 h, 2 CPU cores
   jaxcollapse run lm --preset paper --data DIR --seeds 0 1 2 3 4   # GPU
   jaxcollapse run lm --preset quick --data DIR --resume         # continue a run
   jaxcollapse run lm --preset tiny --decoding sample beam:rp=3 'sample:t=0.8,p=0.9'
@@ -30,19 +31,32 @@ EXAMPLES = """examples:
 
 DEFAULTS = dict(seed=0, chains=1, generations=None, samples=0, alpha=None)
 
+# the share of test tokens a command-line --max-vocab may map to <unk> without --allow-unk
+MAX_UNK_SHARE = 0.01
+
 # name -> (model preset, data settings, protocol settings, arms)
 PRESETS: dict[str, dict] = {
     "tiny": dict(model="tiny", max_train_tokens=8_192, max_vocab=1_000,
                  protocol=dict(n_generations=2, steps=60, warmup_steps=6, batch_size=8,
                                seq_len=32, prompt_len=16, gen_len=16, eval_tokens=4_096,
                                n_score=128, learning_rate=1e-2),
-                 alphas=(0.0, 0.1), accumulate=True),
+                 alphas=(0.0, 0.1), accumulate=True, allow_unk=True),
     "quick": dict(model="small", max_train_tokens=32_768, max_vocab=2_048,
                   protocol=dict(n_generations=3, steps=120, warmup_steps=12, batch_size=16,
                                 seq_len=128, prompt_len=64, gen_len=64, eval_tokens=8_192,
                                 n_score=256, learning_rate=3e-3, decoding="sample",
                                 temperature=0.8),
-                  alphas=(0.0, 0.1), accumulate=False),
+                  alphas=(0.0, 0.1), accumulate=False, allow_unk=True),
+    # the whole 33,278-word vocabulary (perplexities comparable with published ones),
+    # the first 65,536 training tokens (3.1% of the split) a generation, the whole
+    # valid and test splits; 3 generations x 2 arms x 2 seeds in about an hour on
+    # 2 CPU cores
+    "full": dict(model="small", max_train_tokens=65_536, max_vocab=None,
+                 protocol=dict(n_generations=3, steps=200, warmup_steps=20, batch_size=16,
+                               seq_len=128, prompt_len=64, gen_len=64, eval_tokens=None,
+                               n_score=256, learning_rate=3e-3, decoding="sample",
+                               temperature=0.8),
+                 alphas=(0.0, 0.1), accumulate=False, seeds=(0, 1)),
     "paper": dict(model="base", max_train_tokens=None, max_vocab=None,
                   protocol=dict(n_generations=10, steps=20_000, warmup_steps=1_000,
                                 batch_size=32, seq_len=256, prompt_len=64, gen_len=64,
@@ -80,6 +94,10 @@ def add_arguments(p) -> None:
                    help="use only the first N human training tokens (0: all)")
     p.add_argument("--max-vocab", type=int, default=None,
                    help="cap the vocabulary (0: none; rarer words become <unk>)")
+    p.add_argument("--allow-unk", action="store_true",
+                   help=f"accept a --max-vocab that maps more than "
+                        f"{MAX_UNK_SHARE:.0%} of the test tokens to <unk> (its "
+                        f"perplexities are not comparable with published ones)")
     p.add_argument("--decoding", nargs="+", default=None, metavar="SPEC",
                    help="how each generation writes its text: method[:field=value,...] "
                         "with method sample or beam and fields t (temperature), k (top-k), "
@@ -110,6 +128,7 @@ def add_arguments(p) -> None:
 
 def _corpus(args, preset):
     from jaxcollapse.data import default_corpus, load_wikitext2
+    from jaxcollapse.data.wikitext import cap_unk_share
 
     data = args.data
     if data is None:
@@ -119,12 +138,22 @@ def _corpus(args, preset):
     mtt = preset["max_train_tokens"] if args.max_train_tokens is None else \
         (args.max_train_tokens or None)
     mv = preset["max_vocab"] if args.max_vocab is None else (args.max_vocab or None)
+    # a preset's own cap is deliberate (its share is printed in the corpus name); a
+    # cap given on the command line must stay under MAX_UNK_SHARE or say --allow-unk
+    deliberate = args.max_vocab is None and preset.get("allow_unk", False)
+    unk = None if (args.allow_unk or deliberate) else MAX_UNK_SHARE
     if data is None:
         c = default_corpus()
         if mtt is not None:
             c = c._replace(train=c.train[:mtt])
         return c
-    return load_wikitext2(data, max_vocab=mv, max_train_tokens=mtt)
+    corpus = load_wikitext2(data, max_vocab=mv, max_train_tokens=mtt, max_unk_share=unk)
+    if mv is not None:
+        share = cap_unk_share(data, corpus.vocab)
+        print(f"vocabulary capped at {len(corpus.vocab):,} words: {share:.1%} of the test "
+              f"tokens become <unk>; perplexities are not comparable with published "
+              f"WikiText-2 ones (--preset full keeps the whole vocabulary)")
+    return corpus
 
 
 def build(args):
