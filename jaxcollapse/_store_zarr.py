@@ -58,7 +58,9 @@ from jaxcollapse._zarr_layout import (  # noqa: F401  (the writer and reader use
     _Layout,
     _pad_to,
     _replace,
+    _swap_in,
     _var,
+    array_meta,
     check_metric_names,
     chunk_range,
     n_chunks,
@@ -123,72 +125,55 @@ class ZarrChunkWriter:
             n_chunks=self.n_chunks, chunks_done=self.chunks_done, complete=self.complete,
             params_type=self.params_type, arrays=self.layout.arrays, coords=self.coords,
             checksums=dict(sorted(self.checksums.items()))), allow_nan=False, default=str))
-        _replace(self.directory / MANIFEST, _dumps(seal(m)), sync=True)
+        _swap_in(self.directory / MANIFEST, _dumps(seal(m)), sync=True)
 
     def generations(self) -> int:
         """Generations committed to the zarr arrays (``0..generations()-1``)."""
         return chunk_range(self.chunks_done - 1, self.chunk_size,
                            self.n_generations)[1] if self.chunks_done else 0
 
-    def _write_metadata(self, pool: ThreadPoolExecutor | None = None,
-                        coords: bool = True) -> None:
+    def _write_metadata(self, coords: bool = True) -> None:
         """Every array's ``zarr.json`` (and, if ``coords``, the chain coordinate's),
         then the group's (consolidated), at the committed shape, written from the
         manifest's record."""
         g = self.generations()
-        metas, jobs = {}, []
+        metas = {}
         for var, a in self.layout.arrays.items():
             metas[var] = dict(a["meta"], shape=self.layout.shape(var, g))
-            jobs.append((self.directory / var / "zarr.json", metas[var]))
+            _swap_in(self.directory / var / "zarr.json", _dumps(metas[var]))
         for var, meta in self.coords.items():  # its shape never changes
             metas[var] = meta
             if coords:
-                jobs.append((self.directory / var / "zarr.json", meta))
-        if pool is None:
-            for path, meta in jobs:
-                _replace(path, _dumps(meta))
-        else:
-            list(pool.map(lambda j: _replace(j[0], _dumps(j[1])), jobs))
+                _swap_in(self.directory / var / "zarr.json", _dumps(meta))
         attrs = dict(format=FORMAT_ZARR, fingerprint=self.fp, chunk_size=self.chunk_size,
                      n_generations=self.n_generations, generations_done=max(0, g - 1),
                      complete=self.complete)
         group = dict(attributes=attrs, zarr_format=3, consolidated_metadata=dict(
             kind="inline", must_understand=False, metadata=metas), node_type="group")
-        _replace(self.directory / "zarr.json", _dumps(group))
+        _swap_in(self.directory / "zarr.json", _dumps(group))
 
     def _create_arrays(self, flat: dict[str, np.ndarray]) -> None:
-        """The arrays' zarr metadata, made by zarr itself (once, at the first chunk)."""
-        zarr = require_zarr()
+        """The arrays' zarr metadata (once, at the first chunk): what zarr itself makes
+        (:func:`array_meta`; zarr only for a dtype that function does not cover)."""
         C, n = self.chunk_size, self.n_chains
-        store = zarr.storage.MemoryStore()  # only the metadata is kept
-        group = zarr.open_group(store, mode="w", zarr_format=3)
         arrays = {}
         for name, a in flat.items():
             var = _var(name)
             if a.ndim == 1:  # along generations
-                shape, chunks, dims, gen_axis = (0,), (C,), ["generation"], 0
+                chunks, dims, gen_axis = (C,), ["generation"], 0
             else:
                 trail = a.shape[2:]
                 row = max(1, C * int(np.prod(trail, dtype=int)) * a.dtype.itemsize)
                 cc = min(n, max(1, _CHUNK_BYTES // row))
-                shape, chunks, gen_axis = (n, 0) + trail, (cc, C) + trail, 1
+                chunks, gen_axis = (cc, C) + trail, 1
                 dims = ["chain", "generation"] + [f"{var}_{i}" for i in range(len(trail))]
-            arr = group.create_array(var, shape=shape, chunks=chunks, dtype=a.dtype,
-                                     fill_value=False if a.dtype.kind == "b" else 0,
-                                     compressors=None, filters=None,
-                                     dimension_names=dims)
-            meta = json.loads(json.dumps(arr.metadata.to_dict(), default=list))
-            meta.pop("shape")
+            meta = array_meta(a.dtype, chunks, dims)
+            if meta is None:
+                meta = _zarr_meta(a.dtype, chunks, dims)
             arrays[var] = dict(name=name, gen_axis=gen_axis, trail=list(a.shape[2:]),
                                meta=meta)
         self.layout = _Layout(arrays, n)
-        chain = group.create_array("chain", data=np.arange(*self.fp["chains"]),
-                                   dimension_names=["chain"], compressors=None)
-        meta = json.loads(json.dumps(chain.metadata.to_dict(), default=list))
-        meta.update(shape=[self.n_chains], data_type="int64",
-                    chunk_grid=dict(name="regular",
-                                    configuration=dict(chunk_shape=[self.n_chains])))
-        self._write_chain(meta)
+        self._write_chain(dict(shape=[n], **array_meta(np.dtype("int64"), [n], ["chain"])))
 
     def _write_chain(self, meta: dict) -> None:
         # the chain coordinate (ids lo..hi-1): one small chunk, written at the start
@@ -262,47 +247,47 @@ class ZarrChunkWriter:
         flat = dict(outputs, n_samples=np.asarray(n_samples))
         if not self.layout.arrays:
             self._create_arrays(flat)
-        jobs = []
+        jobs: list[tuple[str, Any]] = []
         for var, a in self.layout.arrays.items():
             x = flat[a["name"]]
             shape, dt = self.layout.chunk_shape(var), self.layout.dtype(var)
             fill = a["meta"]["fill_value"]
             for key, rows in self.layout.blocks(var, index):
                 block = x if rows is None else x[rows]
-                block = _pad_to(np.ascontiguousarray(block, dt), shape, fill)
-                jobs.append((key, block.tobytes()))
+                jobs.append((key, _pad_to(np.ascontiguousarray(block, dt), shape, fill)))
         last = index + 1 == self.n_chunks
         carry_name = f"carry_{index:06d}.npz"
+        if carry is not None and not last:
+            jobs.append((carry_name, carry))  # written beside the chunk files
         if self._pool is None:
             self._pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="zarr-store")
-        pool = self._pool
         try:
-            sums = pool.map(self._put, jobs)
-            if carry is not None and not last:
-                self.checksums[carry_name] = write_npz(self.directory / carry_name, carry)
-            self.checksums.update(zip((k for k, _ in jobs), sums, strict=True))
-            keep = {f"carry_{index - 1:06d}.npz"} | (set() if last else {carry_name})
-            for name in [n for n in self.checksums
-                         if n.startswith("carry_") and n not in keep]:
-                del self.checksums[name]
-            self.chunks_done, self.complete = index + 1, last
-            self._write_metadata(pool, coords=index == 0)
+            self.checksums.update(zip((k for k, _ in jobs), self._pool.map(self._put, jobs),
+                                      strict=True))
         except BaseException:
-            pool.shutdown()
+            self._pool.shutdown()
             self._pool = None
             raise
+        keep = {f"carry_{index - 1:06d}.npz"} | (set() if last else {carry_name})
+        for name in [n for n in self.checksums if n.startswith("carry_") and n not in keep]:
+            del self.checksums[name]
+        self.chunks_done, self.complete = index + 1, last
         if last:
-            pool.shutdown()
+            self._pool.shutdown()
             self._pool = None
+        self._write_metadata(coords=index == 0)
         self._write_manifest()
         for f in self.directory.glob("carry_*.npz"):
             if f.name not in keep:
                 f.unlink(missing_ok=True)
 
-    def _put(self, job: tuple[str, bytes]) -> str:
+    def _put(self, job: tuple[str, Any]) -> str:
         key, data = job
-        _replace(self.directory / key, data, sync=True)
-        return digest(data)
+        if isinstance(data, dict):  # the carry
+            return write_npz(self.directory / key, data)
+        view = memoryview(data).cast("B")  # the array's bytes, not copied
+        _replace(self.directory / key, view, sync=True)
+        return digest(view)
 
     def read_chunk(self, index: int) -> dict[str, np.ndarray]:
         """The flat outputs of a written chunk (without ``n_samples``), verified."""
@@ -316,6 +301,18 @@ class ZarrChunkWriter:
     def read_carry(self) -> dict[str, np.ndarray]:
         name = f"carry_{self.chunks_done - 1:06d}.npz"
         return read_npz(self.directory / name, self.checksums.get(name))
+
+
+def _zarr_meta(dtype: np.dtype, chunks, dims) -> dict:
+    """An uncompressed array's zarr v3 metadata (without ``shape``), made by zarr."""
+    zarr = require_zarr()
+    group = zarr.open_group(zarr.storage.MemoryStore(), mode="w", zarr_format=3)
+    arr = group.create_array("a", shape=(0,) * len(chunks), chunks=chunks, dtype=dtype,
+                             fill_value=0, compressors=None, filters=None,
+                             dimension_names=dims)
+    meta = json.loads(json.dumps(arr.metadata.to_dict(), default=list))
+    meta.pop("shape")
+    return meta
 
 
 class ZarrStoredResult(StoredResult):
