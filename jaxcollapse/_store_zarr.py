@@ -30,6 +30,7 @@ damaged one is repaired.
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -46,7 +47,6 @@ from jaxcollapse._store_files import (
     remove_store,
     seal,
     store_files,
-    write_npz,
 )
 from jaxcollapse._zarr_layout import (  # noqa: F401  (the writer and reader use them)
     _CHUNK_BYTES,
@@ -57,7 +57,9 @@ from jaxcollapse._zarr_layout import (  # noqa: F401  (the writer and reader use
     _dumps,
     _Layout,
     _pad_to,
+    _renew,
     _replace,
+    _spare,
     _swap_in,
     _var,
     array_meta,
@@ -68,8 +70,11 @@ from jaxcollapse._zarr_layout import (  # noqa: F401  (the writer and reader use
     read_raw,
     require_zarr,
 )
-from jaxcollapse.io import atomic_write_bytes
+from jaxcollapse.io import atomic_write_bytes, npz_bytes
 from jaxcollapse.store import StoredResult
+
+# a dropped carry kept for its inode (a name the store's clean-up has always matched)
+_CARRY_SPARE = ".carry_000000.npz.spare.tmp"
 
 
 class ZarrChunkWriter:
@@ -277,14 +282,33 @@ class ZarrChunkWriter:
             self._pool = None
         self._write_metadata(coords=index == 0)
         self._write_manifest()
+        # older carries go only once the manifest no longer points at them; one keeps
+        # its inode for the next carry (_renew), and a complete store keeps no spare
+        spare = self.directory / _CARRY_SPARE
         for f in self.directory.glob("carry_*.npz"):
-            if f.name not in keep:
+            if f.name in keep:
+                continue
+            if last or spare.exists():
                 f.unlink(missing_ok=True)
+            else:
+                os.replace(f, spare)
+        if last:
+            self._drop_spares()
+
+    def _drop_spares(self) -> None:
+        """Removes the spare files of a complete store (its zarr.json, manifest and
+        carry spares): nothing is rewritten any more."""
+        d = self.directory
+        for path in [d / _CARRY_SPARE, _spare(d / MANIFEST), _spare(d / "zarr.json")] + [
+                _spare(d / var / "zarr.json") for var in [*self.layout.arrays, *self.coords]]:
+            path.unlink(missing_ok=True)
 
     def _put(self, job: tuple[str, Any]) -> str:
         key, data = job
-        if isinstance(data, dict):  # the carry
-            return write_npz(self.directory / key, data)
+        if isinstance(data, dict):  # the carry, into the inode of a dropped one
+            data = npz_bytes(data)
+            _renew(self.directory / key, data, self.directory / _CARRY_SPARE)
+            return digest(data)
         view = memoryview(data).cast("B")  # the array's bytes, not copied
         _replace(self.directory / key, view, sync=True)
         return digest(view)

@@ -224,23 +224,19 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(a), None, str(b))
 
 
-def _swap_in(path: Path, data: bytes, sync: bool = False) -> None:
-    """Writes ``path`` atomically, as :func:`_replace`, for a file rewritten every
-    chunk (the ``zarr.json`` metadata, the manifest): the new content goes into a spare
-    file beside it (``.NAME.spare.tmp``, the version before last), which then trades
-    names with ``path`` (``renameat2(RENAME_EXCHANGE)``), so readers see the old or
-    the new file, whole, and no inode is made or freed (on ext4 creating a file costs
-    up to half a millisecond). A reader that held the old file open for a whole chunk
-    could see it rewritten; the manifest's seal detects that. Where the exchange is not
-    available (another system, ``path`` missing) the spare is renamed over ``path``."""
-    spare = path.with_name(f".{path.name}.spare.tmp")
+def _spare(path: Path) -> Path:
+    return path.with_name(f".{path.name}.spare.tmp")
+
+
+def _fill(spare: Path, data, sync: bool) -> bool:
+    """Writes ``data`` into the file ``spare``, reusing its inode if it exists (its
+    old content is overwritten in place); ``False`` if its folder does not exist."""
     try:
         fd = os.open(spare, os.O_WRONLY | os.O_CREAT, 0o666)
-    except FileNotFoundError:  # the first file of its folder
-        _replace(path, data, sync)
-        return
+    except FileNotFoundError:
+        return False
     try:
-        view, done = memoryview(data), 0
+        view, done = memoryview(data).cast("B"), 0
         while done < len(view):
             done += os.pwrite(fd, view[done:], done)
         os.ftruncate(fd, len(view))
@@ -251,7 +247,32 @@ def _swap_in(path: Path, data: bytes, sync: bool = False) -> None:
         spare.unlink(missing_ok=True)
         raise
     os.close(fd)
-    if not _exchange(spare, path):
+    return True
+
+
+def _swap_in(path: Path, data: bytes, sync: bool = False) -> None:
+    """Writes ``path`` atomically, as :func:`_replace`, for a file rewritten every
+    chunk (the ``zarr.json`` metadata, the manifest): the new content goes into a spare
+    file beside it (``.NAME.spare.tmp``, the version before last), which then trades
+    names with ``path`` (``renameat2(RENAME_EXCHANGE)``), so readers see the old or
+    the new file, whole, and no inode is made or freed (on ext4 making one can cost
+    half a millisecond). A reader that held the old file open for a whole chunk could
+    see it rewritten; the manifest's seal detects that. Where the exchange is not
+    available (another system, ``path`` missing) the spare is renamed over ``path``."""
+    spare = _spare(path)
+    if not _fill(spare, data, sync):  # the first file of its folder
+        _replace(path, data, sync)
+    elif not _exchange(spare, path):
+        os.replace(spare, path)
+
+
+def _renew(path: Path, data: bytes, spare: Path) -> None:
+    """Writes the new file ``path`` atomically and durably into the inode of ``spare``
+    (a file no longer needed, such as a carry the manifest dropped), then renames it
+    to ``path``: as :func:`_replace` with ``sync``, without making an inode."""
+    if not _fill(spare, data, sync=True):
+        _replace(path, data, sync=True)
+    else:
         os.replace(spare, path)
 
 

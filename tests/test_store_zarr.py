@@ -69,6 +69,10 @@ def test_a_zarr_store_is_read_lazily_by_xarray_and_zarr_while_running_and_after(
         assert not isinstance(ds["w2sq"].variable._data, np.ndarray)  # lazy
 
     res = _run(d, on_chunk=look)
+    # complete: no spare or temporary file is left (only the store's own files)
+    assert [p.name for p in d.rglob(".*")] == []
+    assert sorted(p.name for p in d.iterdir() if p.is_file()) == [
+        "carry_000002.npz", "manifest.json", "zarr.json"]
     # one zarr chunk per simulation chunk, generation 0 in the first
     assert seen == [(0, 2, 2, 1), (2, 4, 4, 3), (4, 6, 6, 5), (6, 7, 7, 6)]
     _same(res, ref)  # the same numbers as the run without a store
