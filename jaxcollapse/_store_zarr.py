@@ -15,16 +15,25 @@ codec, no compression: the bytes an ``.npz`` store holds), written atomically an
 concurrently, each hashed (BLAKE2b) as it is written.
 
 Commit protocol, per simulation chunk: the chunk files and the carry
-(``carry_K.npz``, as in the npz store) are written first; then every array's
-``zarr.json`` and the group's ``zarr.json`` (which holds the consolidated metadata
-``xarray.open_zarr`` reads) are rewritten with the shape grown to the committed
-generations; last ``manifest.json`` (format ``jaxcollapse.simulate-store/zarr-1``),
-the commit point for resuming and for :class:`ZarrStoredResult`, records the
-fingerprint and the checksum of every chunk and carry file. A reader therefore never
-sees a generation whose data is not on disk. Our own reader takes dtypes and chunk
-shapes from the manifest, not from the ``zarr.json`` files, and verifies every chunk
-file it reads; a resumed run rewrites the ``zarr.json`` files from the manifest, so a
-damaged one is repaired.
+(``carry_K.npz``, as in the npz store) are written first, together, each synced to
+disk before it is renamed into place; then every array's ``zarr.json`` and the
+group's ``zarr.json`` (which holds the consolidated metadata ``xarray.open_zarr``
+reads) are rewritten with the shape grown to the committed generations; last
+``manifest.json`` (format ``jaxcollapse.simulate-store/zarr-1``, synced), the commit
+point for resuming and for :class:`ZarrStoredResult`, records the fingerprint and the
+checksum of every chunk and carry file. A reader therefore never sees a generation
+whose data is not on disk. Our own reader takes dtypes and chunk shapes from the
+manifest, not from the ``zarr.json`` files, and verifies every chunk file it reads; a
+resumed run rewrites the ``zarr.json`` files from the manifest, so a damaged one is
+repaired.
+
+Cost: making and removing files is what a chunk's write mostly costs beyond the bytes
+(on ext4 up to half a millisecond a file), so the files rewritten every chunk (the
+``zarr.json`` files, the manifest) trade names with a spare copy beside them
+(``.NAME.spare.tmp``: :func:`~jaxcollapse._zarr_layout._swap_in`), a new carry is
+written into the inode of the one the manifest dropped, and a chunk makes only its
+chunk files (and the folders the layout nests them in). A complete store keeps no
+spare.
 """
 
 from __future__ import annotations
@@ -106,7 +115,7 @@ class ZarrChunkWriter:
             self.coords: dict[str, dict] = dict(m.get("coords") or {})
             self._recover()
             if "chain" in self.coords:
-                self._write_chain(self.coords["chain"])
+                self._write_chain()
             if self.chunks_done:
                 self._write_metadata()  # repairs a damaged zarr.json
         else:
@@ -178,16 +187,19 @@ class ZarrChunkWriter:
             arrays[var] = dict(name=name, gen_axis=gen_axis, trail=list(a.shape[2:]),
                                meta=meta)
         self.layout = _Layout(arrays, n)
-        self._write_chain(dict(shape=[n], **array_meta(np.dtype("int64"), [n], ["chain"])))
+        self.coords = {"chain": dict(shape=[n], **array_meta(np.dtype("int64"), [n],
+                                                             ["chain"]))}
 
-    def _write_chain(self, meta: dict) -> None:
-        # the chain coordinate (ids lo..hi-1): one small chunk, written at the start
-        # (and again on resume, so that a damaged one is repaired)
+    def _chain_file(self) -> tuple[str, np.ndarray]:
+        # the chain coordinate (ids lo..hi-1): one small chunk, written with the first
+        # chunk (and again on resume, so that a damaged one is repaired)
         ids = np.arange(*self.fp["chains"]).astype("<i8")
-        key = "chain/" + _chunk_key(meta, (0,))
+        return "chain/" + _chunk_key(self.coords["chain"], (0,)), ids
+
+    def _write_chain(self) -> None:
+        key, ids = self._chain_file()
         self.checksums[key] = digest(ids.tobytes())
         atomic_write_bytes(self.directory / key, ids.tobytes())
-        self.coords = {"chain": meta}
 
     # ------------------------------------------------------------------ recovery
 
@@ -260,6 +272,8 @@ class ZarrChunkWriter:
             for key, rows in self.layout.blocks(var, index):
                 block = x if rows is None else x[rows]
                 jobs.append((key, _pad_to(np.ascontiguousarray(block, dt), shape, fill)))
+        if index == 0:
+            jobs.append(self._chain_file())
         last = index + 1 == self.n_chunks
         carry_name = f"carry_{index:06d}.npz"
         if carry is not None and not last:

@@ -20,7 +20,7 @@ from jaxcollapse._store_files import StoreError, digest, read_bytes
 MANIFEST = "manifest.json"
 _CHUNK_BYTES = 32 << 20  # at most this many bytes in a chunk file (along chains)
 _RESERVED = ("degenerate", "n_samples", "chain", "generation")
-_WORKERS = 8  # concurrent chunk-file writes: their fsyncs share the journal commits
+_WORKERS = 8  # concurrent chunk-file and carry writes: their fsyncs share journal commits
 
 
 def require_zarr():
@@ -171,10 +171,10 @@ def read_chunk(directory: Path, layout: _Layout, checksums: dict[str, str], k: i
 
 
 def _replace(path: Path, data: bytes, sync: bool = False) -> None:
-    """Writes ``path`` atomically (temporary file, then rename). Chunk files and the
-    manifest are synced (``sync``) before the rename; the ``zarr.json`` metadata is
-    not (zarr itself writes it so): our own reader and a resume never trust it (they
-    take the layout from the manifest) and a resume rewrites it."""
+    """Writes ``path`` atomically (temporary file, then rename). Chunk files, carries
+    and the manifest are synced (``sync``) before the rename; the ``zarr.json``
+    metadata is not (zarr itself writes it so): our own reader and a resume never trust
+    it (they take the layout from the manifest) and a resume rewrites it."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         try:
