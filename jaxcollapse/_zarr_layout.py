@@ -232,13 +232,13 @@ def _fill(spare: Path, data, sync: bool) -> bool:
     """Writes ``data`` into the file ``spare``, reusing its inode if it exists (its
     old content is overwritten in place); ``False`` if its folder does not exist."""
     try:
-        fd = os.open(spare, os.O_WRONLY | os.O_CREAT, 0o666)
+        fd = os.open(spare, os.O_WRONLY | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o666)
     except FileNotFoundError:
         return False
     try:
         view, done = memoryview(data).cast("B"), 0
-        while done < len(view):
-            done += os.pwrite(fd, view[done:], done)
+        while done < len(view):  # from offset 0: a new descriptor starts there
+            done += os.write(fd, view[done:])
         os.ftruncate(fd, len(view))
         if sync:
             os.fsync(fd)
