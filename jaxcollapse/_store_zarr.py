@@ -15,21 +15,31 @@ codec, no compression: the bytes an ``.npz`` store holds), written atomically an
 concurrently, each hashed (BLAKE2b) as it is written.
 
 Commit protocol, per simulation chunk: the chunk files and the carry
-(``carry_K.npz``, as in the npz store) are written first; then every array's
-``zarr.json`` and the group's ``zarr.json`` (which holds the consolidated metadata
-``xarray.open_zarr`` reads) are rewritten with the shape grown to the committed
-generations; last ``manifest.json`` (format ``jaxcollapse.simulate-store/zarr-1``),
-the commit point for resuming and for :class:`ZarrStoredResult`, records the
-fingerprint and the checksum of every chunk and carry file. A reader therefore never
-sees a generation whose data is not on disk. Our own reader takes dtypes and chunk
-shapes from the manifest, not from the ``zarr.json`` files, and verifies every chunk
-file it reads; a resumed run rewrites the ``zarr.json`` files from the manifest, so a
-damaged one is repaired.
+(``carry_K.npz``, as in the npz store) are written first, together, each synced to
+disk before it is renamed into place; then every array's ``zarr.json`` and the
+group's ``zarr.json`` (which holds the consolidated metadata ``xarray.open_zarr``
+reads) are rewritten with the shape grown to the committed generations; last
+``manifest.json`` (format ``jaxcollapse.simulate-store/zarr-1``, synced), the commit
+point for resuming and for :class:`ZarrStoredResult`, records the fingerprint and the
+checksum of every chunk and carry file. A reader therefore never sees a generation
+whose data is not on disk. Our own reader takes dtypes and chunk shapes from the
+manifest, not from the ``zarr.json`` files, and verifies every chunk file it reads; a
+resumed run rewrites the ``zarr.json`` files from the manifest, so a damaged one is
+repaired.
+
+Cost: making and removing files is what a chunk's write mostly costs beyond the bytes
+(on ext4 up to half a millisecond a file), so the files rewritten every chunk (the
+``zarr.json`` files, the manifest) trade names with a spare copy beside them
+(``.NAME.spare.tmp``: :func:`~jaxcollapse._zarr_layout._swap_in`), a new carry is
+written into the inode of the one the manifest dropped, and a chunk makes only its
+chunk files (and the folders the layout nests them in). A complete store keeps no
+spare.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -46,7 +56,6 @@ from jaxcollapse._store_files import (
     remove_store,
     seal,
     store_files,
-    write_npz,
 )
 from jaxcollapse._zarr_layout import (  # noqa: F401  (the writer and reader use them)
     _CHUNK_BYTES,
@@ -57,8 +66,12 @@ from jaxcollapse._zarr_layout import (  # noqa: F401  (the writer and reader use
     _dumps,
     _Layout,
     _pad_to,
+    _renew,
     _replace,
+    _spare,
+    _swap_in,
     _var,
+    array_meta,
     check_metric_names,
     chunk_range,
     n_chunks,
@@ -66,8 +79,11 @@ from jaxcollapse._zarr_layout import (  # noqa: F401  (the writer and reader use
     read_raw,
     require_zarr,
 )
-from jaxcollapse.io import atomic_write_bytes
+from jaxcollapse.io import atomic_write_bytes, npz_bytes
 from jaxcollapse.store import StoredResult
+
+# a dropped carry kept for its inode (a name the store's clean-up has always matched)
+_CARRY_SPARE = ".carry_000000.npz.spare.tmp"
 
 
 class ZarrChunkWriter:
@@ -99,7 +115,7 @@ class ZarrChunkWriter:
             self.coords: dict[str, dict] = dict(m.get("coords") or {})
             self._recover()
             if "chain" in self.coords:
-                self._write_chain(self.coords["chain"])
+                self._write_chain()
             if self.chunks_done:
                 self._write_metadata()  # repairs a damaged zarr.json
         else:
@@ -123,81 +139,67 @@ class ZarrChunkWriter:
             n_chunks=self.n_chunks, chunks_done=self.chunks_done, complete=self.complete,
             params_type=self.params_type, arrays=self.layout.arrays, coords=self.coords,
             checksums=dict(sorted(self.checksums.items()))), allow_nan=False, default=str))
-        _replace(self.directory / MANIFEST, _dumps(seal(m)), sync=True)
+        _swap_in(self.directory / MANIFEST, _dumps(seal(m)), sync=True)
 
     def generations(self) -> int:
         """Generations committed to the zarr arrays (``0..generations()-1``)."""
         return chunk_range(self.chunks_done - 1, self.chunk_size,
                            self.n_generations)[1] if self.chunks_done else 0
 
-    def _write_metadata(self, pool: ThreadPoolExecutor | None = None,
-                        coords: bool = True) -> None:
+    def _write_metadata(self, coords: bool = True) -> None:
         """Every array's ``zarr.json`` (and, if ``coords``, the chain coordinate's),
         then the group's (consolidated), at the committed shape, written from the
         manifest's record."""
         g = self.generations()
-        metas, jobs = {}, []
+        metas = {}
         for var, a in self.layout.arrays.items():
             metas[var] = dict(a["meta"], shape=self.layout.shape(var, g))
-            jobs.append((self.directory / var / "zarr.json", metas[var]))
+            _swap_in(self.directory / var / "zarr.json", _dumps(metas[var]))
         for var, meta in self.coords.items():  # its shape never changes
             metas[var] = meta
             if coords:
-                jobs.append((self.directory / var / "zarr.json", meta))
-        if pool is None:
-            for path, meta in jobs:
-                _replace(path, _dumps(meta))
-        else:
-            list(pool.map(lambda j: _replace(j[0], _dumps(j[1])), jobs))
+                _swap_in(self.directory / var / "zarr.json", _dumps(meta))
         attrs = dict(format=FORMAT_ZARR, fingerprint=self.fp, chunk_size=self.chunk_size,
                      n_generations=self.n_generations, generations_done=max(0, g - 1),
                      complete=self.complete)
         group = dict(attributes=attrs, zarr_format=3, consolidated_metadata=dict(
             kind="inline", must_understand=False, metadata=metas), node_type="group")
-        _replace(self.directory / "zarr.json", _dumps(group))
+        _swap_in(self.directory / "zarr.json", _dumps(group))
 
     def _create_arrays(self, flat: dict[str, np.ndarray]) -> None:
-        """The arrays' zarr metadata, made by zarr itself (once, at the first chunk)."""
-        zarr = require_zarr()
+        """The arrays' zarr metadata (once, at the first chunk): what zarr itself makes
+        (:func:`array_meta`; zarr only for a dtype that function does not cover)."""
         C, n = self.chunk_size, self.n_chains
-        store = zarr.storage.MemoryStore()  # only the metadata is kept
-        group = zarr.open_group(store, mode="w", zarr_format=3)
         arrays = {}
         for name, a in flat.items():
             var = _var(name)
             if a.ndim == 1:  # along generations
-                shape, chunks, dims, gen_axis = (0,), (C,), ["generation"], 0
+                chunks, dims, gen_axis = (C,), ["generation"], 0
             else:
                 trail = a.shape[2:]
                 row = max(1, C * int(np.prod(trail, dtype=int)) * a.dtype.itemsize)
                 cc = min(n, max(1, _CHUNK_BYTES // row))
-                shape, chunks, gen_axis = (n, 0) + trail, (cc, C) + trail, 1
+                chunks, gen_axis = (cc, C) + trail, 1
                 dims = ["chain", "generation"] + [f"{var}_{i}" for i in range(len(trail))]
-            arr = group.create_array(var, shape=shape, chunks=chunks, dtype=a.dtype,
-                                     fill_value=False if a.dtype.kind == "b" else 0,
-                                     compressors=None, filters=None,
-                                     dimension_names=dims)
-            meta = json.loads(json.dumps(arr.metadata.to_dict(), default=list))
-            meta.pop("shape")
+            meta = array_meta(a.dtype, chunks, dims)
+            if meta is None:
+                meta = _zarr_meta(a.dtype, chunks, dims)
             arrays[var] = dict(name=name, gen_axis=gen_axis, trail=list(a.shape[2:]),
                                meta=meta)
         self.layout = _Layout(arrays, n)
-        chain = group.create_array("chain", data=np.arange(*self.fp["chains"]),
-                                   dimension_names=["chain"], compressors=None)
-        meta = json.loads(json.dumps(chain.metadata.to_dict(), default=list))
-        meta.update(shape=[self.n_chains], data_type="int64",
-                    chunk_grid=dict(name="regular",
-                                    configuration=dict(chunk_shape=[self.n_chains])))
-        self._write_chain(meta)
+        self.coords = {"chain": dict(shape=[n], **array_meta(np.dtype("int64"), [n],
+                                                             ["chain"]))}
 
-    def _write_chain(self, meta: dict) -> None:
-        # the chain coordinate (ids lo..hi-1): one small chunk, written at the start
-        # (and again on resume, so that a damaged one is repaired)
+    def _chain_file(self) -> tuple[str, np.ndarray]:
+        # the chain coordinate (ids lo..hi-1): one small chunk, written with the first
+        # chunk (and again on resume, so that a damaged one is repaired)
         ids = np.arange(*self.fp["chains"]).astype("<i8")
-        key = "chain/" + _chunk_key(meta, (0,))
+        return "chain/" + _chunk_key(self.coords["chain"], (0,)), ids
+
+    def _write_chain(self) -> None:
+        key, ids = self._chain_file()
         self.checksums[key] = digest(ids.tobytes())
         atomic_write_bytes(self.directory / key, ids.tobytes())
-        self.coords = {"chain": meta}
 
     # ------------------------------------------------------------------ recovery
 
@@ -262,47 +264,68 @@ class ZarrChunkWriter:
         flat = dict(outputs, n_samples=np.asarray(n_samples))
         if not self.layout.arrays:
             self._create_arrays(flat)
-        jobs = []
+        jobs: list[tuple[str, Any]] = []
         for var, a in self.layout.arrays.items():
             x = flat[a["name"]]
             shape, dt = self.layout.chunk_shape(var), self.layout.dtype(var)
             fill = a["meta"]["fill_value"]
             for key, rows in self.layout.blocks(var, index):
                 block = x if rows is None else x[rows]
-                block = _pad_to(np.ascontiguousarray(block, dt), shape, fill)
-                jobs.append((key, block.tobytes()))
+                jobs.append((key, _pad_to(np.ascontiguousarray(block, dt), shape, fill)))
+        if index == 0:
+            jobs.append(self._chain_file())
         last = index + 1 == self.n_chunks
         carry_name = f"carry_{index:06d}.npz"
+        if carry is not None and not last:
+            jobs.append((carry_name, carry))  # written beside the chunk files
         if self._pool is None:
             self._pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="zarr-store")
-        pool = self._pool
         try:
-            sums = pool.map(self._put, jobs)
-            if carry is not None and not last:
-                self.checksums[carry_name] = write_npz(self.directory / carry_name, carry)
-            self.checksums.update(zip((k for k, _ in jobs), sums, strict=True))
-            keep = {f"carry_{index - 1:06d}.npz"} | (set() if last else {carry_name})
-            for name in [n for n in self.checksums
-                         if n.startswith("carry_") and n not in keep]:
-                del self.checksums[name]
-            self.chunks_done, self.complete = index + 1, last
-            self._write_metadata(pool, coords=index == 0)
+            self.checksums.update(zip((k for k, _ in jobs), self._pool.map(self._put, jobs),
+                                      strict=True))
         except BaseException:
-            pool.shutdown()
+            self._pool.shutdown()
             self._pool = None
             raise
+        keep = {f"carry_{index - 1:06d}.npz"} | (set() if last else {carry_name})
+        for name in [n for n in self.checksums if n.startswith("carry_") and n not in keep]:
+            del self.checksums[name]
+        self.chunks_done, self.complete = index + 1, last
         if last:
-            pool.shutdown()
+            self._pool.shutdown()
             self._pool = None
+        self._write_metadata(coords=index == 0)
         self._write_manifest()
+        # older carries go only once the manifest no longer points at them; one keeps
+        # its inode for the next carry (_renew), and a complete store keeps no spare
+        spare = self.directory / _CARRY_SPARE
         for f in self.directory.glob("carry_*.npz"):
-            if f.name not in keep:
+            if f.name in keep:
+                continue
+            if last or spare.exists():
                 f.unlink(missing_ok=True)
+            else:
+                os.replace(f, spare)
+        if last:
+            self._drop_spares()
 
-    def _put(self, job: tuple[str, bytes]) -> str:
+    def _drop_spares(self) -> None:
+        """Removes the spare files of a complete store (its zarr.json, manifest and
+        carry spares): nothing is rewritten any more."""
+        d = self.directory
+        for path in [d / _CARRY_SPARE, _spare(d / MANIFEST), _spare(d / "zarr.json")] + [
+                _spare(d / var / "zarr.json") for var in [*self.layout.arrays, *self.coords]]:
+            path.unlink(missing_ok=True)
+
+    def _put(self, job: tuple[str, Any]) -> str:
         key, data = job
-        _replace(self.directory / key, data, sync=True)
-        return digest(data)
+        if isinstance(data, dict):  # the carry, into the inode of a dropped one
+            data = npz_bytes(data)
+            _renew(self.directory / key, data, self.directory / _CARRY_SPARE)
+            return digest(data)
+        view = memoryview(data).cast("B")  # the array's bytes, not copied
+        _replace(self.directory / key, view, sync=True)
+        return digest(view)
 
     def read_chunk(self, index: int) -> dict[str, np.ndarray]:
         """The flat outputs of a written chunk (without ``n_samples``), verified."""
@@ -316,6 +339,18 @@ class ZarrChunkWriter:
     def read_carry(self) -> dict[str, np.ndarray]:
         name = f"carry_{self.chunks_done - 1:06d}.npz"
         return read_npz(self.directory / name, self.checksums.get(name))
+
+
+def _zarr_meta(dtype: np.dtype, chunks, dims) -> dict:
+    """An uncompressed array's zarr v3 metadata (without ``shape``), made by zarr."""
+    zarr = require_zarr()
+    group = zarr.open_group(zarr.storage.MemoryStore(), mode="w", zarr_format=3)
+    arr = group.create_array("a", shape=(0,) * len(chunks), chunks=chunks, dtype=dtype,
+                             fill_value=0, compressors=None, filters=None,
+                             dimension_names=dims)
+    meta = json.loads(json.dumps(arr.metadata.to_dict(), default=list))
+    meta.pop("shape")
+    return meta
 
 
 class ZarrStoredResult(StoredResult):

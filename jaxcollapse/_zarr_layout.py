@@ -5,6 +5,8 @@ reads and atomic writes (checksummed), apart from the writer's commit protocol.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import math
 import os
@@ -18,7 +20,7 @@ from jaxcollapse._store_files import StoreError, digest, read_bytes
 MANIFEST = "manifest.json"
 _CHUNK_BYTES = 32 << 20  # at most this many bytes in a chunk file (along chains)
 _RESERVED = ("degenerate", "n_samples", "chain", "generation")
-_WORKERS = 8  # concurrent chunk-file writes: their fsyncs share the journal commits
+_WORKERS = 8  # concurrent chunk-file and carry writes: their fsyncs share journal commits
 
 
 def require_zarr():
@@ -65,6 +67,32 @@ def check_metric_names(fp: dict) -> None:
             raise ValueError(f"metric name {name!r} cannot be stored with "
                              f"store_format='zarr' (it names an array of its own: "
                              f"{', '.join(_RESERVED)}, param_*; or holds '/'); rename it")
+
+
+def array_meta(dtype: np.dtype, chunks, dims) -> dict | None:
+    """The zarr v3 metadata, without ``shape``, that zarr 3 writes for an uncompressed
+    array (``compressors=None, filters=None``, fill value 0) of a bool, integer or
+    float ``dtype``, made without zarr (whose set-up costs more than a chunk's write);
+    ``None`` for other dtypes, whose metadata zarr makes.
+
+    Example:
+        >>> m = array_meta(np.dtype("bool"), (64, 1000), ["chain", "generation"])
+        >>> m["data_type"], m["fill_value"], m["codecs"]
+        ('bool', False, [{'name': 'bytes'}])
+    """
+    dt = np.dtype(dtype)
+    if dt.kind not in "biuf":
+        return None
+    codec = {"name": "bytes"}
+    if dt.itemsize > 1:  # zarr names no byte order for single bytes
+        codec["configuration"] = {"endian": "little"}
+    return dict(data_type=dt.name,
+                chunk_grid=dict(name="regular",
+                                configuration=dict(chunk_shape=[int(c) for c in chunks])),
+                chunk_key_encoding=dict(name="default", configuration=dict(separator="/")),
+                fill_value=False if dt.kind == "b" else 0.0 if dt.kind == "f" else 0,
+                codecs=[codec], attributes={}, dimension_names=list(dims), zarr_format=3,
+                node_type="array", storage_transformers=[])
 
 
 def _chunk_key(meta: dict, coords: tuple[int, ...]) -> str:
@@ -143,10 +171,10 @@ def read_chunk(directory: Path, layout: _Layout, checksums: dict[str, str], k: i
 
 
 def _replace(path: Path, data: bytes, sync: bool = False) -> None:
-    """Writes ``path`` atomically (temporary file, then rename). Chunk files and the
-    manifest are synced (``sync``) before the rename; the ``zarr.json`` metadata is
-    not (zarr itself writes it so): our own reader and a resume never trust it (they
-    take the layout from the manifest) and a resume rewrites it."""
+    """Writes ``path`` atomically (temporary file, then rename). Chunk files, carries
+    and the manifest are synced (``sync``) before the rename; the ``zarr.json``
+    metadata is not (zarr itself writes it so): our own reader and a resume never trust
+    it (they take the layout from the manifest) and a resume rewrites it."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         try:
@@ -163,6 +191,89 @@ def _replace(path: Path, data: bytes, sync: bool = False) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _renameat2():
+    # Linux's renameat2 (glibc >= 2.28), for RENAME_EXCHANGE; None elsewhere
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError, TypeError):  # pragma: no cover - not Linux/glibc
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                   ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_RENAMEAT2 = _renameat2()
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swaps the names ``a`` and ``b`` in one atomic step; ``False`` where the system
+    or the file system cannot (or ``b`` is missing)."""
+    if _RENAMEAT2 is None:  # pragma: no cover - not Linux/glibc
+        return False
+    if _RENAMEAT2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b),
+                  _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOENT, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP,
+               errno.EXDEV, errno.EPERM):
+        return False
+    raise OSError(err, os.strerror(err), str(a), None, str(b))
+
+
+def _spare(path: Path) -> Path:
+    return path.with_name(f".{path.name}.spare.tmp")
+
+
+def _fill(spare: Path, data, sync: bool) -> bool:
+    """Writes ``data`` into the file ``spare``, reusing its inode if it exists (its
+    old content is overwritten in place); ``False`` if its folder does not exist."""
+    try:
+        fd = os.open(spare, os.O_WRONLY | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o666)
+    except FileNotFoundError:
+        return False
+    try:
+        view, done = memoryview(data).cast("B"), 0
+        while done < len(view):  # from offset 0: a new descriptor starts there
+            done += os.write(fd, view[done:])
+        os.ftruncate(fd, len(view))
+        if sync:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        spare.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    return True
+
+
+def _swap_in(path: Path, data: bytes, sync: bool = False) -> None:
+    """Writes ``path`` atomically, as :func:`_replace`, for a file rewritten every
+    chunk (the ``zarr.json`` metadata, the manifest): the new content goes into a spare
+    file beside it (``.NAME.spare.tmp``, the version before last), which then trades
+    names with ``path`` (``renameat2(RENAME_EXCHANGE)``), so readers see the old or
+    the new file, whole, and no inode is made or freed (on ext4 making one can cost
+    half a millisecond). A reader that held the old file open for a whole chunk could
+    see it rewritten; the manifest's seal detects that. Where the exchange is not
+    available (another system, ``path`` missing) the spare is renamed over ``path``."""
+    spare = _spare(path)
+    if not _fill(spare, data, sync):  # the first file of its folder
+        _replace(path, data, sync)
+    elif not _exchange(spare, path):
+        os.replace(spare, path)
+
+
+def _renew(path: Path, data: bytes, spare: Path) -> None:
+    """Writes the new file ``path`` atomically and durably into the inode of ``spare``
+    (a file no longer needed, such as a carry the manifest dropped), then renames it
+    to ``path``: as :func:`_replace` with ``sync``, without making an inode."""
+    if not _fill(spare, data, sync=True):
+        _replace(path, data, sync=True)
+    else:
+        os.replace(spare, path)
 
 
 def _dumps(obj) -> bytes:

@@ -69,6 +69,10 @@ def test_a_zarr_store_is_read_lazily_by_xarray_and_zarr_while_running_and_after(
         assert not isinstance(ds["w2sq"].variable._data, np.ndarray)  # lazy
 
     res = _run(d, on_chunk=look)
+    # complete: no spare or temporary file is left (only the store's own files)
+    assert [p.name for p in d.rglob(".*")] == []
+    assert sorted(p.name for p in d.iterdir() if p.is_file()) == [
+        "carry_000002.npz", "manifest.json", "zarr.json"]
     # one zarr chunk per simulation chunk, generation 0 in the first
     assert seen == [(0, 2, 2, 1), (2, 4, 4, 3), (4, 6, 6, 5), (6, 7, 7, 6)]
     _same(res, ref)  # the same numbers as the run without a store
@@ -186,3 +190,43 @@ def test_a_zarr_manifest_is_the_commit_point(tmp_path, ref):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _same(_run(d), ref)
+
+
+def test_the_metadata_made_without_zarr_is_what_zarr_makes():
+    from jaxcollapse._zarr_layout import array_meta
+
+    group = zarr.open_group(zarr.storage.MemoryStore(), mode="w", zarr_format=3)
+    cases = [("bool", (3, 2), ["chain", "generation"]), ("float32", (3, 2, 1, 1),
+             ["chain", "generation", "c_0", "c_1"]), ("int64", (2,), ["generation"]),
+             ("float64", (5, 4), ["chain", "generation"]), ("uint32", (3, 2, 2),
+             ["chain", "generation", "k_0"]), ("int8", (2,), ["generation"])]
+    for i, (dt, chunks, dims) in enumerate(cases):
+        arr = group.create_array(f"a{i}", shape=(0,) * len(chunks), chunks=chunks,
+                                 dtype=dt, fill_value=False if dt == "bool" else 0,
+                                 compressors=None, filters=None, dimension_names=dims)
+        want = json.loads(json.dumps(arr.metadata.to_dict(), default=list))
+        want.pop("shape")
+        got = json.loads(json.dumps(array_meta(np.dtype(dt), chunks, dims)))
+        assert list(got.items()) == list(want.items()), dt  # same keys, same order
+    assert array_meta(np.dtype("complex64"), (2,), ["generation"]) is None  # zarr's
+
+
+@pytest.mark.parametrize("exchange", [True, False])
+def test_a_file_rewritten_every_chunk_is_replaced_whole(tmp_path, monkeypatch, exchange):
+    from jaxcollapse import _zarr_layout as zl
+
+    if not exchange:  # a system without renameat2: the spare is renamed over the file
+        monkeypatch.setattr(zl, "_RENAMEAT2", None)
+    p = tmp_path / "a" / "zarr.json"
+    inodes = []
+    for text in (b'{"shape":[9]}', b'{"shape":[10]}  ', b'{"shape":[11]}'):
+        zl._swap_in(p, text, sync=True)
+        assert p.read_bytes() == text
+        inodes.append(p.stat().st_ino)
+    spare = p.with_name(".zarr.json.spare.tmp")
+    if exchange and zl._RENAMEAT2 is not None:  # two files trade names: no new inode
+        assert inodes[2] == inodes[0] != inodes[1] and spare.read_bytes() == b'{"shape":[10]}  '
+    else:
+        assert not spare.exists()
+    assert sorted(q.name for q in p.parent.iterdir()) == sorted(
+        {"zarr.json"} | ({spare.name} if spare.exists() else set()))
