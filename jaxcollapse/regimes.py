@@ -138,10 +138,12 @@ class AccumulateSubsample(Accumulate):
     def update(self, spec, state, gen):
         (pool, pool_w), state = self._grow(spec, state, gen)
         # a uniform subset of size m of the live pool: the m smallest of i.i.d.
-        # uniform scores
+        # uniform scores (the m-th smallest by a top-n_max selection, not a sort of
+        # the whole pool)
         u = jax.random.uniform(gen.key, pool_w.shape)
         score = jnp.where(pool_w > 0, u, 2.0)
-        kth = jnp.sort(score)[jnp.maximum(gen.m - 1, 0)]
+        smallest = -lax.top_k(-score, min(spec.n_max, score.shape[0]))[0]
+        kth = smallest[jnp.maximum(gen.m - 1, 0)]
         weights = ((score <= kth) & (pool_w > 0)).astype(pool_w.dtype)
         return gen.fit((pool, weights)), state
 
