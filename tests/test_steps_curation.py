@@ -243,3 +243,33 @@ def test_simulate_gaussian_verifier_keeps_the_region():
         jc.simulate(jax.random.key(2), jc.Gaussian(dim=1, method="exact"),
                     fam.params(), n_generations=2, n_samples=50, n_chains=4,
                     step=jc.steps.verify(region=(0.5, 1.0)))
+
+
+def test_select_chooses_by_softmax_over_the_valid_candidates():
+    """Curate.select keeps candidate j of a group with probability e^{r_j} / Σ e^{r_l}
+    over its valid candidates (a zero weight or a non-finite reward is never chosen), a
+    group with no valid candidate gets weight 0, and the same key gives the same rows."""
+    fam = Gaussian(dim=1)
+    k, n = 5, 40_000
+    # candidate j of every group has the value (= reward) r[j]; column 1 has weight 0,
+    # column 3 a non-finite reward; the last group is wholly invalid
+    r = np.array([0.3, 5.0, -1.2, np.inf, 1.0])
+    x = jnp.asarray(np.tile(r, n)[:, None])
+    w = np.tile([1.0, 0.0, 1.0, 1.0, 1.0], n)
+    w[-k:] = 0.0
+    step = curate(lambda v: v[0], k=k)
+    sel = jax.jit(lambda key: step.select(key, fam, None, x, jnp.asarray(w)))
+    kept, kw = sel(jax.random.key(5))
+    kept, kw = np.asarray(kept[:, 0]), np.asarray(kw)
+    assert kw[:-1].min() == 1.0 and kw[-1] == 0.0
+    valid = np.array([0, 2, 4])
+    want = np.exp(r[valid]) / np.exp(r[valid]).sum()
+    got = np.array([(kept[:-1] == r[j]).mean() for j in valid])
+    assert np.isclose(got.sum(), 1.0)  # no invalid candidate is ever kept
+    se = np.sqrt(want * (1 - want) / (n - 1))
+    assert np.all(np.abs(got - want) <= Z * se), (got, want, se)
+    np.testing.assert_array_equal(np.asarray(sel(jax.random.key(5))[0][:, 0]), kept)
+    # a reward range far beyond float32's exponent keeps the best candidate only
+    huge = curate(lambda v: 1e4 * v[0], k=k)
+    kept = np.asarray(huge.select(jax.random.key(6), fam, None, x[:-k], jnp.asarray(w[:-k]))[0])
+    assert np.all(kept == 1.0)

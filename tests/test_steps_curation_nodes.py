@@ -50,3 +50,35 @@ def test_the_step_uses_the_bound_by_default():
     # more candidates or a wider reward range need more nodes (the span grows)
     assert tc.nodes_for(3.0, 1000) > tc.nodes_for(3.0, 4)
     assert tc.nodes_for(30.0, 4) > tc.nodes_for(3.0, 4)
+
+
+def test_float32_uses_the_float32_bound():
+    """In float32 the step takes the float32 bound's node count (about 3.5x fewer), and
+    its law still agrees with the float64 law to float32 rounding."""
+    from jaxcollapse.families.categorical import Categorical, CategoricalParams
+
+    k, n = 4, 50
+    rng = np.random.default_rng(11)
+    p = rng.dirichlet(np.ones(n))
+    r = np.linspace(0.0, 3.0, n)
+    step = steps.curate(jnp.asarray(r), k)
+    assert step.nodes(jnp.float64) == tc.nodes_for(3.0, k) == step.n_nodes
+    assert step.nodes(jnp.float32) == tc.nodes_for(3.0, k, jnp.float32) < step.n_nodes / 3
+    fam = Categorical(n)
+    want = np.asarray(step.law(fam, CategoricalParams(jnp.asarray(p))).probs)
+    np.testing.assert_allclose(want, _enumerate_k4(p, r), rtol=0, atol=1e-13)
+    got = step.law(fam, CategoricalParams(jnp.asarray(p, jnp.float32))).probs
+    assert got.dtype == jnp.float32
+    # the quadrature's float32 bound is 3e-8; rounding of the sums adds a few ulp
+    np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=1e-5, atol=3e-8)
+    # a node count given by hand is used in both dtypes
+    assert steps.curate(jnp.asarray(r), k, n_nodes=64).nodes(jnp.float32) == 64
+
+
+def _enumerate_k4(p, r):
+    """p H_p for k = 4 from the closed form over the others' reward sum: exact by
+    enumerating the multiset of the 3 other candidates (n^3 terms)."""
+    e = np.exp(r - r.max())
+    s = (e[:, None, None] + e[None, :, None] + e[None, None, :])
+    w = p[:, None, None] * p[None, :, None] * p[None, None, :]
+    return p * 4 * e * np.sum(w[None] / (e[:, None, None, None] + s[None]), axis=(1, 2, 3))

@@ -29,10 +29,12 @@ refused.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import jax
+import jax.numpy as jnp
 
 PyTree = Any
 
@@ -124,8 +126,33 @@ def as_steps(step: Any, family: Any, params0: PyTree) -> tuple[Step, ...]:
 
 
 def has_law(step: Step, family: Any, params0: PyTree) -> bool:
-    """Whether ``step`` acts on ``family`` through its law (decided from shapes)."""
-    return jax.eval_shape(lambda: step.law(family, params0)) is not None
+    """Whether ``step`` acts on ``family`` through its law (decided from shapes).
+
+    Traced once per (step structure, family, shapes): ``simulate`` asks on every call,
+    and a fresh trace costs about a millisecond, as much as a small exact-path run.
+
+    Example:
+        >>> import jaxcollapse as jc
+        >>> fam = jc.Gaussian()
+        >>> has_law(identity(), fam, fam.params())
+        True
+    """
+    leaves, tree = jax.tree.flatten((step, params0))
+    shapes = tuple(jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x))
+                   for x in leaves)
+    try:
+        return _has_law(tree, shapes, family)
+    except TypeError:  # an unhashable static field or family: trace without the cache
+        return jax.eval_shape(lambda: step.law(family, params0)) is not None
+
+
+@functools.lru_cache(maxsize=256)
+def _has_law(tree: Any, shapes: tuple, family: Any) -> bool:
+    def law(*leaves):
+        step, params0 = jax.tree.unflatten(tree, leaves)
+        return step.law(family, params0)
+
+    return jax.eval_shape(law, *shapes) is not None
 
 
 def laws(steps: tuple[Step, ...], family: Any, params: PyTree) -> PyTree:
