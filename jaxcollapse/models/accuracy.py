@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxcollapse.models.train import EvalResult, eval_blocks
+from jaxcollapse.models.train import EvalResult, _padded_eval_blocks
 from jaxcollapse.models.transformer import TransformerConfig, apply
 
 BANDS = ("head", "torso", "tail")
@@ -133,23 +133,17 @@ def scored_predictions(params, config: TransformerConfig, stream: np.ndarray, *,
         >>> bool(abs(r.perplexity - e.perplexity) < 1e-4 * e.perplexity)
         True
     """
-    seq_len = config.max_len if seq_len is None else seq_len
-    if not 1 <= seq_len <= config.max_len:
-        raise ValueError(f"seq_len must be in [1, {config.max_len}] (the model's context); "
-                         f"got {seq_len}")
-    inputs, targets, weights = eval_blocks(stream, seq_len)
-    nb = len(inputs)
-    padded = -(-nb // batch_size) * batch_size
-    padw = ((0, padded - nb), (0, 0))
-    inputs, targets_p = (np.pad(a, padw) for a in (inputs, targets))
+    inputs, targets_p, weights, nb = _padded_eval_blocks(stream, config, seq_len,
+                                                        batch_size)
+    padded = len(inputs)
     top1, k5, nll = [], [], []
     for s in range(0, padded, batch_size):
         out = _predict(params, config, inputs[s:s + batch_size], targets_p[s:s + batch_size])
         for acc, a in zip((top1, k5, nll), out, strict=True):
             acc.append(np.asarray(a))
-    keep = np.asarray(weights, bool)
+    keep = np.asarray(weights[:nb], bool)
     top1, k5, nll = (np.concatenate(a)[:nb][keep] for a in (top1, k5, nll))
-    targets = np.asarray(targets)[keep]
+    targets = np.asarray(targets_p[:nb])[keep]
     result = EvalResult(float(np.sum(nll, dtype=np.float64)), int(len(targets)),
                         int(np.sum(top1 == targets)))
     return result, targets, top1, k5

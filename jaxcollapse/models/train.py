@@ -312,6 +312,29 @@ def eval_blocks(stream: np.ndarray, seq_len: int) -> tuple[np.ndarray, np.ndarra
     return inputs, targets, weights
 
 
+def _padded_eval_blocks(stream: np.ndarray, config: TransformerConfig,
+                       seq_len: int | None, batch_size: int):
+    """:func:`eval_blocks` of ``stream`` (``seq_len`` checked against the model's
+    context, default ``config.max_len``), padded with weight-0 blocks to a multiple of
+    ``batch_size`` so that every compiled call has the same shapes; also returns the
+    number of real blocks.
+
+    Example:
+        >>> from jaxcollapse.models.transformer import preset
+        >>> i, t, w, n = _padded_eval_blocks(np.arange(10), preset("tiny", 20), 4, 2)
+        >>> i.shape, int(w.sum()), n
+        ((4, 4), 9, 3)
+    """
+    seq_len = config.max_len if seq_len is None else seq_len
+    if not 1 <= seq_len <= config.max_len:
+        raise ValueError(f"seq_len must be in [1, {config.max_len}] (the model's context); "
+                         f"got {seq_len}")
+    inputs, targets, weights = eval_blocks(stream, seq_len)
+    nb = len(inputs)
+    padw = ((0, -(-nb // batch_size) * batch_size - nb), (0, 0))
+    return (*(np.pad(a, padw) for a in (inputs, targets, weights)), nb)
+
+
 def evaluate(params, config: TransformerConfig, stream: np.ndarray, *,
              seq_len: int | None = None, batch_size: int = 32) -> EvalResult:
     """Exact token-level NLL, perplexity and top-1 accuracy of a token stream.
@@ -340,15 +363,8 @@ def evaluate(params, config: TransformerConfig, stream: np.ndarray, *,
     References:
         Merity et al., arXiv 1609.07843 (perplexity over the whole split).
     """
-    seq_len = config.max_len if seq_len is None else seq_len
-    if not 1 <= seq_len <= config.max_len:
-        raise ValueError(f"seq_len must be in [1, {config.max_len}] (the model's context); "
-                         f"got {seq_len}")
-    inputs, targets, weights = eval_blocks(stream, seq_len)
-    nb = len(inputs)
-    padded = -(-nb // batch_size) * batch_size
-    padw = ((0, padded - nb), (0, 0))
-    inputs, targets, weights = (np.pad(a, padw) for a in (inputs, targets, weights))
+    inputs, targets, weights, _ = _padded_eval_blocks(stream, config, seq_len, batch_size)
+    padded = len(inputs)
     dt = jnp.dtype(config.dtype)
     tot = np.zeros(3)
     for s in range(0, padded, batch_size):
