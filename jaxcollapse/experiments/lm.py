@@ -96,7 +96,7 @@ def add_arguments(p) -> None:
                    help="cap the vocabulary (0: none; rarer words become <unk>)")
     p.add_argument("--allow-unk", action="store_true",
                    help=f"accept a --max-vocab that maps more than "
-                        f"{MAX_UNK_SHARE:.0%} of the test tokens to <unk> (its "
+                        f"{MAX_UNK_SHARE * 100:g}%% of the test tokens to <unk> (its "
                         f"perplexities are not comparable with published ones)")
     p.add_argument("--decoding", nargs="+", default=None, metavar="SPEC",
                    help="how each generation writes its text: method[:field=value,...] "
