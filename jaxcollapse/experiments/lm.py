@@ -138,8 +138,8 @@ def _corpus(args, preset):
     mtt = preset["max_train_tokens"] if args.max_train_tokens is None else \
         (args.max_train_tokens or None)
     mv = preset["max_vocab"] if args.max_vocab is None else (args.max_vocab or None)
-    # a preset's own cap is deliberate (its share is printed in the corpus name); a
-    # cap given on the command line must stay under MAX_UNK_SHARE or say --allow-unk
+    # a preset's own cap is deliberate (its share is printed below); a cap given on
+    # the command line must stay under MAX_UNK_SHARE or say --allow-unk
     deliberate = args.max_vocab is None and preset.get("allow_unk", False)
     unk = None if (args.allow_unk or deliberate) else MAX_UNK_SHARE
     if data is None:
