@@ -312,3 +312,26 @@ def test_a_store_written_with_the_old_separator_reads_and_resumes_bitwise(
     (d / "notes.txt").write_text("mine")
     st.remove_store(d)  # every file it wrote, folders c/ and c/0/ too
     assert sorted(p.name for p in d.rglob("*")) == ["notes.txt"]
+
+
+def test_shards_written_with_the_old_separator_merge_into_a_new_store(
+        tmp_path, ref, monkeypatch):
+    from jaxcollapse import _zarr_layout
+
+    merge = st.merge
+
+    def merge_now(*a, **kw):  # the shards were written before, the merge is new
+        monkeypatch.setattr(_zarr_layout, "_SEPARATOR", ".")
+        return merge(*a, **kw)
+
+    monkeypatch.setattr(_zarr_layout, "_SEPARATOR", "/")
+    monkeypatch.setattr(distributed.st, "merge", merge_now)
+    res = distributed.simulate_processes(jax.random.key(KEY), FAM, P0, out=tmp_path / "run",
+                                         keep_shards=True, store_format="zarr", **KW)
+    shard = distributed.shard_dir(tmp_path / "run", 0, 1)
+    assert _chunk_files(shard / "w2sq")[-1] == "c/0/3"
+    assert _chunk_files(tmp_path / "run" / "w2sq")[-1] == "c.0.3"
+    _check_sums(shard)
+    _check_sums(tmp_path / "run")
+    _same(res.load(), ref)
+    _check_dataset(xr.open_zarr(tmp_path / "run"), ref, 7)
