@@ -30,10 +30,11 @@ FORMAT_ZARR = "jaxcollapse.simulate-store/zarr-1"  # a store written natively in
 
 # the names a store writes (and nothing else is ever removed by remove_store)
 _OWN = re.compile(r"(manifest\.json|chunk_\d{6}\.npz|carry_\d{6}\.npz|zarr\.json)")
-_OWN_TMP = re.compile(r"\.(manifest\.json|chunk_\d{6}\.npz|carry_\d{6}\.npz|zarr\.json|\d+)"
-                      r"\..*\.tmp")
-# inside a zarr array's folder: its metadata and chunk files (c/0/3, ...)
-_ZARR_OWN = re.compile(r"zarr\.json|c(/\d+)+")
+_OWN_TMP = re.compile(r"\.(manifest\.json|chunk_\d{6}\.npz|carry_\d{6}\.npz|zarr\.json|\d+"
+                      r"|c(\.\d+)+)\..*\.tmp")
+# inside a zarr array's folder: its metadata and chunk files (c.0.3, ...; c/0/3 in
+# stores written before the separator was ".")
+_ZARR_OWN = re.compile(r"zarr\.json|c(\.\d+)+|c(/\d+)+")
 
 
 class StoreError(ValueError):

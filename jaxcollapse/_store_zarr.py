@@ -32,8 +32,13 @@ Cost: making and removing files is what a chunk's write mostly costs beyond the 
 ``zarr.json`` files, the manifest) trade names with a spare copy beside them
 (``.NAME.spare.tmp``: :func:`~jaxcollapse._zarr_layout._swap_in`), a new carry is
 written into the inode of the one the manifest dropped, and a chunk makes only its
-chunk files (and the folders the layout nests them in). A complete store keeps no
+chunk files (the first chunk also one folder per array). A complete store keeps no
 spare.
+
+Chunk keys: zarr's ``default`` encoding with the separator ``"."`` (``w2sq/c.0.3``),
+so an array's chunk files sit in its own folder; stores written before used ``"/"``
+(``w2sq/c/0/3``, two folders more per array), which the manifest records per array,
+so they are still read, verified and resumed with their own keys.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ from jaxcollapse._store_files import (
 from jaxcollapse._zarr_layout import (  # noqa: F401  (the writer and reader use them)
     _CHUNK_BYTES,
     _RESERVED,
+    _SEPARATOR,
     _WORKERS,
     MANIFEST,
     _chunk_key,
@@ -347,7 +353,8 @@ def _zarr_meta(dtype: np.dtype, chunks, dims) -> dict:
     group = zarr.open_group(zarr.storage.MemoryStore(), mode="w", zarr_format=3)
     arr = group.create_array("a", shape=(0,) * len(chunks), chunks=chunks, dtype=dtype,
                              fill_value=0, compressors=None, filters=None,
-                             dimension_names=dims)
+                             dimension_names=dims, chunk_key_encoding=dict(
+                                 name="default", separator=_SEPARATOR))
     meta = json.loads(json.dumps(arr.metadata.to_dict(), default=list))
     meta.pop("shape")
     return meta

@@ -21,6 +21,10 @@ MANIFEST = "manifest.json"
 _CHUNK_BYTES = 32 << 20  # at most this many bytes in a chunk file (along chains)
 _RESERVED = ("degenerate", "n_samples", "chain", "generation")
 _WORKERS = 8  # concurrent chunk-file and carry writes: their fsyncs share journal commits
+# the chunk-key separator of new stores: c.0.3 keeps an array's chunk files in its own
+# folder (with "/", zarr's default, c/0/3 costs two folders more per array, made by the
+# first chunk); stores written with "/" keep theirs, which the manifest records
+_SEPARATOR = "."
 
 
 def require_zarr():
@@ -73,12 +77,15 @@ def array_meta(dtype: np.dtype, chunks, dims) -> dict | None:
     """The zarr v3 metadata, without ``shape``, that zarr 3 writes for an uncompressed
     array (``compressors=None, filters=None``, fill value 0) of a bool, integer or
     float ``dtype``, made without zarr (whose set-up costs more than a chunk's write);
-    ``None`` for other dtypes, whose metadata zarr makes.
+    ``None`` for other dtypes, whose metadata zarr makes. Chunk keys are zarr's
+    ``default`` encoding with the separator ``"."`` (``c.0.3``).
 
     Example:
         >>> m = array_meta(np.dtype("bool"), (64, 1000), ["chain", "generation"])
         >>> m["data_type"], m["fill_value"], m["codecs"]
         ('bool', False, [{'name': 'bytes'}])
+        >>> _chunk_key(m, (0, 3))
+        'c.0.3'
     """
     dt = np.dtype(dtype)
     if dt.kind not in "biuf":
@@ -89,13 +96,15 @@ def array_meta(dtype: np.dtype, chunks, dims) -> dict | None:
     return dict(data_type=dt.name,
                 chunk_grid=dict(name="regular",
                                 configuration=dict(chunk_shape=[int(c) for c in chunks])),
-                chunk_key_encoding=dict(name="default", configuration=dict(separator="/")),
+                chunk_key_encoding=dict(name="default",
+                                        configuration=dict(separator=_SEPARATOR)),
                 fill_value=False if dt.kind == "b" else 0.0 if dt.kind == "f" else 0,
                 codecs=[codec], attributes={}, dimension_names=list(dims), zarr_format=3,
                 node_type="array", storage_transformers=[])
 
 
 def _chunk_key(meta: dict, coords: tuple[int, ...]) -> str:
+    # the array's own recorded separator: "." in new stores, "/" in older ones
     sep = meta["chunk_key_encoding"]["configuration"]["separator"]
     return "c" + sep + sep.join(str(c) for c in coords)
 

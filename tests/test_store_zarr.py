@@ -166,6 +166,7 @@ def test_remove_store_removes_a_zarr_store_and_keeps_other_files(tmp_path):
     _run(d)
     (d / "notes.txt").write_text("mine")
     (d / "w2sq" / "mine.txt").write_text("mine too")
+    (d / "w2sq" / ".c.0.9.123.456.tmp").write_text("an interrupted chunk write")
     st.remove_store(d)
     assert sorted(p.relative_to(d).as_posix() for p in d.rglob("*")) == [
         "notes.txt", "w2sq", "w2sq/mine.txt"]
@@ -184,8 +185,8 @@ def test_a_zarr_manifest_is_the_commit_point(tmp_path, ref):
         _run(d, on_chunk=die)
     man = json.loads((d / "manifest.json").read_text())
     # a kill between the chunk files and the commit: files of chunk 2, not recorded
-    (d / "w2sq" / "c" / "0" / "2").write_bytes(b"\x00" * 24)
-    assert man["chunks_done"] == 2 and "w2sq/c/0/2" not in man["checksums"]
+    (d / "w2sq" / "c.0.2").write_bytes(b"\x00" * 24)
+    assert man["chunks_done"] == 2 and "w2sq/c.0.2" not in man["checksums"]
     assert xr.open_zarr(d).sizes["generation"] == 4
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -203,7 +204,8 @@ def test_the_metadata_made_without_zarr_is_what_zarr_makes():
     for i, (dt, chunks, dims) in enumerate(cases):
         arr = group.create_array(f"a{i}", shape=(0,) * len(chunks), chunks=chunks,
                                  dtype=dt, fill_value=False if dt == "bool" else 0,
-                                 compressors=None, filters=None, dimension_names=dims)
+                                 compressors=None, filters=None, dimension_names=dims,
+                                 chunk_key_encoding=dict(name="default", separator="."))
         want = json.loads(json.dumps(arr.metadata.to_dict(), default=list))
         want.pop("shape")
         got = json.loads(json.dumps(array_meta(np.dtype(dt), chunks, dims)))
@@ -230,3 +232,106 @@ def test_a_file_rewritten_every_chunk_is_replaced_whole(tmp_path, monkeypatch, e
         assert not spare.exists()
     assert sorted(q.name for q in p.parent.iterdir()) == sorted(
         {"zarr.json"} | ({spare.name} if spare.exists() else set()))
+
+
+def _chunk_files(d):
+    return sorted(p.relative_to(d).as_posix() for p in d.rglob("*")
+                  if p.is_file() and p.relative_to(d).as_posix().startswith("c"))
+
+
+def _check_sums(d):
+    """Every file the manifest records has the bytes of its recorded checksum."""
+    from jaxcollapse._store_files import digest
+
+    man = json.loads((d / "manifest.json").read_text())
+    assert man["checksums"]
+    for key, want in man["checksums"].items():
+        assert digest((d / key).read_bytes()) == want, key
+
+
+def test_a_new_zarr_store_keeps_each_arrays_chunk_files_in_its_folder(tmp_path):
+    d = tmp_path / "run"
+    _run(d)
+    # chunk keys c.<chain block>.<generation chunk>[.0...]: one folder per array
+    assert [p.name for p in d.iterdir() if p.is_dir()] and all(
+        q.is_file() for p in d.iterdir() if p.is_dir() for q in p.iterdir())
+    assert _chunk_files(d / "w2sq") == ["c.0.0", "c.0.1", "c.0.2", "c.0.3"]
+    assert _chunk_files(d / "param_cov")[-1] == "c.0.3.0.0"
+    assert _chunk_files(d / "n_samples") == ["c.0", "c.1", "c.2", "c.3"]
+    assert _chunk_files(d / "chain") == ["c.0"]
+    meta = json.loads((d / "w2sq" / "zarr.json").read_text())
+    assert meta["chunk_key_encoding"] == dict(name="default",
+                                              configuration=dict(separator="."))
+    _check_sums(d)
+
+
+def test_a_store_written_with_the_old_separator_reads_and_resumes_bitwise(
+        tmp_path, ref, monkeypatch):
+    """Stores written before the separator was "." (c/0/3: a folder per chunk
+    coordinate) are read, verified and resumed with their own recorded keys."""
+    from jaxcollapse import _zarr_layout
+
+    d = tmp_path / "run"
+
+    def die(start, stop, chunk):
+        if stop > 3:
+            raise Killed
+
+    with monkeypatch.context() as m:  # the previous version's metadata
+        m.setattr(_zarr_layout, "_SEPARATOR", "/")
+        with pytest.raises(Killed):
+            _run(d, on_chunk=die)
+    assert _chunk_files(d / "w2sq") == ["c/0/0", "c/0/1"]
+    assert _chunk_files(d / "chain") == ["c/0"]
+    _check_sums(d)
+    part = jc.load_run(d)  # verified against the checksums
+    assert part.generations_done == 3
+    _same(part.load(), jax.tree.map(lambda x: x[:, :4] if x.ndim > 1 else x[:4], ref))
+    _check_dataset(xr.open_zarr(d), ref, 4)
+    np.testing.assert_array_equal(zarr.open_group(d, mode="r")["w2sq"][:],
+                                  ref.metrics["w2sq"][:, :4])
+    seen = []
+
+    def look(start, stop, chunk):  # readers while the resumed run writes
+        seen.append((start, stop))
+        _check_dataset(xr.open_zarr(d), ref, stop)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = _run(d, on_chunk=look)
+    assert seen == [(4, 6), (6, 7)]  # only the missing chunks were computed
+    _same(res, ref)
+    # the appended chunks keep the store's own separator
+    assert _chunk_files(d / "w2sq") == ["c/0/0", "c/0/1", "c/0/2", "c/0/3"]
+    assert _chunk_files(d / "param_cov")[-1] == "c/0/3/0/0"
+    _check_sums(d)
+    _same(jc.load_run(d).load(), ref)
+    _check_dataset(xr.open_zarr(d), ref, 7)
+    g = zarr.open_group(d, mode="r")
+    np.testing.assert_array_equal(g["param_cov"][:], ref.params.cov)
+    (d / "notes.txt").write_text("mine")
+    st.remove_store(d)  # every file it wrote, folders c/ and c/0/ too
+    assert sorted(p.name for p in d.rglob("*")) == ["notes.txt"]
+
+
+def test_shards_written_with_the_old_separator_merge_into_a_new_store(
+        tmp_path, ref, monkeypatch):
+    from jaxcollapse import _zarr_layout
+
+    merge = st.merge
+
+    def merge_now(*a, **kw):  # the shards were written before, the merge is new
+        monkeypatch.setattr(_zarr_layout, "_SEPARATOR", ".")
+        return merge(*a, **kw)
+
+    monkeypatch.setattr(_zarr_layout, "_SEPARATOR", "/")
+    monkeypatch.setattr(distributed.st, "merge", merge_now)
+    res = distributed.simulate_processes(jax.random.key(KEY), FAM, P0, out=tmp_path / "run",
+                                         keep_shards=True, store_format="zarr", **KW)
+    shard = distributed.shard_dir(tmp_path / "run", 0, 1)
+    assert _chunk_files(shard / "w2sq")[-1] == "c/0/3"
+    assert _chunk_files(tmp_path / "run" / "w2sq")[-1] == "c.0.3"
+    _check_sums(shard)
+    _check_sums(tmp_path / "run")
+    _same(res.load(), ref)
+    _check_dataset(xr.open_zarr(tmp_path / "run"), ref, 7)
