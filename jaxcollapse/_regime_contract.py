@@ -115,6 +115,10 @@ class Regime:
     #: whether the statistics path can run it (a subsample of a pool is not a
     #: function of the pool's statistics)
     stats_path: ClassVar[bool] = True
+    #: whether ``update`` may take the synthetic draws as their statistics on the
+    #: samples path too (where the family fits through them): it pools or fits the
+    #: draws whole and draws nothing in the path's own form
+    pools_stats: ClassVar[bool] = True
 
     def check(self) -> None:
         """Host-side validation of the regime's own values (before tracing)."""

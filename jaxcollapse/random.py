@@ -235,15 +235,19 @@ def subset_indices(key: jax.Array, n: int, k: int, n_used=None) -> jax.Array:
     The first ``k`` steps of a Fisher–Yates shuffle of a virtual ``arange(n)``, its
     swaps kept in a table of ``k`` entries: O(k^2) work and O(k) memory however
     large ``n`` is, where ``jax.random.permutation(key, n)[:k]`` sorts all ``n``.
-    The first ``j`` indices are themselves a uniformly random ``j``-subset.
-    ``n_used`` (traced, ``<= k``) computes only the first ``n_used`` entries (the
-    rest are 0): the loop then runs ``n_used`` steps, O(n_used k).
+    Step ``s`` draws its swap from its own words (those of ``fold_in(key, s)``), so the first
+    ``j`` indices are the same for every ``k >= j`` (a caller may size ``k`` to its
+    convenience) and are themselves a uniformly random ``j``-subset. ``n_used``
+    (traced, ``<= k``) keeps only the first ``n_used`` entries (the rest are 0);
+    above ``_UNROLL`` slots the loop then runs only ``n_used`` steps, O(n_used k).
 
     Example:
         >>> import jax
         >>> idx = subset_indices(jax.random.key(0), 1000, 5)
         >>> idx.shape, len(set(idx.tolist())) == 5, bool((idx < 1000).all())
         ((5,), True, True)
+        >>> bool((subset_indices(jax.random.key(0), 1000, 40)[:5] == idx).all())
+        True
     """
     n, k = int(n), int(k)
     if not 0 <= k <= n:
@@ -251,8 +255,30 @@ def subset_indices(key: jax.Array, n: int, k: int, n_used=None) -> jax.Array:
     if k == 0:
         return jnp.zeros((0,), jnp.int32)
     i = jnp.arange(k, dtype=jnp.int32)
-    # step i swaps position i with a uniform position j_i in [i, n)
-    j = jax.random.randint(key, (k,), i, n, dtype=jnp.int32)
+    # step s swaps position s with a uniform position j_s in [s, n), from the two words
+    # of fold_in(key, s) combined as jax.random.randint combines its two words
+    hi, lo = _hash(key, 0, _index((k,)))
+    span = (n - i).astype(jnp.uint32)
+    mult = lax.rem(lax.rem(jnp.uint32(2**16), span) ** 2, span)  # 2**32 mod span
+    j = i + lax.rem(lax.rem(hi, span) * mult + lax.rem(lo, span), span).astype(jnp.int32)
+    if k <= _UNROLL:
+        # straight-line steps, the table a list of scalars: each lookup is a chain of
+        # selects that XLA fuses (later writes override earlier ones)
+        pos, val, out = [], [], []
+        for s in range(k):
+            vj, vi = j[s], jnp.int32(s)
+            for p, v in zip(pos, val, strict=True):
+                vj = jnp.where(p == j[s], v, vj)
+                vi = jnp.where(p == s, v, vi)
+            out.append(vj)
+            # position j_s now holds what was at position s (positions < s never matter)
+            pos.append(j[s])
+            val.append(vi)
+        out = jnp.stack(out)
+        if n_used is None:
+            return out
+        return jnp.where(i < jnp.asarray(n_used, jnp.int32), out, 0)
+
     pos = jnp.full((k,), -1, jnp.int32)  # the table: position written at step s ...
     val = jnp.zeros((k,), jnp.int32)     # ... and the value written there
 
@@ -274,9 +300,8 @@ def subset_indices(key: jax.Array, n: int, k: int, n_used=None) -> jax.Array:
     if n_used is not None:
         stop = jnp.minimum(jnp.asarray(n_used, jnp.int32), k)
         return lax.fori_loop(0, stop, body, (pos, val, out))[2]
-    if k <= 16:
-        c = (pos, val, out)
-        for s in range(k):
-            c = body(s, c)
-        return c[2]
     return lax.fori_loop(0, k, body, (pos, val, out))[2]
+
+
+#: subsets of at most this many indices are drawn by straight-line code, not a loop
+_UNROLL = 32

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxcollapse import random as jcr
 from jaxcollapse._regime_contract import (  # noqa: F401 (the contract's names live here too)
     Generation,
     PoolSpec,
@@ -80,6 +81,11 @@ class Accumulate(Regime):
     """
 
     name: ClassVar[str] = "accumulate"
+    # pooling the draws' statistics on the samples path (Gaussian) costs about replace
+    # instead of a refit of the whole pool, but its rounding then depends on the
+    # scan's length for d >= 2 (1 ulp): chunked runs would no longer be bitwise equal
+    # to whole ones, so the samples path keeps its buffer of rows
+    pools_stats: ClassVar[bool] = False
 
     def train_rows(self, spec):
         return spec.init_rows + spec.n_generations * spec.n_max
@@ -139,8 +145,8 @@ class AccumulateSubsample(Accumulate):
         (pool, pool_w), state = self._grow(spec, state, gen)
         # a uniform subset of size m of the live pool: the m smallest of i.i.d.
         # uniform scores (the m-th smallest by a top-n_max selection, not a sort of
-        # the whole pool)
-        u = jax.random.uniform(gen.key, pool_w.shape)
+        # the whole pool), drawn by the fused counter-mode hash (10x JAX's uniform)
+        u = jcr.uniform(gen.key, pool_w.shape, jnp.float32)
         score = jnp.where(pool_w > 0, u, 2.0)
         smallest = -lax.top_k(-score, min(spec.n_max, score.shape[0]))[0]
         kth = smallest[jnp.maximum(gen.m - 1, 0)]
@@ -174,6 +180,7 @@ class WeightedFresh(Regime):
     w: Any = 0.5
     n_real: int = dataclasses.field(default=100, metadata=dict(static=True))
     name: ClassVar[str] = "weighted-fresh"
+    pools_stats: ClassVar[bool] = False  # its fresh draws come in the path's own form
 
     def check(self):
         check_alpha(self.w, "w")

@@ -56,6 +56,23 @@ def test_subset_indices_is_a_uniform_ordered_subset():
         jcr.subset_indices(jax.random.key(0), 3, 4)
 
 
+def test_subset_indices_prefix_does_not_depend_on_k_and_the_loop_is_uniform():
+    """Step s draws from its own words, so the first j indices are the same for
+    every k (mix sizes its human slots freely); the loop path (k > 32) is uniform."""
+    key = jax.random.key(4)
+    short = np.asarray(jcr.subset_indices(key, 100, 5))
+    for k in (8, 32, 33, 60):  # straight-line steps, then the loop
+        np.testing.assert_array_equal(np.asarray(jcr.subset_indices(key, 100, k))[:5], short)
+        used = np.asarray(jcr.subset_indices(key, 100, k, n_used=5))
+        np.testing.assert_array_equal(used[:5], short)
+        assert np.all(used[5:] == 0)
+    keys = jax.random.split(jax.random.key(5), 6000)
+    idx = np.asarray(jax.vmap(lambda k: jcr.subset_indices(k, 60, 50))(keys))
+    assert all(len(set(r.tolist())) == 50 for r in idx[:200])
+    # entry 40 (a loop step) is uniform on range(60)
+    assert stats.chisquare(np.bincount(idx[:, 40], minlength=60)).pvalue > 1e-3
+
+
 def test_mix_fresh_has_the_law_of_a_fresh_subset():
     """The fresh human rows are a new uniform subset each generation: with alpha = 1
     and human rows 0..N-1, the fitted mean is the mean of a uniform M-subset, whose

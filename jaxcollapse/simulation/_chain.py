@@ -21,6 +21,7 @@ from jaxcollapse.families.base import (
     CounterNoise,
     NoiseStats,
     call_metric,
+    noise_hooks,
 )
 from jaxcollapse.steps import _base as stp
 
@@ -168,10 +169,18 @@ def _split2(key):
     return tuple(jax.random.split(key))
 
 
+def _regime_spec(cfg: _Config, regime):
+    """The pool spec the regime runs under: the statistics path's where the samples
+    path fits through the draws' statistics (:func:`_noise_stats`)."""
+    if _noise_stats(cfg, regime, sum(cfg.selects)):
+        return dataclasses.replace(cfg.spec, exact=True)
+    return cfg.spec
+
+
 def _chain_init(cfg: _Config, regime, chain_key, params0, human):
     gen_key, regime_key = _split2(chain_key)
     carry = {"params": params0, "gen_key": gen_key,
-             "regime": regime.init(cfg.spec, regime_key, params0, human)}
+             "regime": regime.init(_regime_spec(cfg, regime), regime_key, params0, human)}
     out0 = _outputs(cfg, jax.random.fold_in(gen_key, 0), params0, params0, params0)
     if cfg.score:
         carry["score"] = out0["score"] = jnp.zeros((), _float_dtype(params0))
@@ -186,11 +195,18 @@ def _counter_noise(family) -> bool:
 
 def _noise_stats(cfg: _Config, regime, n_select: int) -> bool:
     """Whether the samples path fits through the sums of the drawn normals
-    (``sample_noise_stats`` and ``stats_from_noise_stats``, families/base.py): where
-    the fit sees only the newest draws (and human rows), no step selects among the
-    draws, and the family pools statistics."""
-    return (not cfg.exact and regime.name in ("replace", "mix") and n_select == 0
-            and isinstance(cfg.family, NoiseStats))
+    (``sample_noise_stats`` and ``stats_from_noise_stats``, families/base.py): see
+    :func:`fits_noise_stats`."""
+    return fits_noise_stats(cfg.family, cfg.exact, regime, n_select)
+
+
+def fits_noise_stats(family, exact: bool, regime, n_select: int) -> bool:
+    """Whether a samples-path run fits through the draws' statistics: the family
+    draws through noise hooks and pools statistics, no step selects among the draws,
+    and the regime pools or fits the draws whole (``Regime.pools_stats``). The regime
+    then runs as on the statistics path (``spec.exact``) from its ``init`` on."""
+    return (not exact and regime.pools_stats and n_select == 0
+            and isinstance(family, NoiseStats) and noise_hooks(family, False) is not None)
 
 
 def _fitter(cfg: _Config, key, params0):
@@ -249,7 +265,7 @@ def _chain_step(cfg: _Config, regime, steps, params0, human, carry, xs):
                    fam, params)
     select = tuple(_no_derivative(s) for s, sel in zip(steps, cfg.selects, strict=True)
                    if sel)
-    noise_stats = _noise_stats(cfg, regime, len(select))
+    noise_stats = noise is not None and _noise_stats(cfg, regime, len(select))
 
     if cfg.exact:
         if noise is None and _counter_noise(fam):
@@ -274,7 +290,7 @@ def _chain_step(cfg: _Config, regime, steps, params0, human, carry, xs):
         if getattr(fam, "discrete_draws", False):  # no pathwise derivative
             syn = jax.lax.stop_gradient(syn)
         score = carry["score"] + fam.draws_log_prob(law, syn)
-    spec = dataclasses.replace(cfg.spec, exact=True) if noise_stats else cfg.spec
+    spec = _regime_spec(cfg, regime) if noise_stats else cfg.spec
     gen = rg.Generation(t=t, m=m_t, key=keys.regime, synthetic=syn, human=human,
                         params0=params0,
                         fit=fam.fit_stats if noise_stats else _fitter(cfg, keys.fit, params0),
