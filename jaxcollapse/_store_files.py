@@ -15,9 +15,10 @@ import hashlib
 import io
 import json
 import re
+import warnings
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import numpy as np
 from jaxcollapse._store_tree import check_fingerprint
 from jaxcollapse.io import atomic_write_bytes, npz_bytes
 
+MANIFEST = "manifest.json"  # the commit point of a store
 FORMAT_ZARR = "jaxcollapse.simulate-store/zarr-1"  # a store written natively in zarr v3
 
 # the names a store writes (and nothing else is ever removed by remove_store)
@@ -254,9 +256,63 @@ def open_manifest(directory: Path, fp: dict, fmt: str) -> dict | None:
     a file where the directory should be is refused."""
     if directory.exists() and not directory.is_dir():
         raise ValueError(f"checkpoint_dir {str(directory)!r} is a file; give a directory")
-    path = directory / "manifest.json"
+    path = directory / MANIFEST
     if not path.exists():
         return None
     m = load_manifest(path, fmt)
     check_fingerprint(m["fingerprint"], fp, directory)
     return m
+
+
+def recompute_last(done: int, complete: bool, chunk_problem: Callable[[int], str | None],
+                   carry_problem: Callable[[int], str | None], directory: Path,
+                   stacklevel: int = 5) -> bool:
+    """The recovery rule of the chunk stores, for a store with ``done`` chunks: a
+    damaged chunk but the last is fatal; a damaged last chunk (or, in a run not yet
+    complete, its carry) is computed again from the carry before it, with a warning
+    (``True``), unless that carry is damaged too (fatal). ``chunk_problem(k)`` and
+    ``carry_problem(k)`` say what is wrong with chunk ``k`` or its carry (or None).
+
+    Example:
+        >>> from pathlib import Path
+        >>> recompute_last(3, True, lambda k: None, lambda k: None, Path("run"))
+        False
+    """
+    for k in range(done - 1):
+        bad = chunk_problem(k)
+        if bad:
+            raise StoreError(f"{bad}; chunk {k} cannot be recomputed (only the last "
+                             f"chunk can be); remove the store in "
+                             f"{str(directory)!r} and run again")
+    bad = chunk_problem(done - 1) if done else None
+    if bad is None and done and not complete:
+        bad = carry_problem(done - 1)
+    if bad is None:
+        return False
+    if done >= 2:
+        before = carry_problem(done - 2)
+        if before:
+            raise StoreError(f"{bad}; it cannot be recomputed either: {before}; remove "
+                             f"the store in {str(directory)!r} and run again")
+    warnings.warn(f"{bad}; chunk {done - 1} is computed again from the carry before it",
+                  RuntimeWarning, stacklevel=stacklevel)
+    return True
+
+
+def check_chunk_order(index: int, done: int) -> None:
+    """Chunks are written in order: chunk ``index`` must be the next (``done``)."""
+    if index != done:
+        raise RuntimeError(f"chunk {index} written out of order (expected {done})")
+
+
+def warn_stale(directory: Path, stacklevel: int) -> bool:
+    """Warns (and says ``True``) where ``directory`` holds store files but no manifest:
+    the commit point is gone, so nothing there can be trusted and the run starts
+    from generation 0 (the caller removes them)."""
+    stale = store_files(directory)
+    if stale:
+        warnings.warn(f"checkpoint_dir {str(directory)!r} holds store files "
+                      f"({stale[0].name}, ...) but no {MANIFEST}; they are "
+                      f"discarded and the run starts from generation 0",
+                      RuntimeWarning, stacklevel=stacklevel + 1)
+    return bool(stale)

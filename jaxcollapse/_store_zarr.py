@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -54,20 +53,22 @@ import numpy as np
 
 from jaxcollapse._store_files import (
     FORMAT_ZARR,
+    MANIFEST,
     StoreError,
+    check_chunk_order,
     digest,
     open_manifest,
     read_npz,
+    recompute_last,
     remove_store,
     seal,
-    store_files,
+    warn_stale,
 )
 from jaxcollapse._zarr_layout import (  # noqa: F401  (the writer and reader use them)
     _CHUNK_BYTES,
     _RESERVED,
     _SEPARATOR,
     _WORKERS,
-    MANIFEST,
     _chunk_key,
     _dumps,
     _Layout,
@@ -125,12 +126,8 @@ class ZarrChunkWriter:
             if self.chunks_done:
                 self._write_metadata()  # repairs a damaged zarr.json
         else:
-            stale = store_files(self.directory)
-            if stale and not quiet_stale:
-                warnings.warn(f"checkpoint_dir {str(self.directory)!r} holds store files "
-                              f"({stale[0].name}, ...) but no {MANIFEST}; they are "
-                              f"discarded and the run starts from generation 0",
-                              RuntimeWarning, stacklevel=4)
+            if not quiet_stale:
+                warn_stale(self.directory, stacklevel=4)
             remove_store(self.directory, shards=False)
             self.chunks_done, self.complete, self.checksums = 0, False, {}
             self.layout = _Layout({}, self.n_chains)
@@ -230,26 +227,9 @@ class ZarrChunkWriter:
         """As :meth:`jaxcollapse.store.ChunkWriter._recover`: a damaged chunk but the
         last is fatal; a damaged last chunk or latest carry is computed again."""
         done = self.chunks_done
-        if done == 0:
+        if not recompute_last(done, self.complete, self._chunk_problem,
+                              self._carry_problem, self.directory, stacklevel=6):
             return
-        for k in range(done - 1):
-            bad = self._chunk_problem(k)
-            if bad:
-                raise StoreError(f"{bad}; chunk {k} cannot be recomputed (only the last "
-                                 f"chunk can be); remove the store in "
-                                 f"{str(self.directory)!r} and run again")
-        bad = self._chunk_problem(done - 1)
-        if bad is None and not self.complete:
-            bad = self._carry_problem(done - 1)
-        if bad is None:
-            return
-        if done >= 2:
-            before = self._carry_problem(done - 2)
-            if before:
-                raise StoreError(f"{bad}; it cannot be recomputed either: {before}; remove "
-                                 f"the store in {str(self.directory)!r} and run again")
-        warnings.warn(f"{bad}; chunk {done - 1} is computed again from the carry before it",
-                      RuntimeWarning, stacklevel=5)
         self.chunks_done, self.complete = done - 1, False
         for key in self.layout.keys(done - 1) + [f"carry_{done - 1:06d}.npz"]:
             self.checksums.pop(key, None)
@@ -261,9 +241,7 @@ class ZarrChunkWriter:
     def write(self, index: int, outputs: dict[str, np.ndarray], n_samples: np.ndarray,
               carry: dict[str, np.ndarray] | None) -> None:
         """Writes chunk ``index`` (its outputs and the carry after it), then commits."""
-        if index != self.chunks_done:
-            raise RuntimeError(f"chunk {index} written out of order (expected "
-                               f"{self.chunks_done})")
+        check_chunk_order(index, self.chunks_done)
         start, stop = chunk_range(index, self.chunk_size, self.n_generations)
         # no generation coordinate array: xarray's default index along a dimension is
         # 0..G, the generations (one file less a chunk)

@@ -17,7 +17,6 @@ import numpy as np
 
 from jaxcollapse._store_files import StoreError, digest, read_bytes
 
-MANIFEST = "manifest.json"
 _CHUNK_BYTES = 32 << 20  # at most this many bytes in a chunk file (along chains)
 _RESERVED = ("degenerate", "n_samples", "chain", "generation")
 _WORKERS = 8  # concurrent chunk-file and carry writes: their fsyncs share journal commits

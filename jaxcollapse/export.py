@@ -33,23 +33,23 @@ FORMATS = ("csv", "netcdf", "zarr")
 _SUFFIX = {"csv": ".csv", "netcdf": ".nc", "zarr": ".zarr"}
 
 
-def _xr():
+def _need(module: str, what: str):
+    """Imports ``module`` of the analysis extra, or names the extra."""
+    import importlib
+
     try:
-        import pandas  # noqa: F401
-        import xarray
+        return importlib.import_module(module)
     except ImportError as e:
-        raise ImportError(f"labelled results need xarray and pandas ({e}); install them "
-                          f"with: {EXTRA_HINT}") from None
-    return xarray
+        raise ImportError(f"{what} ({e}); install it with: {EXTRA_HINT}") from None
+
+
+def _xr():
+    _need("pandas", "labelled results need xarray and pandas")
+    return _need("xarray", "labelled results need xarray and pandas")
 
 
 def _pd():
-    try:
-        import pandas
-    except ImportError as e:
-        raise ImportError(f"tables of results need pandas ({e}); install it with: "
-                          f"{EXTRA_HINT}") from None
-    return pandas
+    return _need("pandas", "tables of results need pandas")
 
 
 def _attr(v: Any) -> Any:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,14 +41,17 @@ import numpy as np
 
 from jaxcollapse._store_files import (
     FORMAT_ZARR,
+    MANIFEST,
     StoreError,
+    check_chunk_order,
     file_problem,
     load_manifest,
     open_manifest,
     read_npz,
+    recompute_last,
     remove_store,
     seal,
-    store_files,
+    warn_stale,
     write_npz,
 )
 from jaxcollapse._store_tree import (  # noqa: F401  (simulate and distributed use them)
@@ -71,7 +73,6 @@ FORMAT = "jaxcollapse.simulate-store/1"
 # (chunk writing, fingerprints, carries) and of distributed (merging shards)
 __all__ = ["StoreError", "StoredResult", "load_run", "remove_store", "store_format_of"]
 
-MANIFEST = "manifest.json"
 
 
 # --------------------------------------------------------------------------- writer
@@ -177,12 +178,7 @@ class ChunkWriter:
             self.checksums: dict[str, str] = dict(m.get("checksums") or {})
             self._recover()
         else:
-            stale = store_files(self.directory)
-            if stale:  # the manifest (commit point) is gone: nothing here can be trusted
-                warnings.warn(f"checkpoint_dir {str(self.directory)!r} holds store files "
-                              f"({stale[0].name}, ...) but no {MANIFEST}; they are "
-                              f"discarded and the run starts from generation 0",
-                              RuntimeWarning, stacklevel=3)
+            if warn_stale(self.directory, stacklevel=3):
                 remove_store(self.directory)
             self.chunks_done, self.complete, self.checksums = 0, False, {}
             self._write_manifest()
@@ -199,26 +195,9 @@ class ChunkWriter:
         ``StoreError`` naming it); a damaged last chunk or latest carry is dropped from
         the manifest, with a warning, and computed again from the carry before it."""
         done = self.chunks_done
-        if done == 0:
+        if not recompute_last(done, self.complete, lambda k: self._problem(_chunk(k)),
+                              lambda k: self._problem(_carry(k)), self.directory):
             return
-        for k in range(done - 1):
-            bad = self._problem(_chunk(k))
-            if bad:
-                raise StoreError(f"{bad}; chunk {k} cannot be recomputed (only the last "
-                                 f"chunk can be); remove the store in "
-                                 f"{str(self.directory)!r} and run again")
-        bad = self._problem(_chunk(done - 1))
-        if bad is None and not self.complete:
-            bad = self._problem(_carry(done - 1))
-        if bad is None:
-            return
-        if done >= 2:
-            before = self._problem(_carry(done - 2))
-            if before:
-                raise StoreError(f"{bad}; it cannot be recomputed either: {before}; remove "
-                                 f"the store in {str(self.directory)!r} and run again")
-        warnings.warn(f"{bad}; chunk {done - 1} is computed again from the carry before it",
-                      RuntimeWarning, stacklevel=4)
         self.chunks_done, self.complete = done - 1, False
         self.checksums.pop(_chunk(done - 1), None)
         self.checksums.pop(_carry(done - 1), None)
@@ -227,9 +206,7 @@ class ChunkWriter:
     def write(self, index: int, outputs: dict[str, np.ndarray], n_samples: np.ndarray,
               carry: dict[str, np.ndarray] | None) -> None:
         """Writes chunk ``index`` (its outputs and the carry after it), then commits."""
-        if index != self.chunks_done:
-            raise RuntimeError(f"chunk {index} written out of order (expected "
-                               f"{self.chunks_done})")
+        check_chunk_order(index, self.chunks_done)
         self.checksums[_chunk(index)] = write_npz(self.directory / _chunk(index),
                                                   dict(outputs, n_samples=n_samples))
         last = index + 1 == self.n_chunks

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcollapse import steps as jst
+from jaxcollapse.experiments._prdc import check_prdc
 from jaxcollapse.theory import curation as tc
 from jaxcollapse.theory import decoding as td
 from jaxcollapse.theory import verification as tv
@@ -47,6 +48,25 @@ def add_bias_argument(p: argparse.ArgumentParser, what: str) -> None:
 
 def _finite(value: float) -> bool:
     return value is not None and math.isfinite(value)
+
+
+def run_step(args, *, prdc: bool = True) -> jst.SamplingBias | None:
+    """The start of a parametric experiment's ``run``: checks ``--chains`` (>= 1) and
+    ``--prdc`` (where the experiment has it), and returns the step of
+    ``--sampling-bias``.
+
+    Example:
+        >>> import argparse
+        >>> run_step(argparse.Namespace(chains=0, prdc=0, sampling_bias=None))
+        Traceback (most recent call last):
+        ...
+        ValueError: --chains must be >= 1; got 0
+    """
+    if args.chains < 1:
+        raise ValueError(f"--chains must be >= 1; got {args.chains}")
+    if prdc:
+        check_prdc(args.prdc)
+    return bias_step(args)
 
 
 def bias_step(args) -> jst.SamplingBias | None:

@@ -15,7 +15,7 @@ from jaxcollapse.experiments._common import (
     remove_checkpoint,
     report_generations,
 )
-from jaxcollapse.experiments._steps import add_bias_argument, bias_step
+from jaxcollapse.experiments._steps import add_bias_argument, run_step
 from jaxcollapse.io import save_json, save_npz
 from jaxcollapse.theory import bias as tb
 from jaxcollapse.theory import bias_mix as tbm
@@ -138,9 +138,7 @@ def _join(args) -> distributed.ProcessInfo:
 
 def run(args) -> int:
     G, M = args.generations, args.samples
-    if args.chains < 1:
-        raise ValueError(f"--chains must be >= 1; got {args.chains}")
-    step = bias_step(args)
+    step = run_step(args, prdc=False)
     info = _join(args)
     if args.quick:
         G, args.chains = min(G, 200), min(args.chains, 1024)

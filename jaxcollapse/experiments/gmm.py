@@ -26,12 +26,11 @@ from jaxcollapse.experiments._common import print_table
 from jaxcollapse.experiments._prdc import (
     PRDC_K,
     add_prdc_argument,
-    check_prdc,
     prdc_columns,
     prdc_head,
     prdc_text,
 )
-from jaxcollapse.experiments._steps import add_bias_argument, bias_step
+from jaxcollapse.experiments._steps import add_bias_argument, run_step
 from jaxcollapse.io import save_json, save_npz
 
 DESCRIPTION = "Recursive EM fits of a Gaussian mixture (Shumailov et al.'s GMM experiment)."
@@ -154,10 +153,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     G, M = args.generations, args.samples
-    if args.chains < 1:
-        raise ValueError(f"--chains must be >= 1; got {args.chains}")
-    check_prdc(args.prdc)
-    step = bias_step(args)
+    step = run_step(args)
     if args.quick:
         G, M, args.chains = min(G, 100), min(M, 200), min(args.chains, 8)
     fam = jc.GMM(args.components, args.dim, args.covariance, reg_covar=args.reg_covar,

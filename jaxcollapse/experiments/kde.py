@@ -26,12 +26,11 @@ from jaxcollapse.experiments._common import print_table, report_generations
 from jaxcollapse.experiments._prdc import (
     PRDC_K,
     add_prdc_argument,
-    check_prdc,
     prdc_columns,
     prdc_head,
     prdc_text,
 )
-from jaxcollapse.experiments._steps import add_bias_argument, bias_step
+from jaxcollapse.experiments._steps import add_bias_argument, run_step
 from jaxcollapse.io import save_json, save_npz
 from jaxcollapse.theory import bias as tb
 from jaxcollapse.theory import kde as tk
@@ -164,10 +163,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     G, M = args.generations, args.samples
-    if args.chains < 1:
-        raise ValueError(f"--chains must be >= 1; got {args.chains}")
-    check_prdc(args.prdc)
-    step = bias_step(args)
+    step = run_step(args)
     if args.quick:
         G, args.chains = min(G, 30), min(args.chains, 256)
     fam = jc.KDE(dim=args.dim, bandwidth=_bandwidth(args.bandwidth))

@@ -48,8 +48,9 @@ def add_arguments(p) -> None:
         >>> import argparse
         >>> ap = argparse.ArgumentParser()
         >>> add_arguments(ap)
-        >>> ap.parse_args(["--preset", "tiny", "--seeds", "0", "1"]).seeds
-        [0, 1]
+        >>> a = ap.parse_args(["--no-accumulate", "--prdc", "0"])
+        >>> a.preset, a.accumulate, a.prdc
+        ('quick', False, 0)
     """
     p.add_argument("--preset", choices=list(PRESETS), default="quick",
                    help="training length and evaluation sizes (default: %(default)s)")

@@ -15,12 +15,8 @@ Data are pairs ``(X, y)`` with ``X`` of shape ``(n, d)`` and ``y`` of shape
 works on the sufficient statistics ``XᵀX`` and ``Xᵀy``: replace uses the newest
 ones, accumulate adds them up (no growing buffer). For long fixed-design runs with
 many chains, :func:`simulate_fixed_design` runs the same recursion in the
-eigenbasis of ``XᵀX`` at O(d) a generation.
-
-References:
-    Gerstgrasser et al., Is Model Collapse Inevitable?, arXiv 2404.01413 (2024);
-    Dohmatob, Feng, Kempe, Model Collapse Demystified: The Case of Regression
-    (NeurIPS 2024). THEORY.md section 5.
+eigenbasis of ``XᵀX`` at O(d) a generation. The closed forms beside it, with the
+references, are in :mod:`jaxcollapse.theory.regression` (THEORY.md section 5).
 """
 
 from __future__ import annotations
