@@ -119,3 +119,28 @@ def test_weighted_fresh_grid_sweeps_w_in_one_program():
     one = jc.simulate(jax.random.key(2), fam, fam.params(), n_generations=5, n_samples=10,
                       n_chains=4, regime=jc.weighted_fresh(1.0, 10))
     np.testing.assert_allclose(res.metrics["w2sq"][2], one.metrics["w2sq"], rtol=1e-12)
+
+
+def test_accumulate_subsample_keeps_a_uniform_m_subset_of_the_live_pool():
+    """Generation t = 2 of M = 4 on a pool of 3 x 4 rows (8 live): exactly 4 rows kept,
+    each live row with probability 4/8 (5 SE), dead rows never, pairs uniform."""
+    fam = jc.Gaussian(dim=1, method="samples")
+    reg = rg.AccumulateSubsample()
+    spec = rg.PoolSpec(fam, exact=False, n_max=4, n_generations=3)
+    state = reg.init(spec, jax.random.key(0), fam.params(), None)
+    state = dict(state, pool_w=state["pool_w"].at[:4].set(1.0))  # generation 1's rows
+    syn = (jnp.ones((4, 1)), jnp.ones(4))
+
+    def kept(key):
+        gen = rg.Generation(jnp.int32(2), jnp.int32(4), key, syn, None, fam.params(),
+                            lambda train: train[1], None)
+        return reg.update(spec, state, gen)[0]
+
+    w = np.asarray(jax.vmap(kept)(jax.random.split(jax.random.key(1), 4000)))
+    assert np.all(w.sum(axis=1) == 4) and np.all(w[:, 8:] == 0)
+    p = w[:, :8].mean(axis=0)
+    assert np.all(np.abs(p - 0.5) <= Z * np.sqrt(0.25 / w.shape[0]))
+    # all C(8, 4) = 70 subsets equally likely (chi-square)
+    codes = w[:, :8].astype(int) @ (2 ** np.arange(8))
+    counts = np.unique(codes, return_counts=True)[1]
+    assert counts.size == 70 and stats.chisquare(counts).pvalue > 1e-3
