@@ -36,12 +36,13 @@ class FixedDesignResult(NamedTuple):
 
 
 @functools.partial(jax.jit, static_argnames=("n_generations", "n_chains", "accumulate",
-                                             "return_w"))
+                                             "return_w", "return_change"))
 def _fixed_design_run(key, g, q, w0r, noise, ridge, *, n_generations, n_chains, accumulate,
-                      return_w):
+                      return_w, return_change=True):
     """Rotated fixed-design recursion; chain i uses ``fold_in(key, i)`` and its
     generation t ``fold_in(chain_key, t)`` (a chain's numbers do not depend on the
-    chain count). Returns ``(excess_risk, step_change, w or None)``, chain first."""
+    chain count). Returns ``(excess_risk, step_change or None, w or None)``, chain
+    first (the step change costs a second reduction a generation: only on request)."""
     dtype = g.dtype
     sg = jnp.sqrt(jnp.maximum(g, 0.0))
     ts = jnp.arange(1, n_generations + 1)
@@ -58,20 +59,22 @@ def _fixed_design_run(key, g, q, w0r, noise, ridge, *, n_generations, n_chains, 
         else:
             new = xty / (g + ridge)
         new = jnp.where(t * g + ridge > 0, new, 0.0)
-        out = (jnp.sum((new - w0r) ** 2, -1), jnp.sum((new - wr) ** 2, -1))
+        out = (jnp.sum((new - w0r) ** 2, -1),
+               jnp.sum((new - wr) ** 2, -1) if return_change else None)
         return (new, s), (out, new if return_w else None)
 
     init = jnp.broadcast_to(w0r, (n_chains, g.shape[0]))
     _, ((risk, change), wr) = lax.scan(step, (init, jnp.zeros_like(init)), ts)
     zero = jnp.zeros((1, n_chains), dtype)
     risk = jnp.concatenate([zero, risk], 0).T
-    change = jnp.concatenate([zero, change], 0).T
+    change = jnp.concatenate([zero, change], 0).T if return_change else None
     if not return_w:
         return risk, change, None
     wr = jnp.concatenate([init[None], wr], 0)
     return risk, change, jnp.swapaxes(wr @ q.T, 0, 1)
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def _fixed_design_arrays(family, params0):
     """The eigenbasis of ``XᵀX`` and the rotated truth, for the fixed-design runner."""
     x = params0.design
@@ -135,5 +138,6 @@ def simulate_fixed_design(key: jax.Array, family: LinearRegression, params0: Reg
     risk, _, w = _fixed_design_run(key, g, q, w0r, jnp.asarray(family.noise, dtype),
                                    jnp.asarray(family.ridge, dtype),
                                    n_generations=n_generations, n_chains=n_chains,
-                                   accumulate=regime == "accumulate", return_w=return_w)
+                                   accumulate=regime == "accumulate", return_w=return_w,
+                                   return_change=False)
     return FixedDesignResult(risk, w)
