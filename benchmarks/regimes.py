@@ -4,8 +4,8 @@
 size), 1-D Gaussian: the samples path (rows drawn and refitted) and the exact path
 (sufficient statistics). The reference of each row is ``replace`` on the same path
 in the same process, so the ratio is the regime's cost over replace's; the goal is
-at most 1.5x. ``mix(0.1, ...)`` holds room for 16 human rows (the next power of
-two of round(0.1 M) = 10, not min(rows, M) = 100) and draws them as indices (a
+at most 1.5x. ``mix(0.1, ...)`` holds room for 12 human rows (round(0.1 M) = 10
+rounded up to a multiple of 4, not min(rows, M) = 100) and draws them as indices (a
 partial Fisher–Yates shuffle in straight-line code, each step from its own
 counter); ``"fixed"`` pools the statistics of its subset once. Accumulate pools
 statistics on the exact path and refits a buffer of rows on the samples path;

@@ -52,10 +52,10 @@ class Mix(Regime):
     Attributes:
         alpha: human fraction in [0, 1] (traced: sweepable), or a schedule
             ``alpha_1..alpha_n`` of one fraction a generation (shape
-            ``(n_generations,)``). A training set holds room for the next power of
-            two of ``round(max alpha M)`` human rows, so a new alpha reuses the
-            compiled program while that count stays in the same power of two (a
-            sweep is one program: :func:`jaxcollapse.simulate_grid`).
+            ``(n_generations,)``). A training set holds room for ``round(max alpha
+            M)`` human rows rounded up to a multiple of 4, so a new alpha reuses the
+            compiled program while that room stays the same (a sweep is one
+            program: :func:`jaxcollapse.simulate_grid`).
         source: ``"fixed"`` reuses one random human subset (per chain) every
             generation; ``"fresh"`` draws a new uniformly random subset (without
             replacement) of the human rows each generation.

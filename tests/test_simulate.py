@@ -207,8 +207,8 @@ def test_second_call_with_new_values_does_not_recompile():
     jc.simulate(jax.random.key(2), EXACT, P0, **kw)
     assert sim_mod._run_jit._cache_size() == before
     # a new alpha value is a traced leaf of the regime: no recompilation while the
-    # human count round(alpha M) stays in the same power-of-two bucket of slots
-    # (here 3 and 4 of M = 12: room for 4 rows; a sweep is simulate_grid)
+    # room for the human count round(alpha M), rounded up to a multiple of 4, stays
+    # the same (here 3 and 4 of M = 12: room for 4 rows; a sweep is simulate_grid)
     jc.simulate(jax.random.key(0), EXACT, P0, regime=jc.mix(0.3), human_data=HUMAN, **kw)
     mid = sim_mod._run_jit._cache_size()
     jc.simulate(jax.random.key(0), EXACT, P0, regime=jc.mix(0.25), human_data=HUMAN, **kw)

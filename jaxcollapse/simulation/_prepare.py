@@ -82,15 +82,15 @@ def _min_samples(family):
 
 def _human_slots(regime, n_rows: int, n_max: int, need: int) -> int:
     """Human rows a training set holds room for. Counted mixing uses at most ``need =
-    round(max alpha * n_max)`` rows: room for the next power of two of them, so that
-    a new alpha of about the same size reuses the compiled program (a traced alpha
-    gets room for every row). Relaxed weighting uses every row of the subset. The
-    rows' indices do not depend on the room (:func:`jaxcollapse.random.subset_indices`
-    draws each from its own key)."""
+    round(max alpha * n_max)`` rows: room for them rounded up to a multiple of 4, so
+    that a new alpha of about the same size reuses the compiled program (a traced
+    alpha gets room for every row); drawing the rows costs O(room^2). Relaxed
+    weighting uses every row of the subset. The rows' indices do not depend on the
+    room (:func:`jaxcollapse.random.subset_indices` draws each from its own key)."""
     full = min(n_rows, n_max)
     if getattr(regime, "weighting", "count") != "count":
         return full
-    return min(full, 1 << max(need - 1, 0).bit_length())
+    return min(full, max(4, -(-need // 4) * 4))
 
 
 def _check_schedule(family, n_samples, n_generations, name="n_samples", max_ndim=2):
