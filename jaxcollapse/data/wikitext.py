@@ -287,7 +287,14 @@ def cap_unk_share(directory: str | os.PathLike, vocab: Vocabulary) -> float:
         ...     _ = (d / f"{s}.txt").write_text(text)
         >>> round(cap_unk_share(d, load_wikitext2(d, max_vocab=3).vocab), 3)  # b, c lost
         0.4
+        >>> cap_unk_share(d, ["a", "b"])
+        Traceback (most recent call last):
+        ...
+        TypeError: vocab must be a Vocabulary (load_wikitext2(...).vocab); got list
     """
+    if not isinstance(vocab, Vocabulary):
+        raise TypeError(f"vocab must be a Vocabulary (load_wikitext2(...).vocab); got "
+                        f"{type(vocab).__name__}")
     lines, _ = _split_lines(directory)
     return _cap_unk_share(lines[0], lines[2], vocab)
 
