@@ -141,6 +141,12 @@ class Regime:
         """Rows the regime holds across generations (for the memory estimate)."""
         return 0
 
+    def human_slots(self, n_rows: int, n_max: int, need: int) -> int:
+        """Human rows a training set holds room for (static), given ``n_rows`` human
+        rows, ``n_max`` rows a training set and ``need`` human rows at most (0 for a
+        regime that uses none)."""
+        return min(n_rows, n_max) if self.uses_human else 0
+
     def init(self, spec: PoolSpec, key: jax.Array, params0: PyTree,
              human: PyTree | None) -> PyTree:
         return ()

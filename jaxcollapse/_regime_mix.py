@@ -124,6 +124,24 @@ class Mix(Regime):
     def train_rows(self, spec):
         return spec.human_slots + spec.n_max
 
+    def human_slots(self, n_rows, n_max, need):
+        """Counted mixing uses at most ``need = round(max alpha n_max)`` rows: room for
+        them rounded up to a multiple of 4, so that a new alpha of about the same size
+        reuses the compiled program (a traced alpha comes with ``need = n_max``);
+        drawing them costs O(room^2). Relaxed weighting uses every row of the subset.
+        The rows' indices do not depend on the room (each comes from its own counter
+        in :func:`jaxcollapse.random.subset_indices`).
+
+        Example:
+            >>> Mix(0.1).human_slots(1000, 100, 10), Mix(0.1, weighting="relaxed"
+            ...                                          ).human_slots(1000, 100, 10)
+            (12, 100)
+        """
+        full = min(n_rows, n_max)
+        if self.weighting != "count":
+            return full
+        return min(full, max(4, -(-need // 4) * 4))
+
     def init(self, spec, key, params0, human):
         if self.source == "fixed":
             # a uniform subset in uniform order: O(slots^2), never a sort of the pool

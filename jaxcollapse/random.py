@@ -259,7 +259,9 @@ def subset_indices(key: jax.Array, n: int, k: int, n_used=None) -> jax.Array:
     # of fold_in(key, s) combined as jax.random.randint combines its two words
     hi, lo = _hash(key, 0, _index((k,)))
     span = (n - i).astype(jnp.uint32)
-    mult = lax.rem(lax.rem(jnp.uint32(2**16), span) ** 2, span)  # 2**32 mod span
+    # 2**32 mod span for span <= 2**16 (0 above, where lo alone spans the range), as
+    # jax.random.randint computes it
+    mult = lax.rem(lax.rem(jnp.uint32(2**16), span) ** 2, span)
     j = i + lax.rem(lax.rem(hi, span) * mult + lax.rem(lo, span), span).astype(jnp.int32)
     if k <= _UNROLL:
         # straight-line steps, the table a list of scalars: each lookup is a chain of

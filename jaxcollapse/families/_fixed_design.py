@@ -74,16 +74,19 @@ def _fixed_design_run(key, g, q, w0r, noise, ridge, *, n_generations, n_chains, 
     return risk, change, jnp.swapaxes(wr @ q.T, 0, 1)
 
 
-@functools.partial(jax.jit, static_argnums=0)
 def _fixed_design_arrays(family, params0):
     """The eigenbasis of ``XᵀX`` and the rotated truth, for the fixed-design runner."""
     x = params0.design
     if family.ridge == 0 and x.shape[0] < family.dim:
         raise ValueError(f"OLS needs at least d = {family.dim} design rows; got "
                          f"T = {x.shape[0]}")
+    return _eigenbasis(x, params0.w)
+
+
+@jax.jit
+def _eigenbasis(x, w):
     g, q = jnp.linalg.eigh(x.T @ x)
-    g = jnp.maximum(g, 0.0)
-    return g, q, q.T @ params0.w
+    return jnp.maximum(g, 0.0), q, q.T @ w
 
 
 def simulate_fixed_design(key: jax.Array, family: LinearRegression, params0: RegressionParams,

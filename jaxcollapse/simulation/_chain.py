@@ -195,18 +195,13 @@ def _counter_noise(family) -> bool:
 
 def _noise_stats(cfg: _Config, regime, n_select: int) -> bool:
     """Whether the samples path fits through the sums of the drawn normals
-    (``sample_noise_stats`` and ``stats_from_noise_stats``, families/base.py): see
-    :func:`fits_noise_stats`."""
-    return fits_noise_stats(cfg.family, cfg.exact, regime, n_select)
-
-
-def fits_noise_stats(family, exact: bool, regime, n_select: int) -> bool:
-    """Whether a samples-path run fits through the draws' statistics: the family
-    draws through noise hooks and pools statistics, no step selects among the draws,
-    and the regime pools or fits the draws whole (``Regime.pools_stats``). The regime
-    then runs as on the statistics path (``spec.exact``) from its ``init`` on."""
-    return (not exact and regime.pools_stats and n_select == 0
-            and isinstance(family, NoiseStats) and noise_hooks(family, False) is not None)
+    (``sample_noise_stats`` and ``stats_from_noise_stats``, families/base.py): the
+    family draws through noise hooks and pools statistics, no step selects among the
+    draws, and the regime pools or fits the draws whole (``Regime.pools_stats``). The
+    regime then runs as on the statistics path (``spec.exact``) from its ``init`` on."""
+    fam = cfg.family
+    return (not cfg.exact and regime.pools_stats and n_select == 0
+            and isinstance(fam, NoiseStats) and noise_hooks(fam, False) is not None)
 
 
 def _fitter(cfg: _Config, key, params0):

@@ -25,7 +25,6 @@ from jaxcollapse.simulation._chain import (
     SimulationResult,
     _Config,
     _float_dtype,
-    fits_noise_stats,
 )
 from jaxcollapse.steps import _base as stp
 
@@ -78,19 +77,6 @@ def _check_family(family):
 
 def _min_samples(family):
     return int(family.min_samples()) if hasattr(family, "min_samples") else 2
-
-
-def _human_slots(regime, n_rows: int, n_max: int, need: int) -> int:
-    """Human rows a training set holds room for. Counted mixing uses at most ``need =
-    round(max alpha * n_max)`` rows: room for them rounded up to a multiple of 4, so
-    that a new alpha of about the same size reuses the compiled program (a traced
-    alpha gets room for every row); drawing the rows costs O(room^2). Relaxed
-    weighting uses every row of the subset. The rows' indices do not depend on the
-    room (:func:`jaxcollapse.random.subset_indices` draws each from its own key)."""
-    full = min(n_rows, n_max)
-    if getattr(regime, "weighting", "count") != "count":
-        return full
-    return min(full, max(4, -(-need // 4) * 4))
 
 
 def _check_schedule(family, n_samples, n_generations, name="n_samples", max_ndim=2):
@@ -216,7 +202,7 @@ def _prepare_now(key, family, params0, *, n_generations, n_samples, n_chains, re
         if n_rows < need:
             raise ValueError(f"human_data has {n_rows} rows but alpha={alpha.max()} with "
                              f"n_samples={n_max} needs {need}")
-        human_slots = _human_slots(regime, n_rows, n_max, need)
+        human_slots = regime.human_slots(n_rows, n_max, need)
     elif human_data is not None:
         raise ValueError(f"human_data is only used by regimes that train on human rows "
                          f"(mix); regime {regime.name!r} does not use it: leave it out")
@@ -227,7 +213,7 @@ def _prepare_now(key, family, params0, *, n_generations, n_samples, n_chains, re
                        human_slots=human_slots,
                        init_rows=init_rows if isinstance(regime, rg.Accumulate) else 0)
     pool_rows = regime.pool_rows(spec)
-    if pool_rows and not fits_noise_stats(family, exact, regime, len(select)) and not exact:
+    if pool_rows and not exact:
         leaves = jax.tree.leaves(jax.eval_shape(
             lambda: family.sample(jax.random.key(0), params0, 1)))
         row_bytes = sum(math.prod(x.shape[1:]) * x.dtype.itemsize for x in leaves)
