@@ -32,6 +32,7 @@ import numpy as np
 from jax import lax
 
 from jaxcollapse import random as jcr
+from jaxcollapse._fusion import top_k_indices
 from jaxcollapse._regime_contract import (  # noqa: F401 (the contract's names live here too)
     Generation,
     PoolSpec,
@@ -81,11 +82,8 @@ class Accumulate(Regime):
     """
 
     name: ClassVar[str] = "accumulate"
-    # pooling the draws' statistics on the samples path (Gaussian) costs about replace
-    # instead of a refit of the whole pool, but its rounding then depends on the
-    # scan's length for d >= 2 (1 ulp): chunked runs would no longer be bitwise equal
-    # to whole ones, so the samples path keeps its buffer of rows
-    pools_stats: ClassVar[bool] = False
+    # a family that fits through the draws' statistics (Gaussian) pools them on the
+    # samples path too: about replace's cost instead of a refit of the whole pool
 
     def train_rows(self, spec):
         return spec.init_rows + spec.n_generations * spec.n_max
@@ -133,6 +131,11 @@ class Accumulate(Regime):
 class AccumulateSubsample(Accumulate):
     """The pool grows as in :class:`Accumulate`; each fit uses a uniform M-subsample.
 
+    The pool keeps its live rows (weight > 0) first, in the order they came; a
+    generation's subset is the ``m`` rows of smallest i.i.d. uniform score among
+    them, found by a top-``n_max`` selection (never a sort of the whole pool) and
+    gathered, so the fit sees ``n_max`` rows, not the pool.
+
     Example:
         >>> isinstance(get_regime("accumulate-subsample"), AccumulateSubsample)
         True
@@ -140,18 +143,55 @@ class AccumulateSubsample(Accumulate):
 
     name: ClassVar[str] = "accumulate-subsample"
     stats_path: ClassVar[bool] = False
+    pools_stats: ClassVar[bool] = False  # a subsample needs the rows
+
+    def train_rows(self, spec):
+        return spec.n_max
+
+    def pool_rows(self, spec):
+        return spec.init_rows + spec.n_generations * spec.n_max
+
+    def init(self, spec, key, params0, human):
+        fam = spec.family
+        template = jax.eval_shape(lambda: fam.sample(jax.random.key(0), params0, 1))
+        size = self.pool_rows(spec)
+        pool = jax.tree.map(lambda s: jnp.zeros((size,) + s.shape[1:], s.dtype), template)
+        n_live = jnp.zeros((), jnp.int32)
+        if spec.init_rows:
+            data0, w0 = fam.initial_data(params0)
+            pool, n_live = _append_live(pool, n_live, data0, w0)
+        return {"pool": pool, "n_live": n_live}
 
     def update(self, spec, state, gen):
-        (pool, pool_w), state = self._grow(spec, state, gen)
-        # a uniform subset of size m of the live pool: the m smallest of i.i.d.
-        # uniform scores (the m-th smallest by a top-n_max selection, not a sort of
-        # the whole pool), drawn by the fused counter-mode hash (10x JAX's uniform)
-        u = jcr.uniform(gen.key, pool_w.shape, jnp.float32)
-        score = jnp.where(pool_w > 0, u, 2.0)
-        smallest = -lax.top_k(-score, min(spec.n_max, score.shape[0]))[0]
-        kth = smallest[jnp.maximum(gen.m - 1, 0)]
-        weights = ((score <= kth) & (pool_w > 0)).astype(pool_w.dtype)
-        return gen.fit((pool, weights)), state
+        pool, n_live = _append_live(state["pool"], state["n_live"], *gen.synthetic)
+        k = spec.n_max
+        size = _n_rows(pool)
+        # i.i.d. uniform scores (the fused counter-mode hash, 10x JAX's uniform) for
+        # the live rows, 2 for the others; the k smallest, ties broken by position
+        u = jcr.uniform(gen.key, (size,), jnp.float32)
+        score = jnp.where(jnp.arange(size) < n_live, u, 2.0)
+        idx = top_k_indices(-score, min(k, size))
+        rows = _take(pool, idx)
+        dt = _float_dtype(gen.params0)
+        used = jnp.minimum(gen.m, n_live)
+        weights = (jnp.arange(idx.shape[0]) < used).astype(dt)
+        return gen.fit((rows, weights)), {"pool": pool, "n_live": n_live}
+
+
+def _append_live(pool, n_live, x, w):
+    """``pool`` with the rows of ``x`` whose weight is positive written from row
+    ``n_live`` on, in their order, and the new count of live rows (the rows after
+    them are scratch: the next append overwrites them)."""
+    live = w > 0
+    # the live rows first, in order, then the others: a stable partition
+    rank = jnp.cumsum(live) - 1
+    dead = jnp.cumsum(~live) - 1 + jnp.sum(live)
+    order = jnp.zeros(w.shape, jnp.int32).at[jnp.where(live, rank, dead)].set(
+        jnp.arange(w.shape[0], dtype=jnp.int32), unique_indices=True)
+    pool = jax.tree.map(
+        lambda p, v: lax.dynamic_update_slice_in_dim(p, v[order].astype(p.dtype), n_live,
+                                                     axis=0), pool, x)
+    return pool, n_live + jnp.sum(live, dtype=jnp.int32)
 
 
 @jax.tree_util.register_dataclass

@@ -2,7 +2,10 @@
 data against its closed form. Monte Carlo bounds are Z = 5 standard errors
 (false-failure rate ~6e-7 each); distribution tests use chi-square at p > 0.001."""
 
+import dataclasses
+import importlib
 import itertools
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +16,8 @@ from scipy import stats
 import jaxcollapse as jc
 from jaxcollapse import random as jcr
 from jaxcollapse import regimes as rg
+
+prepare_mod = importlib.import_module("jaxcollapse.simulation._prepare")
 
 Z = 5.0
 
@@ -122,28 +127,66 @@ def test_weighted_fresh_grid_sweeps_w_in_one_program():
 
 
 def test_accumulate_subsample_keeps_a_uniform_m_subset_of_the_live_pool():
-    """Generation t = 2 of M = 4 on a pool of 3 x 4 rows (8 live): exactly 4 rows kept,
-    each live row with probability 4/8 (5 SE), dead rows never, pairs uniform."""
+    """Generation t = 2 of M = 4: the pool holds generation 1's four rows and takes four
+    more, one of them dead (weight 0): exactly 4 of the 7 live rows kept, each with
+    probability 4/7 (5 SE), the dead row never, all C(7, 4) = 35 subsets uniform."""
     fam = jc.Gaussian(dim=1, method="samples")
     reg = rg.AccumulateSubsample()
     spec = rg.PoolSpec(fam, exact=False, n_max=4, n_generations=3)
     state = reg.init(spec, jax.random.key(0), fam.params(), None)
-    state = dict(state, pool_w=state["pool_w"].at[:4].set(1.0))  # generation 1's rows
-    syn = (jnp.ones((4, 1)), jnp.ones(4))
+    first = jnp.arange(4.0)[:, None]
+    pool = state["pool"].at[:4].set(first)
+    state = dict(state, pool=pool, n_live=jnp.int32(4))  # generation 1's rows
+    syn = (jnp.arange(4.0, 8.0)[:, None], jnp.array([1.0, 0.0, 1.0, 1.0]))  # row 5 dead
 
     def kept(key):
         gen = rg.Generation(jnp.int32(2), jnp.int32(4), key, syn, None, fam.params(),
-                            lambda train: train[1], None)
-        return reg.update(spec, state, gen)[0]
+                            lambda train: jnp.zeros(8).at[train[0][:, 0].astype(int)]
+                            .add(train[1]), None)
+        params, new = reg.update(spec, state, gen)
+        return params, new["n_live"]
 
-    w = np.asarray(jax.vmap(kept)(jax.random.split(jax.random.key(1), 4000)))
-    assert np.all(w.sum(axis=1) == 4) and np.all(w[:, 8:] == 0)
-    p = w[:, :8].mean(axis=0)
-    assert np.all(np.abs(p - 0.5) <= Z * np.sqrt(0.25 / w.shape[0]))
-    # all C(8, 4) = 70 subsets equally likely (chi-square)
-    codes = w[:, :8].astype(int) @ (2 ** np.arange(8))
+    w, n_live = jax.vmap(kept)(jax.random.split(jax.random.key(1), 4000))
+    w = np.asarray(w)
+    assert np.all(np.asarray(n_live) == 7)
+    assert np.all(w.sum(axis=1) == 4) and np.all(w[:, 5] == 0) and set(np.unique(w)) <= {0, 1}
+    live = [0, 1, 2, 3, 4, 6, 7]
+    p = w[:, live].mean(axis=0)
+    assert np.all(np.abs(p - 4 / 7) <= Z * np.sqrt(4 / 7 * 3 / 7 / w.shape[0]))
+    codes = w[:, live].astype(int) @ (2 ** np.arange(7))
     counts = np.unique(codes, return_counts=True)[1]
-    assert counts.size == 70 and stats.chisquare(counts).pvalue > 1e-3
+    assert counts.size == 35 and stats.chisquare(counts).pvalue > 1e-3
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class _RowPool(rg.Accumulate):
+    """Accumulate with its buffer of rows on the samples path (the algorithm before
+    the draws' statistics were pooled)."""
+
+    pools_stats: ClassVar[bool] = False
+
+
+@pytest.mark.parametrize("dim", [1, 3])
+def test_accumulate_pools_the_draws_statistics_on_the_gaussian_samples_path(dim, monkeypatch):
+    """The same draws fitted through their pooled statistics and through the buffer of
+    every row: equal to rounding (the recursion is stable, so rounding stays small);
+    the pooled run needs no row buffer, so a pool far above the memory limit runs."""
+    fam = jc.Gaussian(dim=dim, method="samples")
+    p0 = fam.params(mean=np.linspace(-1.0, 1.0, dim))
+    kw = dict(n_generations=12, n_samples=30, n_chains=4, save_params=True)
+    pooled = jc.simulate(jax.random.key(3), fam, p0, regime=jc.accumulate(), **kw)
+    rows = jc.simulate(jax.random.key(3), fam, p0, regime=_RowPool(), **kw)
+    np.testing.assert_allclose(pooled.params.mean, rows.params.mean, rtol=1e-10,
+                               atol=1e-12)
+    np.testing.assert_allclose(pooled.params.cov, rows.params.cov, rtol=1e-10)
+    # with a row budget of 1 KiB the buffer of rows is refused, the pooled run is not
+    monkeypatch.setattr(prepare_mod, "_POOL_LIMIT_BYTES", 1024)
+    kw = dict(kw, n_chains=2)
+    with pytest.raises(ValueError, match="accumulated pool needs"):
+        jc.simulate(jax.random.key(0), fam, p0, regime=_RowPool(), **kw)
+    pooled = jc.simulate(jax.random.key(0), fam, p0, regime=jc.accumulate(), **kw)
+    assert np.isfinite(np.asarray(pooled.metrics["w2sq"])).all()
 
 
 @pytest.mark.parametrize("method", ["samples", "exact"])

@@ -169,9 +169,9 @@ class CounterNoise(Protocol):
 @runtime_checkable
 class NoiseStats(NoiseFamily, Protocol):
     """The sums of the first ``m`` standard draws of a noise block and the sufficient
-    statistics of the samples built from them: under replace and mix the samples path
-    fits through these sums instead of the samples (with ``stats``, ``add_stats``,
-    ``fit_stats``).
+    statistics of the samples built from them: under replace, accumulate and mix the
+    samples path fits through these sums instead of the samples (with ``stats``,
+    ``add_stats``, ``fit_stats``).
 
     Example:
         >>> import jaxcollapse as jc

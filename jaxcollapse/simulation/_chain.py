@@ -199,9 +199,13 @@ def _noise_stats(cfg: _Config, regime, n_select: int) -> bool:
     family draws through noise hooks and pools statistics, no step selects among the
     draws, and the regime pools or fits the draws whole (``Regime.pools_stats``). The
     regime then runs as on the statistics path (``spec.exact``) from its ``init`` on."""
-    fam = cfg.family
-    return (not cfg.exact and regime.pools_stats and n_select == 0
-            and isinstance(fam, NoiseStats) and noise_hooks(fam, False) is not None)
+    return not cfg.exact and _pools_noise_stats(cfg.family, regime, n_select)
+
+
+def _pools_noise_stats(family, regime, n_select) -> bool:
+    """:func:`_noise_stats` before the configuration exists (the memory estimate)."""
+    return (regime.pools_stats and not n_select and isinstance(family, NoiseStats)
+            and noise_hooks(family, False) is not None)
 
 
 def _fitter(cfg: _Config, key, params0):

@@ -25,6 +25,7 @@ from jaxcollapse.simulation._chain import (
     SimulationResult,
     _Config,
     _float_dtype,
+    _pools_noise_stats,
 )
 from jaxcollapse.steps import _base as stp
 
@@ -213,7 +214,7 @@ def _prepare_now(key, family, params0, *, n_generations, n_samples, n_chains, re
                        human_slots=human_slots,
                        init_rows=init_rows if isinstance(regime, rg.Accumulate) else 0)
     pool_rows = regime.pool_rows(spec)
-    if pool_rows and not exact:
+    if pool_rows and not exact and not _pools_noise_stats(family, regime, len(select)):
         leaves = jax.tree.leaves(jax.eval_shape(
             lambda: family.sample(jax.random.key(0), params0, 1)))
         row_bytes = sum(math.prod(x.shape[1:]) * x.dtype.itemsize for x in leaves)
