@@ -9,10 +9,16 @@ metric (``w2sq``, ...), ``degenerate``, one per parameter leaf (``param_mean``,
 Layout: zarr chunk ``k`` along ``generation`` holds generations ``kC..(k+1)C-1``, and
 simulation chunk ``k`` computes exactly these (the first computes ``C - 1`` generations
 after generation 0), so every zarr chunk file is written once, whole, by one
-simulation chunk. Along ``chain`` a chunk holds all chains, or as many as keep a chunk
-file under 32 MiB. Chunk files are raw little-endian C-order bytes (zarr's ``bytes``
-codec, no compression: the bytes an ``.npz`` store holds), written atomically and
-concurrently, each hashed (BLAKE2b) as it is written.
+simulation chunk. A run of at most ``C`` generations is one zarr chunk of all its
+``G + 1`` generations, computed by its one simulation chunk (as the npz store's one
+file): at ``G = C`` the rule above would leave generation ``G`` alone in a second
+chunk, padded to ``C`` generations, for a second commit (twice the npz store's write
+time). Stores written before that rule hold two chunks at ``G = C``; the manifest's
+``n_chunks`` says which (:func:`~jaxcollapse._zarr_layout.chunk_length`). Along
+``chain`` a chunk holds all chains, or as many as keep a chunk file under 32 MiB.
+Chunk files are raw little-endian C-order bytes (zarr's ``bytes`` codec, no
+compression: the bytes an ``.npz`` store holds), written atomically and concurrently,
+each hashed (BLAKE2b) as it is written.
 
 Commit protocol, per simulation chunk: the chunk files and the carry
 (``carry_K.npz``, as in the npz store) are written first, together, each synced to
@@ -80,7 +86,9 @@ from jaxcollapse._zarr_layout import (  # noqa: F401  (the writer and reader use
     _var,
     array_meta,
     check_metric_names,
+    chunk_length,
     chunk_range,
+    manifest_chunk_length,
     n_chunks,
     read_chunk,
     read_raw,
@@ -98,8 +106,6 @@ class ZarrChunkWriter:
     (the zarr counterpart of :class:`jaxcollapse.store.ChunkWriter`, same interface).
     """
 
-    SHIFT = 1  # chunk k starts at generation kC (the npz store: kC + 1)
-
     def __init__(self, directory: str | Path, fp: dict[str, Any],
                  n_chunks: int,  # noqa: F811  (the count; n_chunks() is re-exported)
                  params_type: dict | None, *, quiet_stale: bool = False):
@@ -114,6 +120,15 @@ class ZarrChunkWriter:
         self.n_generations = int(fp["n_generations"])
         self.n_chains = fp["chains"][1] - fp["chains"][0]
         m = open_manifest(self.directory, fp, FORMAT_ZARR)
+        # zarr chunk k holds generations kL..(k+1)L-1 (chunk_length), which simulation
+        # chunk k computes: it starts at generation kC (the npz store: kC + 1), except
+        # in a one-chunk store (generations 0..G, G <= C), as the npz store's
+        if m is not None:  # the store's own chunking (two chunks at G = C before)
+            self.n_chunks = int(m["n_chunks"])
+            self.gen_chunk = manifest_chunk_length(m, self.directory / MANIFEST)
+        else:
+            self.gen_chunk = chunk_length(self.n_generations, self.chunk_size, n_chunks)
+        self.SHIFT = 0 if self.n_chunks == 1 else 1
         if m is not None:
             self.chunks_done = int(m["chunks_done"])
             self.complete = bool(m["complete"])
@@ -146,7 +161,7 @@ class ZarrChunkWriter:
 
     def generations(self) -> int:
         """Generations committed to the zarr arrays (``0..generations()-1``)."""
-        return chunk_range(self.chunks_done - 1, self.chunk_size,
+        return chunk_range(self.chunks_done - 1, self.gen_chunk,
                            self.n_generations)[1] if self.chunks_done else 0
 
     def _write_metadata(self, coords: bool = True) -> None:
@@ -172,7 +187,7 @@ class ZarrChunkWriter:
     def _create_arrays(self, flat: dict[str, np.ndarray]) -> None:
         """The arrays' zarr metadata (once, at the first chunk): what zarr itself makes
         (:func:`array_meta`; zarr only for a dtype that function does not cover)."""
-        C, n = self.chunk_size, self.n_chains
+        C, n = self.gen_chunk, self.n_chains
         arrays = {}
         for name, a in flat.items():
             var = _var(name)
@@ -207,7 +222,7 @@ class ZarrChunkWriter:
     # ------------------------------------------------------------------ recovery
 
     def _chunk_problem(self, k: int) -> str | None:
-        start, stop = chunk_range(k, self.chunk_size, self.n_generations)
+        start, stop = chunk_range(k, self.gen_chunk, self.n_generations)
         try:
             read_chunk(self.directory, self.layout, self.checksums, k, start, stop,
                        list(self.layout.arrays))
@@ -242,7 +257,6 @@ class ZarrChunkWriter:
               carry: dict[str, np.ndarray] | None) -> None:
         """Writes chunk ``index`` (its outputs and the carry after it), then commits."""
         check_chunk_order(index, self.chunks_done)
-        start, stop = chunk_range(index, self.chunk_size, self.n_generations)
         # no generation coordinate array: xarray's default index along a dimension is
         # 0..G, the generations (one file less a chunk)
         flat = dict(outputs, n_samples=np.asarray(n_samples))
@@ -313,7 +327,7 @@ class ZarrChunkWriter:
 
     def read_chunk(self, index: int) -> dict[str, np.ndarray]:
         """The flat outputs of a written chunk (without ``n_samples``), verified."""
-        start, stop = chunk_range(index, self.chunk_size, self.n_generations)
+        start, stop = chunk_range(index, self.gen_chunk, self.n_generations)
         vars_ = [v for v, a in self.layout.arrays.items()
                  if a["name"] != "n_samples"]
         got = read_chunk(self.directory, self.layout, self.checksums, index, start, stop,
@@ -345,15 +359,27 @@ class ZarrStoredResult(StoredResult):
     same arrays lazily, without the checksums."""
 
     _FORMAT = FORMAT_ZARR
-    _SHIFT = 1
 
     def __init__(self, directory: str | Path):
         super().__init__(directory)
         self.layout = _Layout(self.manifest.get("arrays") or {}, self.n_chains)
         self._by_name = {a["name"]: v for v, a in self.layout.arrays.items()}
+        # checked when the store is opened, even with no chunk written yet
+        self._gen_chunk = manifest_chunk_length(self.manifest, self.directory / MANIFEST)
 
     def _chunk_range(self, k: int) -> tuple[int, int]:
-        return chunk_range(k, self.chunk_size, self.n_generations)
+        # zarr chunk k: generations kL..(k+1)L-1 (checked when the manifest is read)
+        return chunk_range(k, self._length, self.n_generations)
+
+    def _chunk_of(self, generations: np.ndarray) -> np.ndarray:
+        return generations // self._length
+
+    @property
+    def _length(self) -> int:
+        if "_gen_chunk" not in self.__dict__:  # StoredResult.__init__ asks first
+            self._gen_chunk = manifest_chunk_length(self.manifest,
+                                                    self.directory / MANIFEST)
+        return self._gen_chunk
 
     def _load(self, k: int, names=None) -> dict[str, np.ndarray]:
         if names is None:

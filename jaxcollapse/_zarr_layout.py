@@ -39,19 +39,60 @@ def require_zarr():
     return zarr
 
 
-def chunk_range(k: int, chunk_size: int, n_generations: int) -> tuple[int, int]:
-    """Generations ``[start, stop)`` of chunk ``k``: zarr chunk ``k`` along generations.
+def chunk_range(k: int, length: int, n_generations: int) -> tuple[int, int]:
+    """Generations ``[start, stop)`` of chunk ``k``: zarr chunk ``k`` along generations,
+    for chunks of ``length`` generations (:func:`chunk_length`).
 
     Example:
         >>> [chunk_range(k, 4, 9) for k in range(3)]
         [(0, 4), (4, 8), (8, 10)]
     """
-    return k * chunk_size, min((k + 1) * chunk_size, n_generations + 1)
+    return k * length, min((k + 1) * length, n_generations + 1)
 
 
 def n_chunks(n_generations: int, chunk_size: int) -> int:
-    """How many chunks of ``chunk_size`` generations hold generations ``0..G``."""
+    """How many zarr chunks a new store has along generations: chunks of
+    ``chunk_size`` generations hold generations ``0..G``, except that a run of at most
+    ``chunk_size`` generations (one simulation chunk, generation 0 included) is one
+    chunk of ``G + 1`` generations, so that ``G = chunk_size`` does not leave
+    generation ``G`` alone in a second chunk (a second commit, and a chunk file padded
+    to ``chunk_size`` generations, for one generation).
+
+    Example:
+        >>> n_chunks(1000, 1000), n_chunks(999, 1000), n_chunks(1001, 1000)
+        (1, 1, 2)
+        >>> n_chunks(10_000, 1000)
+        11
+    """
+    if n_generations <= chunk_size:
+        return 1
     return math.ceil((n_generations + 1) / chunk_size)
+
+
+def chunk_length(n_generations: int, chunk_size: int, chunks: int) -> int:
+    """The generations of a zarr chunk in a store of ``chunks`` chunks (the manifest's
+    ``n_chunks``): all ``G + 1`` in a one-chunk store, else ``chunk_size``. Stores
+    written before :func:`n_chunks` made one chunk of ``G = chunk_size`` have two
+    (generation ``G`` alone in the second): their chunks are ``chunk_size`` long.
+
+    Example:
+        >>> chunk_length(1000, 1000, 1), chunk_length(1000, 1000, 2)
+        (1001, 1000)
+    """
+    return n_generations + 1 if chunks == 1 else chunk_size
+
+
+def manifest_chunk_length(manifest: dict, path: Path) -> int:
+    """:func:`chunk_length` of the store whose manifest (at ``path``) is ``manifest``,
+    after checking that its ``n_chunks`` is one that this or the previous rule gives
+    for its generations and chunk size (:class:`StoreError` naming the file if not)."""
+    G, C = int(manifest["fingerprint"]["n_generations"]), int(manifest["chunk_size"])
+    chunks = int(manifest["n_chunks"])
+    allowed = sorted({n_chunks(G, C), math.ceil((G + 1) / C)})
+    if chunks not in allowed:
+        raise StoreError(f"manifest {str(path)!r} is damaged (n_chunks {chunks} for "
+                         f"{G} generations in chunks of {C}; expected one of {allowed})")
+    return chunk_length(G, C, chunks)
 
 
 def _var(name: str) -> str:

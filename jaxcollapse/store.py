@@ -264,7 +264,6 @@ class StoredResult:
     """
 
     _FORMAT = FORMAT
-    _SHIFT = 0  # chunk k holds generations kC + 1 - _SHIFT .. (k + 1)C - _SHIFT
 
     def __new__(cls, directory: str | Path):
         if cls is StoredResult and store_format_of(directory) == "zarr":
@@ -301,6 +300,10 @@ class StoredResult:
         C = self.chunk_size
         start = 0 if k == 0 else k * C + 1
         return start, min((k + 1) * C, self.n_generations) + 1
+
+    def _chunk_of(self, generations: np.ndarray) -> np.ndarray:
+        """The chunk holding each of ``generations``."""
+        return np.maximum(0, (generations - 1) // self.chunk_size)
 
     def _load(self, k: int, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """The arrays ``names`` (all if ``None``) of chunk ``k``, verified."""
@@ -356,7 +359,7 @@ class StoredResult:
         if flat_g.size and (flat_g.min() < 0 or flat_g.max() > G):
             raise ValueError(f"generations must lie in [0, {G}] (written so far); got "
                              f"{flat_g.min()}..{flat_g.max()}")
-        chunk_of = np.maximum(0, (flat_g - 1 + self._SHIFT) // self.chunk_size)
+        chunk_of = self._chunk_of(flat_g)
         out = None
         for k in np.unique(chunk_of):
             a = self._read(int(k), [name])[name]

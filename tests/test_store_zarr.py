@@ -335,3 +335,147 @@ def test_shards_written_with_the_old_separator_merge_into_a_new_store(
     _check_sums(tmp_path / "run")
     _same(res.load(), ref)
     _check_dataset(xr.open_zarr(tmp_path / "run"), ref, 7)
+
+
+# ------------------------------------------------------- a run of one simulation chunk
+# G = C: rows 0..G would make two zarr chunks of C, the second holding generation G
+# alone (padded to C, a second commit); such a run is one zarr chunk of G + 1 instead
+KW1 = dict(KW, n_generations=4, chunk_size=4)
+
+
+@pytest.fixture(scope="module")
+def ref1():
+    return jax.tree.map(np.asarray, jc.simulate(jax.random.key(KEY), FAM, P0,
+                                                on_chunk=lambda *a: None, **KW1))
+
+
+def test_a_run_of_one_simulation_chunk_is_one_zarr_chunk_and_one_commit(
+        tmp_path, ref1, monkeypatch):
+    from jaxcollapse import _store_zarr
+
+    d = tmp_path / "run"
+    commits = []
+    write = _store_zarr.ZarrChunkWriter._write_manifest
+    monkeypatch.setattr(_store_zarr.ZarrChunkWriter, "_write_manifest",
+                        lambda self: commits.append(self.chunks_done) or write(self))
+    seen = []
+    res = _run(d, on_chunk=lambda a, b, c: seen.append((a, b)), **KW1)
+    assert seen == [(0, 5)] and commits == [0, 1]  # the empty store, then one commit
+    _same(res, ref1)
+    man = json.loads((d / "manifest.json").read_text())
+    assert man["n_chunks"] == 1 and man["complete"]
+    assert _chunk_files(d / "w2sq") == ["c.0.0"]
+    assert _chunk_files(d / "param_cov") == ["c.0.0.0.0"]
+    assert _chunk_files(d / "n_samples") == ["c.0"]
+    assert not list(d.glob("carry_*")) and [p.name for p in d.rglob(".*")] == []
+    _check_sums(d)
+    ds = xr.open_zarr(d)
+    assert ds["w2sq"].encoding["chunks"] == (3, 5)
+    _check_dataset(ds, ref1, 5)
+    lazy = jc.load_run(d)
+    assert lazy.generations_done == 4 and [(a, b) for a, b, _ in lazy.chunks()] == [(0, 5)]
+    np.testing.assert_array_equal(lazy.metric("w2sq", [4, 0, 3]),
+                                  ref1.metrics["w2sq"][:, [4, 0, 3]])
+    _same(lazy.load(), ref1)
+    # its one chunk damaged: computed again from generation 0, with a warning
+    (d / "w2sq" / "c.0.0").write_bytes(b"\x00" * 120)
+    with pytest.raises(st.StoreError, match="c.0.0"):
+        jc.load_run(d).metric("w2sq", [4])
+    with pytest.warns(RuntimeWarning, match="chunk 0 is computed again"):
+        again = _run(d, keep=False, **KW1)
+    _same(again.load(), ref1)
+    _check_sums(d)
+
+
+def _old_chunking(monkeypatch):
+    """The previous version's chunking: two zarr chunks at G = C, the second holding
+    generation G alone."""
+    import math
+
+    from jaxcollapse import _store_zarr
+
+    monkeypatch.setattr(_store_zarr, "n_chunks", lambda G, C: math.ceil((G + 1) / C))
+
+
+def test_a_store_written_with_two_chunks_at_g_equal_c_reads_resumes_and_merges(
+        tmp_path, ref1, monkeypatch):
+    d = tmp_path / "run"
+
+    def die(start, stop, chunk):
+        raise Killed
+
+    with monkeypatch.context() as m:  # written (and killed) by the previous version
+        _old_chunking(m)
+        with pytest.raises(Killed):
+            _run(d, on_chunk=die, **KW1)
+    man = json.loads((d / "manifest.json").read_text())
+    assert (man["n_chunks"], man["chunks_done"]) == (2, 1)
+    assert _chunk_files(d / "w2sq") == ["c.0.0"]
+    part = jc.load_run(d)
+    assert part.generations_done == 3
+    _same(part.load(), jax.tree.map(lambda x: x[:, :4] if x.ndim > 1 else x[:4], ref1))
+    _check_dataset(xr.open_zarr(d), ref1, 4)
+    seen = []
+
+    def look(start, stop, chunk):
+        seen.append((start, stop))
+        _check_dataset(xr.open_zarr(d), ref1, stop)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = _run(d, on_chunk=look, **KW1)
+    assert seen == [(4, 5)]  # its own chunking: generation 4 alone in chunk 1
+    _same(res, ref1)
+    assert _chunk_files(d / "w2sq") == ["c.0.0", "c.0.1"]
+    assert xr.open_zarr(d)["w2sq"].encoding["chunks"] == (3, 4)
+    _check_sums(d)
+    lazy = jc.load_run(d)
+    assert [(a, b) for a, b, _ in lazy.chunks()] == [(0, 4), (4, 5)]
+    np.testing.assert_array_equal(lazy.metric("w2sq", [4, 3]),
+                                  ref1.metrics["w2sq"][:, [4, 3]])
+    _same(lazy.load(), ref1)
+    _check_dataset(xr.open_zarr(d), ref1, 5)
+    # shards written with two chunks merge into a store of two chunks
+    out = tmp_path / "merged"
+    merge = st.merge
+
+    def merge_now(*a, **kw):  # the shards were written before, the merge is new
+        monkeypatch.undo()
+        return merge(*a, **kw)
+
+    _old_chunking(monkeypatch)
+    monkeypatch.setattr(distributed.st, "merge", merge_now)
+    merged = distributed.simulate_processes(jax.random.key(KEY), FAM, P0, out=out,
+                                            keep_shards=True, store_format="zarr", **KW1)
+    shard = distributed.shard_dir(out, 0, 1)
+    assert json.loads((shard / "manifest.json").read_text())["n_chunks"] == 2
+    assert _chunk_files(out / "w2sq") == ["c.0.0", "c.0.1"]
+    _check_sums(out)
+    _same(merged.load(), ref1)
+    _check_dataset(xr.open_zarr(out), ref1, 5)
+
+
+def test_shards_of_one_chunk_merge_into_a_store_of_one_chunk(tmp_path, ref1):
+    out = tmp_path / "run"
+    res = distributed.simulate_processes(jax.random.key(KEY), FAM, P0, out=out,
+                                         keep_shards=True, store_format="zarr", **KW1)
+    for d in (distributed.shard_dir(out, 0, 1), out):
+        assert json.loads((d / "manifest.json").read_text())["n_chunks"] == 1
+        assert _chunk_files(d / "w2sq") == ["c.0.0"]
+        _check_sums(d)
+    _same(res.load(), ref1)
+    _check_dataset(xr.open_zarr(out), ref1, 5)
+
+
+def test_a_manifest_whose_chunk_count_fits_no_layout_is_named(tmp_path):
+    from jaxcollapse._store_files import seal
+
+    d = tmp_path / "run"
+    _run(d, **KW1)
+    man = json.loads((d / "manifest.json").read_text())
+    man["n_chunks"] = 3  # resealed: only the count is wrong (G = C = 4: 1, or 2 before)
+    (d / "manifest.json").write_text(json.dumps(seal(man)))
+    with pytest.raises(st.StoreError, match=r"manifest\.json.*n_chunks 3.*one of \[1, 2\]"):
+        jc.load_run(d)
+    with pytest.raises(st.StoreError, match=r"n_chunks 3"):
+        _run(d, **KW1)

@@ -313,7 +313,8 @@ def _simulate_chunked(cfg, mesh, key, chain_ids, n_chains, params0, loop, sched,
     else:
         pieces = [jax.tree.map(lambda a: np.asarray(a)[:n_chains, None], out0)]
     # chunk k ends at generation (k + 1)C - shift: the npz store's chunks hold kC+1..(k+1)C,
-    # the zarr store's kC..(k+1)C-1 (one zarr chunk each; its first is one step short)
+    # the zarr store's kC..(k+1)C-1 (one zarr chunk each; its first is one step short),
+    # except a one-chunk zarr store's (0..G, G <= C), as the npz store's (shift 0)
     shift = writer.SHIFT if writer is not None else 0
     with Progress(G, "simulate", enabled=progress, scale=n_chains) as bar:
         bar.update(min(G, done * chunk_size - shift) if done else 0)
