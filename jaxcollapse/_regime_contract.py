@@ -117,7 +117,7 @@ class Regime:
     stats_path: ClassVar[bool] = True
     #: whether ``update`` may take the synthetic draws as their statistics on the
     #: samples path too (where the family fits through them): it pools or fits the
-    #: draws whole and draws nothing in the path's own form
+    #: draws whole (its fresh draws, ``Generation.draw``, then come as statistics)
     pools_stats: ClassVar[bool] = True
 
     def check(self) -> None:

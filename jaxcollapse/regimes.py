@@ -220,7 +220,6 @@ class WeightedFresh(Regime):
     w: Any = 0.5
     n_real: int = dataclasses.field(default=100, metadata=dict(static=True))
     name: ClassVar[str] = "weighted-fresh"
-    pools_stats: ClassVar[bool] = False  # its fresh draws come in the path's own form
 
     def check(self):
         check_alpha(self.w, "w")

@@ -99,11 +99,14 @@ def test_mix_fresh_has_the_law_of_a_fresh_subset():
     assert np.mean(means[:, 0] != means[:, 1]) > 0.9
 
 
-@pytest.mark.parametrize("w", [0.382, 0.618])
-def test_weighted_fresh_mean_variance_matches_he_xu_cheng(w):
+@pytest.mark.parametrize(("w", "method"), [(0.382, "exact"), (0.618, "exact"),
+                                           (0.618, "samples")])
+def test_weighted_fresh_mean_variance_matches_he_xu_cheng(w, method):
     """Stationary Var(mu_t) = (sigma^2 / n)[k (1 - w)^2 + w^2] / (1 - (1 - w)^2),
-    k = n / M; minimised at the golden-ratio weight for k = 1."""
-    fam = jc.Gaussian(dim=1, method="exact")
+    k = n / M; minimised at the golden-ratio weight for k = 1. On the samples path the
+    fresh draws come as their statistics' exact law (the synthetic ones as the sums of
+    their normals)."""
+    fam = jc.Gaussian(dim=1, method=method)
     M = n = 20
     res = jc.simulate(jax.random.key(5), fam, fam.params(), n_generations=40, n_samples=M,
                       n_chains=4000, regime=jc.weighted_fresh(w, n), metrics=["mean_shift"],

@@ -235,10 +235,12 @@ def _fit_rows(cfg: _Config, key):
     return fit
 
 
-def _drawer(cfg: _Config):
-    """``draw(key, params, n)`` in this path's form (fresh data for a regime)."""
+def _drawer(cfg: _Config, stats: bool = False):
+    """``draw(key, params, n)`` in this path's form (fresh data for a regime): the
+    exact law of ``n`` draws' statistics on the statistics path, or where the samples
+    path fits through the draws' statistics (``stats``)."""
     fam = cfg.family
-    if cfg.exact:
+    if cfg.exact or stats:
         return lambda key, params, n: fam.sample_stats(key, params, jnp.int32(n))
 
     def draw(key, params, n):
@@ -293,7 +295,7 @@ def _chain_step(cfg: _Config, regime, steps, params0, human, carry, xs):
     gen = rg.Generation(t=t, m=m_t, key=keys.regime, synthetic=syn, human=human,
                         params0=params0,
                         fit=fam.fit_stats if noise_stats else _fitter(cfg, keys.fit, params0),
-                        draw=_drawer(cfg))
+                        draw=_drawer(cfg, noise_stats))
     new_params, regime_state = regime.update(spec, carry["regime"], gen)
     new_carry = dict(carry, params=new_params, regime=regime_state)
     if cfg.score:
