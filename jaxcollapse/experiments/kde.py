@@ -75,22 +75,14 @@ def bimodal_data(key: jax.Array, n: int, dim: int = 1, separation: float = 4.0):
     return fam.sample(key, p, n)
 
 
-def _pool_size(regime: str, m: int, g: int, n_human: int) -> int:
-    if regime == "mix":
-        return min(n_human, m) + m
-    if regime in ("accumulate", "accumulate-subsample"):
-        return g * m
-    return m
-
-
 def kde_experiment(key: jax.Array, family: jc.KDE, data0: jax.Array, *, n_chains: int,
                    n_generations: int, regime: Any = "replace",
                    chunk_size: int | None = None, progress: bool = False,
                    prdc_points: int = 0, step: Any = None) -> KDEExperiment:
     """Runs the KDE recursion from the data set ``data0`` (M points).
 
-    With ``regime`` mix, ``data0`` is also the human data; the stored data sets are
-    padded with zero-weight rows to the training-set size of the regime. With
+    With ``regime`` mix, ``data0`` is also the human data; ``simulate`` pads the
+    stored data sets with zero-weight rows to the training-set size of the regime. With
     ``prdc_points > 0`` the metric ``prdc`` (``(chain, generation, 4)``: precision,
     recall, density, coverage, k = 5) compares that many draws of each generation's
     KDE with as many of generation 0's (:func:`jaxcollapse.metrics.prdc_metric`).
@@ -111,8 +103,7 @@ def kde_experiment(key: jax.Array, family: jc.KDE, data0: jax.Array, *, n_chains
     x0 = check_instance(family, "family").check_data(data0, "data0")
     m = x0.shape[0]
     reg = jc.regimes.get_regime(regime)
-    size = _pool_size(reg.name, m, n_generations, m)
-    p0 = family.params(x0, size=size)
+    p0 = family.params(x0)
     metrics = None
     if prdc_points:
         metrics = dict(family.default_metrics(),
