@@ -14,6 +14,7 @@ compiled code.
 * :func:`check_real` – a real array (no complex, no strings) with optional bounds
   and finiteness; :func:`check_positive` and :func:`check_fraction` are the two
   usual special cases.
+* :func:`check_choice` – one of a few allowed values (a method, a format, a rule).
 * :func:`check_probs` – a probability vector (non-negative, finite, sums to 1).
 * :func:`check_psd` – square, symmetric, finite, positive (semi-)definite matrices.
 * :func:`float_array` – the dtype rule at a family boundary (see its docstring):
@@ -38,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
+    "check_choice",
     "check_finite",
     "check_fraction",
     "check_int",
@@ -91,6 +93,23 @@ def _numeric(value: Any, name: str) -> np.ndarray:
     if a.dtype.kind not in "biuf" and a.dtype.name != "bfloat16":
         raise TypeError(f"{name} must be a real number or array; got dtype {a.dtype}")
     return a
+
+
+def check_choice(value: Any, name: str, choices: tuple) -> Any:
+    """One of ``choices`` (a method, a format, a rule: a few allowed values, usually
+    strings); returns it.
+
+    Example:
+        >>> check_choice("exact", "method", ("samples", "exact"))
+        'exact'
+        >>> check_choice("fast", "method", ("samples", "exact"))
+        Traceback (most recent call last):
+        ...
+        ValueError: method must be one of ('samples', 'exact'); got 'fast'
+    """
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}; got {value!r}")
+    return value
 
 
 def check_int(value: Any, name: str, minimum: int | None = None,

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcollapse import steps as jst
-from jaxcollapse.experiments._prdc import check_prdc
+from jaxcollapse.experiments._prdc import add_prdc_argument, check_prdc
 from jaxcollapse.theory import curation as tc
 from jaxcollapse.theory import decoding as td
 from jaxcollapse.theory import verification as tv
@@ -44,6 +44,23 @@ def add_bias_argument(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--sampling-bias", type=float, default=None, metavar="LAM",
                    help=f"sample each generation with {what} times LAM in (0, 1] (the MAD "
                         f"paper's sampling bias; default: none)")
+
+
+def add_step_arguments(p: argparse.ArgumentParser, what: str, *, prdc: bool = True) -> None:
+    """The flags that :func:`run_step` reads, in the parser of a parametric experiment:
+    ``--prdc N`` where the experiment has it (``prdc``, as for :func:`run_step`), then
+    ``--sampling-bias LAM`` with ``what`` shrunk (:func:`add_bias_argument`).
+
+    Example:
+        >>> import argparse
+        >>> p = argparse.ArgumentParser(); add_step_arguments(p, "the covariance")
+        >>> a = p.parse_args(["--prdc", "200", "--sampling-bias", "0.9"])
+        >>> a.prdc, a.sampling_bias
+        (200, 0.9)
+    """
+    if prdc:
+        add_prdc_argument(p)
+    add_bias_argument(p, what)
 
 
 def _finite(value: float) -> bool:

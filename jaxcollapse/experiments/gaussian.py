@@ -15,7 +15,7 @@ from jaxcollapse.experiments._common import (
     remove_checkpoint,
     report_generations,
 )
-from jaxcollapse.experiments._steps import add_bias_argument, run_step
+from jaxcollapse.experiments._steps import add_step_arguments, run_step
 from jaxcollapse.io import save_json, save_npz
 from jaxcollapse.theory import bias as tb
 from jaxcollapse.theory import bias_mix as tbm
@@ -61,7 +61,7 @@ def add_arguments(p) -> None:
                    help="format of --out/checkpoint: npz files, or a zarr v3 group that "
                         "xarray.open_zarr reads while the run goes (the zarr extra); "
                         "default: the format of a checkpoint being resumed, else npz")
-    add_bias_argument(p, "the covariance")
+    add_step_arguments(p, "the covariance", prdc=False)
 
 
 def _bias_theory_columns(args, M, gens, lam):

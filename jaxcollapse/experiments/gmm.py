@@ -25,12 +25,11 @@ from jaxcollapse._validate import check_instance
 from jaxcollapse.experiments._common import print_table
 from jaxcollapse.experiments._prdc import (
     PRDC_K,
-    add_prdc_argument,
     prdc_columns,
     prdc_head,
     prdc_text,
 )
-from jaxcollapse.experiments._steps import add_bias_argument, run_step
+from jaxcollapse.experiments._steps import add_step_arguments, run_step
 from jaxcollapse.io import save_json, save_npz
 
 DESCRIPTION = "Recursive EM fits of a Gaussian mixture (Shumailov et al.'s GMM experiment)."
@@ -147,8 +146,7 @@ def add_arguments(p) -> None:
                    help="distance between generation-0 means (default: %(default)s)")
     p.add_argument("--snapshots", type=int, nargs="+", default=list(SNAPSHOTS),
                    help="generations whose mixtures are saved (default: the paper's)")
-    add_prdc_argument(p)
-    add_bias_argument(p, "every component covariance")
+    add_step_arguments(p, "every component covariance")
 
 
 def run(args) -> int:

@@ -25,12 +25,11 @@ from jaxcollapse._validate import check_instance
 from jaxcollapse.experiments._common import print_table, report_generations
 from jaxcollapse.experiments._prdc import (
     PRDC_K,
-    add_prdc_argument,
     prdc_columns,
     prdc_head,
     prdc_text,
 )
-from jaxcollapse.experiments._steps import add_bias_argument, run_step
+from jaxcollapse.experiments._steps import add_step_arguments, run_step
 from jaxcollapse.io import save_json, save_npz
 from jaxcollapse.theory import bias as tb
 from jaxcollapse.theory import kde as tk
@@ -148,8 +147,7 @@ def add_arguments(p) -> None:
     p.add_argument("--separation", type=float, default=4.0,
                    help="distance between the two modes of generation 0 (default: "
                         "%(default)s)")
-    add_prdc_argument(p)
-    add_bias_argument(p, "the kernel (bandwidth) matrix")
+    add_step_arguments(p, "the kernel (bandwidth) matrix")
 
 
 def run(args) -> int:

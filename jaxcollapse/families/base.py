@@ -116,6 +116,24 @@ class ExactFamily(Family, Protocol):
     def fit_stats(self, stats: PyTree) -> PyTree: ...
 
 
+class StatsFit:
+    """Mixin of the families whose fit is a function of additive sufficient statistics:
+    ``fit`` is ``fit_stats(stats(data, weights))``, so it equals ``fit_stats`` on the
+    same data by construction (what :class:`ExactFamily` asks of the exact path).
+
+    Example:
+        >>> import jax.numpy as jnp, jaxcollapse as jc
+        >>> fam = jc.Poisson()
+        >>> float(fam.fit(None, jnp.array([1, 3]), jnp.ones(2)).rate)
+        2.0
+    """
+
+    def fit(self, key: jax.Array, data: PyTree, weights: jax.Array) -> PyTree:
+        """``fit_stats(stats(data, weights))`` (``key`` unused: the fit is exact)."""
+        del key
+        return self.fit_stats(self.stats(data, weights))
+
+
 @runtime_checkable
 class NoiseFamily(Protocol):
     """A family whose draws split into parameter-free noise and a map (samples path):

@@ -23,9 +23,9 @@ import numpy as np
 
 from jaxcollapse import random as jcr
 from jaxcollapse._fusion import apart, runtime_true, small_gram, small_matmul, small_matvec
-from jaxcollapse._validate import float_array, is_traced
+from jaxcollapse._validate import check_choice, float_array, is_traced
 from jaxcollapse.families._gaussian_metrics import kl, logdet_ratio, mean_shift, var_ratio, w2sq
-from jaxcollapse.families.base import check_points
+from jaxcollapse.families.base import StatsFit, check_points
 
 
 class GaussianParams(NamedTuple):
@@ -93,7 +93,7 @@ METHODS = ("samples", "exact")
 
 
 @dataclasses.dataclass(frozen=True)
-class Gaussian:
+class Gaussian(StatsFit):
     """Multivariate Gaussian fitted by sample mean and covariance.
 
     Attributes:
@@ -123,8 +123,7 @@ class Gaussian:
             raise ValueError(f"dim must be an integer >= 1; got {self.dim!r}")
         if self.ddof not in (0, 1):
             raise ValueError(f"ddof must be 0 or 1; got {self.ddof!r}")
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}; got {self.method!r}")
+        check_choice(self.method, "method", METHODS)
 
     @property
     def exact(self) -> bool:
@@ -399,10 +398,6 @@ class Gaussian:
         """Mean and covariance (scatter / (n - ddof)) from sufficient statistics."""
         denom = jnp.maximum(stats.n - self.ddof, 1.0)
         return GaussianParams(stats.mean, _sym(stats.scatter) / denom)
-
-    def fit(self, key, data, weights) -> GaussianParams:
-        del key  # the fit is deterministic
-        return self.fit_stats(self.stats(data, weights))
 
     def sample_stats(self, key, params: GaussianParams, n) -> GaussianStats:
         """Exact law of the statistics of ``n`` draws (``n`` traced, may be 0 or 1):

@@ -21,6 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln
 
+from jaxcollapse._validate import check_choice
+from jaxcollapse.families.base import StatsFit
+
 METHODS = ("samples", "exact")
 
 
@@ -88,7 +91,7 @@ _METRICS = {"rate": rate, "rate_error": rate_error, "extinct": extinct}
 
 
 @dataclasses.dataclass(frozen=True)
-class Poisson:
+class Poisson(StatsFit):
     """Poisson distributions fitted by the (weighted) sample mean.
 
     Data are non-negative integer counts of shape ``(n,)``.
@@ -116,8 +119,7 @@ class Poisson:
     discrete_draws: ClassVar[bool] = True
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}; got {self.method!r}")
+        check_choice(self.method, "method", METHODS)
 
     @property
     def exact(self) -> bool:
@@ -180,11 +182,6 @@ class Poisson:
         xlog = jnp.where(x > 0, x * jnp.log(jnp.where(lam > 0, lam, 1.0)), 0.0)
         xlog = jnp.where((x > 0) & (lam <= 0), -jnp.inf, xlog)
         return xlog - lam - gammaln(x + 1.0)
-
-    def fit(self, key: jax.Array, data: jax.Array, weights: jax.Array) -> PoissonParams:
-        """The weighted mean (``key`` unused: the fit is exact)."""
-        del key
-        return self.fit_stats(self.stats(data, weights))
 
     def default_metrics(self) -> dict:
         """rate, rate_error, extinct."""

@@ -29,8 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcollapse import random as jcr
-from jaxcollapse._validate import float_array
-from jaxcollapse.families.base import successive
+from jaxcollapse._validate import check_choice, float_array
+from jaxcollapse.families.base import StatsFit, successive
 from jaxcollapse.theory.regression import _check_positive, _design_rank
 
 __all__ = [
@@ -126,7 +126,7 @@ def _solve(xtx: jax.Array, xty: jax.Array, ridge: float) -> jax.Array:
 
 
 @dataclasses.dataclass(frozen=True)
-class LinearRegression:
+class LinearRegression(StatsFit):
     """Linear regression ``y = X w + σ ε`` refitted by OLS or ridge.
 
     Attributes:
@@ -170,8 +170,7 @@ class LinearRegression:
                 isinstance(self.n_design, bool) or not isinstance(self.n_design, int | np.integer)
                 or self.n_design < 1):
             raise ValueError(f"n_design must be None or an integer >= 1; got {self.n_design!r}")
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}; got {self.method!r}")
+        check_choice(self.method, "method", METHODS)
 
     @property
     def exact(self) -> bool:
@@ -273,11 +272,6 @@ class LinearRegression:
         x, y = data
         r = (y - x @ params.w) / self.noise
         return -0.5 * (r * r + jnp.log(2 * jnp.pi)) - jnp.log(self.noise)
-
-    def fit(self, key: jax.Array, data: tuple, weights: jax.Array) -> RegressionParams:
-        """Weighted OLS / ridge (``key`` unused)."""
-        del key
-        return self.fit_stats(self.stats(data, weights))
 
     def default_metrics(self) -> dict:
         """``excess_risk`` (‖w - w0‖²) and ``step_change`` (‖w_n - w_{n-1}‖²)."""

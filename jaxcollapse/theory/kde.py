@@ -32,10 +32,16 @@ def _check_m(m):
     return check_int(m, "M", minimum=2)
 
 
-def _check_rule(dim, rule):
+def _checked_factor_sq(m, dim, rule):
+    # the checked M and factor^2: the one place that validates the rule's arguments and
+    # reads the rule, for rule_factor_sq and growth_factor alike
+    m = _check_m(m)
     check_int(dim, "dim", minimum=1)
-    if rule not in RULES:
-        raise ValueError(f"rule must be one of {RULES}; got {rule!r}")
+    if rule == "scott":
+        return m, float(m ** (-2.0 / (dim + 4)))
+    if rule == "silverman":
+        return m, float((m * (dim + 2.0) / 4.0) ** (-2.0 / (dim + 4)))
+    raise ValueError(f"rule must be one of {RULES}; got {rule!r}")
 
 
 def rule_factor_sq(m: int, dim: int = 1, rule: str = "scott") -> float:
@@ -48,13 +54,7 @@ def rule_factor_sq(m: int, dim: int = 1, rule: str = "scott") -> float:
     References:
         Scott (1992); Silverman (1986); THEORY.md section 6.
     """
-    m = _check_m(m)
-    _check_rule(dim, rule)
-    if rule == "scott":
-        return float(m ** (-2.0 / (dim + 4)))
-    if rule == "silverman":
-        return float((m * (dim + 2.0) / 4.0) ** (-2.0 / (dim + 4)))
-    raise ValueError(f"rule must be one of {RULES}; got {rule!r}")
+    return _checked_factor_sq(m, dim, rule)[1]
 
 
 def growth_factor(m: int, dim: int = 1, rule: str = "scott") -> float:
@@ -67,9 +67,8 @@ def growth_factor(m: int, dim: int = 1, rule: str = "scott") -> float:
     References:
         THEORY.md section 6.
     """
-    m = _check_m(m)
-    _check_rule(dim, rule)
-    return (m - 1) / m + rule_factor_sq(m, dim, rule)
+    m, factor_sq = _checked_factor_sq(m, dim, rule)
+    return (m - 1) / m + factor_sq
 
 
 def expected_var_rule(n, m: int, s0sq, dim: int = 1, rule: str = "scott") -> np.ndarray:
