@@ -138,12 +138,13 @@ class AccumulateSubsample(Accumulate):
     gathered, so the fit sees ``n_max`` rows, not the pool. O(M) work a generation
     however large the pool: about 6x replace's cost at 1,024 chains x 50 generations
     x M = 100, where the former top-``M`` of uniform scores over the whole pool cost
-    over 100x, and drawing, appending and gathering the rows alone about 1.8x
+    over 100x, and drawing, appending and gathering the rows alone about 2x
     (``benchmarks/regimes.py``; replace draws the rows' statistics, not rows).
 
-    Numbers at a given key changed in this version (the same law, other random
-    numbers): the subset was the ``m`` smallest of i.i.d. uniform scores, one a pooled
-    row; it is now drawn as indices.
+    Numbers at a given key changed in this version (other random numbers): the subset
+    was the ``m`` smallest of i.i.d. float32 uniform scores, one a pooled row, a tie
+    at the ``m``-th score broken by position; it is now drawn as indices, exactly
+    uniform.
 
     Example:
         >>> isinstance(get_regime("accumulate-subsample"), AccumulateSubsample)
@@ -177,8 +178,8 @@ class AccumulateSubsample(Accumulate):
     def update(self, spec, state, gen):
         pool, n_live = _append_live(state["pool"], state["n_live"], *gen.synthetic)
         k = spec.n_max
-        # n_live <= m: every live row (they are first); else m distinct live rows
-        # (whose loop needs n_live > m to end: coupon collecting all n_live would not)
+        # n_live <= m: every live row (they are first), where drawing all n_live
+        # distinct indices would be coupon collecting; else m distinct live rows
         sub = n_live > gen.m
         idx, scratch = jcr.distinct_indices(gen.key, jnp.maximum(n_live, 1), k,
                                             state["scratch"], jnp.where(sub, gen.m, 0))
