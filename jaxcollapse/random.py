@@ -24,6 +24,10 @@ words into variates.
   the gamma law. Candidate ``r`` of element ``i`` uses stream ``r + 1`` (float64:
   streams ``2r + 1`` and ``2r + 2``), so a key may serve :func:`normal` and
   :func:`gamma` at once, and no result depends on batching.
+* :func:`distinct_indices`: distinct uniform indices below a traced ``n`` by
+  rejection (the first distinct values of an i.i.d. stream, repeats found in a
+  carried table), O(k) work however large ``n`` is; :func:`subset_indices` is the
+  partial Fisher–Yates shuffle for a static ``n``.
 
 Every function also accepts an array of keys: the result then has the keys' shape
 in front, element for element what ``jax.vmap`` over the keys would give (one
@@ -61,9 +65,9 @@ from jaxcollapse._threefry import (
 )
 from jaxcollapse._validate import check_int_array, check_key, is_traced
 
-__all__ = ["bits", "chisquare", "complex_normal", "fold_in", "from_complex_pairs", "gamma",
-           "log_gamma_variate", "normal", "normal_gamma", "subset_indices", "threefry_words",
-           "uniform"]
+__all__ = ["bits", "chisquare", "complex_normal", "distinct_indices", "distinct_scratch",
+           "fold_in", "from_complex_pairs", "gamma", "log_gamma_variate", "normal",
+           "normal_gamma", "subset_indices", "threefry_words", "uniform"]
 
 
 def fold_in(key: jax.Array, data) -> jax.Array:
@@ -307,3 +311,166 @@ def subset_indices(key: jax.Array, n: int, k: int, n_used=None) -> jax.Array:
 
 #: subsets of at most this many indices are drawn by straight-line code, not a loop
 _UNROLL = 32
+
+
+def distinct_scratch(size: int, k: int) -> jax.Array:
+    """The zeroed scratch table :func:`distinct_indices` needs for indices below
+    ``size`` and subsets of at most ``k`` (static): ``size`` small integers, uint8 up
+    to ``k = 200``. Allocate it once and carry it: each call returns it zeroed.
+
+    Example:
+        >>> t = distinct_scratch(5000, 100)
+        >>> t.shape, t.dtype.name, int(t.max())
+        ((5000,), 'uint8', 0)
+    """
+    size, k = int(size), int(k)
+    if size < 1 or k < 0:
+        raise ValueError(f"size must be >= 1 and k >= 0; got size={size}, k={k}")
+    top = max(_distinct_batches(k))  # stamps 1..top, and top + 1 marks a kept index
+    dtype = next(d for d in (jnp.uint8, jnp.uint16, jnp.uint32) if top < np.iinfo(d).max)
+    return jnp.zeros((size,), dtype)
+
+
+def distinct_indices(key: jax.Array, n, k: int, scratch: jax.Array, count=None
+                     ) -> tuple[jax.Array, jax.Array]:
+    """``count`` distinct indices drawn uniformly from ``range(n)`` with ``n`` traced:
+    a uniformly random ``count``-subset in uniformly random order, in the first
+    ``count`` of ``k`` slots (the others 0), and ``scratch`` zeroed again.
+
+    Rejection: the first ``count`` distinct values, in order of first appearance, of
+    a stream of i.i.d. uniform indices, read in batches: a first batch of about
+    ``k + k / 8`` and, while some chain lacks indices, batches of about ``k / 4``.
+    Why that law is exact: relabel the indices by any permutation ``pi`` of
+    ``range(n)``; the stream ``pi(X_1), pi(X_2), ...`` has the law of ``X_1, X_2,
+    ...`` and "the first ``count`` distinct values in order" commutes with ``pi``, so
+    the law of the output is invariant under every relabelling. The symmetric group
+    acts transitively on ordered ``count``-tuples of distinct indices, so that law is
+    uniform on them. (How many values the stream needs does not depend on labels.)
+
+    Each index comes from one 32-bit word by Lemire's multiply-shift, rejecting the
+    ``2**32 mod n`` low products that would bias it (a rejected word is skipped), so
+    each accepted index is exactly uniform. Duplicates are found in ``scratch``, a
+    table with an entry per index (:func:`distinct_scratch`): a scatter-max of each
+    candidate's stamp (earlier candidates larger) and a gather tell the first
+    occurrences; the indices kept so far are marked above every stamp. O(k) work per
+    batch however large ``n`` is, where a top-``k`` of uniform scores or a sort
+    touches all ``n``; the expected number of batches is small while ``count <= n / 2``
+    (it grows as ``count`` nears ``n``; ``count`` is clamped to ``n``, where the loop
+    still ends).
+
+    Batch ``r`` reads the words of counters ``(r, i)`` (stream 0 is :func:`bits`), so
+    no result depends on batching: the same key gives the same indices for every
+    array of keys it is part of.
+
+    Args:
+        key: a key (or an array of keys, batched in front).
+        n: indices lie in ``range(n)`` (traced int, ``1 <= n <= scratch.shape[-1]``).
+        k: slots of the result (static).
+        scratch: :func:`distinct_scratch`, zeroed (as every call returns it).
+        count: how many indices (traced int ``<= k``; default ``k``).
+
+    Returns:
+        ``(indices, scratch)``: int32 ``(..., k)`` and the zeroed table.
+
+    References:
+        Lemire. Fast random integer generation in an interval. ACM TOMACS 29(1), 2019.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> table = distinct_scratch(1000, 5)
+        >>> idx, table = distinct_indices(jax.random.key(0), jnp.int32(1000), 5, table)
+        >>> idx.shape, len(set(idx.tolist())) == 5, bool((idx < 1000).all())
+        ((5,), True, True)
+        >>> int(table.max())
+        0
+    """
+    check_key(key)
+    k = int(k)
+    if k < 0:
+        raise ValueError(f"k must be >= 0; got {k}")
+    if not is_traced(n):
+        check_int_array(n, "n", minimum=1)
+        if np.max(np.asarray(n)) > scratch.shape[-1]:
+            raise ValueError(f"n must be at most the scratch table's length "
+                             f"{scratch.shape[-1]}; got {n!r}"[:200])
+    if scratch.dtype != distinct_scratch(1, k).dtype:
+        raise ValueError(f"scratch must be distinct_scratch(size, k={k}), of dtype "
+                         f"{distinct_scratch(1, k).dtype}; got {scratch.dtype}")
+    if key.shape:
+        return jax.vmap(distinct_indices, in_axes=(0, 0, None, 0, 0))(
+            key, jnp.broadcast_to(jnp.asarray(n), key.shape),
+            k, jnp.broadcast_to(scratch, key.shape + scratch.shape[-1:]),
+            jnp.broadcast_to(jnp.asarray(k if count is None else count), key.shape))
+    n = jnp.asarray(n, jnp.int32)
+    count = jnp.int32(k) if count is None else jnp.asarray(count, jnp.int32)
+    count = jnp.clip(count, 0, jnp.minimum(n, k))
+    if k == 0:
+        return jnp.zeros((0,), jnp.int32), scratch
+    return _distinct(key, n, k, scratch, count)
+
+
+def _distinct_batches(k: int) -> tuple[int, int]:
+    """Candidates in the first batch and in each later one (even: a hash gives two
+    words). The first covers the expected duplicates while ``n`` is a few times ``k``
+    or more; later ones top up the few indices a chain still lacks."""
+    first = k + max(8, k // 8)
+    return first + first % 2, max(8, (k // 4) + (k // 4) % 2)
+
+
+def _distinct(key, n, k, scratch, count):
+    size = scratch.shape[0]
+    dt = scratch.dtype
+    first, later = _distinct_batches(k)
+    mark = jnp.asarray(max(first, later) + 1, dt)
+    un = n.astype(jnp.uint32)
+    # Lemire: w * n = hi * 2**32 + lo; hi is uniform on range(n) given lo >= 2**32 mod n
+    threshold = (jnp.uint32(0) - un) % un
+    slots = jnp.arange(k, dtype=jnp.int32)
+
+    def candidates(stream, b):
+        hi_w, lo_w = _hash(key, stream, _index((b // 2,)))
+        w = jnp.concatenate([hi_w, lo_w])
+        hi, lo = _mul_hilo(w, un)
+        return jnp.where(lo >= threshold, hi.astype(jnp.int32), size)  # size: skipped
+
+    def batch(stream, b, carry):
+        scratch, out, filled = carry
+        active = filled < count
+        v = jnp.where(active, candidates(stream, b), size)
+        stamp = (b - jnp.arange(b)).astype(dt)  # the earliest of equal values wins
+        scratch = scratch.at[v].max(stamp, mode="drop")
+        # (a clamped gather: XLA:CPU's filling one costs more than the whole scatter)
+        seen = scratch.at[jnp.minimum(v, size - 1)].get(mode="promise_in_bounds")
+        firsts = (seen == stamp) & (v < size)
+        pos = filled + jnp.cumsum(firsts, dtype=jnp.int32) - 1
+        out = out.at[jnp.where(firsts & (pos < count), pos, k)].set(v, mode="drop")
+        filled = jnp.minimum(filled + jnp.sum(firsts, dtype=jnp.int32), count)
+        done = filled >= count
+        # what this batch touched: kept (marked) while indices are still lacking, else
+        # cleared; the indices kept in earlier batches are cleared at the end
+        scratch = scratch.at[v].set(jnp.where(done, jnp.zeros((), dt), mark), mode="drop")
+        return scratch, out, filled
+
+    carry = (scratch, jnp.zeros((k,), jnp.int32), jnp.int32(0))
+    scratch, out, filled = batch(0, first, carry)
+    once = filled >= count  # then nothing is marked
+
+    def step(c):
+        *carry, stream = c
+        return *batch(stream, later, carry), stream + 1
+
+    scratch, out, filled, _ = lax.while_loop(
+        lambda c: c[2] < count, step, (scratch, out, filled, jnp.uint32(1)))
+    # the indices kept while some were lacking are marked: clear them
+    scratch = scratch.at[jnp.where(~once & (slots < count), out, size)].set(0, mode="drop")
+    return out, scratch
+
+
+def _mul_hilo(a, b):
+    """The high and low 32-bit words of the 64-bit product of uint32 ``a`` and ``b``
+    (16-bit limbs: no 64-bit integers needed)."""
+    mask = jnp.uint32(0xFFFF)
+    a_lo, a_hi, b_lo, b_hi = a & mask, a >> 16, b & mask, b >> 16
+    ll, lh, hl, hh = a_lo * b_lo, a_lo * b_hi, a_hi * b_lo, a_hi * b_hi
+    mid = (ll >> 16) + (lh & mask) + (hl & mask)
+    return hh + (lh >> 16) + (hl >> 16) + (mid >> 16), a * b

@@ -32,7 +32,6 @@ import numpy as np
 from jax import lax
 
 from jaxcollapse import random as jcr
-from jaxcollapse._fusion import top_k_indices
 from jaxcollapse._regime_contract import (  # noqa: F401 (the contract's names live here too)
     Generation,
     PoolSpec,
@@ -131,10 +130,21 @@ class Accumulate(Regime):
 class AccumulateSubsample(Accumulate):
     """The pool grows as in :class:`Accumulate`; each fit uses a uniform M-subsample.
 
-    The pool keeps its live rows (weight > 0) first, in the order they came; a
-    generation's subset is the ``m`` rows of smallest i.i.d. uniform score among
-    them, found by a top-``n_max`` selection (never a sort of the whole pool) and
-    gathered, so the fit sees ``n_max`` rows, not the pool.
+    The pool keeps its live rows (weight > 0) first, in the order they came. A
+    generation's subset is ``m`` distinct indices drawn uniformly from the ``n`` live
+    rows by rejection (:func:`jaxcollapse.random.distinct_indices`: the first ``m``
+    distinct values of a stream of i.i.d. uniform indices, a table of one byte a
+    pooled row finding the repeats), or all live rows when ``n <= m``; the rows are
+    gathered, so the fit sees ``n_max`` rows, not the pool. O(M) work a generation
+    however large the pool: about 6x replace's cost at 1,024 chains x 50 generations
+    x M = 100, where the former top-``M`` of uniform scores over the whole pool cost
+    over 100x, and drawing, appending and gathering the rows alone about 2x
+    (``benchmarks/regimes.py``; replace draws the rows' statistics, not rows).
+
+    Numbers at a given key changed in this version (other random numbers): the subset
+    was the ``m`` smallest of i.i.d. float32 uniform scores, one a pooled row, a tie
+    at the ``m``-th score broken by position; it is now drawn as indices, exactly
+    uniform.
 
     Example:
         >>> isinstance(get_regime("accumulate-subsample"), AccumulateSubsample)
@@ -160,22 +170,25 @@ class AccumulateSubsample(Accumulate):
         if spec.init_rows:
             data0, w0 = fam.initial_data(params0)
             pool, n_live = _append_live(pool, n_live, data0, w0)
-        return {"pool": pool, "n_live": n_live}
+        # the rejection's table of repeats, zero between generations (carried, so it
+        # is not cleared a whole pool at a time)
+        return {"pool": pool, "n_live": n_live,
+                "scratch": jcr.distinct_scratch(size, spec.n_max)}
 
     def update(self, spec, state, gen):
         pool, n_live = _append_live(state["pool"], state["n_live"], *gen.synthetic)
         k = spec.n_max
-        size = _n_rows(pool)
-        # i.i.d. uniform scores (the fused counter-mode hash, 10x JAX's uniform) for
-        # the live rows, 2 for the others; the k smallest, ties broken by position
-        u = jcr.uniform(gen.key, (size,), jnp.float32)
-        score = jnp.where(jnp.arange(size) < n_live, u, 2.0)
-        idx = top_k_indices(-score, min(k, size))
+        # n_live <= m: every live row (they are first), where drawing all n_live
+        # distinct indices would be coupon collecting; else m distinct live rows
+        sub = n_live > gen.m
+        idx, scratch = jcr.distinct_indices(gen.key, jnp.maximum(n_live, 1), k,
+                                            state["scratch"], jnp.where(sub, gen.m, 0))
+        idx = jnp.where(sub, idx, jnp.arange(k, dtype=jnp.int32))
         rows = _take(pool, idx)
         dt = _float_dtype(gen.params0)
         used = jnp.minimum(gen.m, n_live)
-        weights = (jnp.arange(idx.shape[0]) < used).astype(dt)
-        return gen.fit((rows, weights)), {"pool": pool, "n_live": n_live}
+        weights = (jnp.arange(k) < used).astype(dt)
+        return gen.fit((rows, weights)), {"pool": pool, "n_live": n_live, "scratch": scratch}
 
 
 def _append_live(pool, n_live, x, w):

@@ -2,6 +2,8 @@
 keys, p > 0.001 each) and the properties the simulator relies on: the hash equals
 JAX's, and arrays of keys give element for element what vmap over the keys gives."""
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -176,3 +178,82 @@ def test_normal_gamma_bad_input():
         jcr.normal_gamma(key, 1.0, 0.5)
     with pytest.raises(ValueError, match="do not broadcast together"):
         jcr.normal_gamma(jax.random.split(key, 3), jnp.ones(4))
+
+
+_distinct = jax.jit(jcr.distinct_indices, static_argnums=2)
+
+
+def test_distinct_indices_are_a_uniform_ordered_subset():
+    """All 5 * 4 = 20 ordered pairs from range(5) equally likely (chi-square, fixed
+    key: false failure 0.001); the slot past ``count`` is 0 and the table comes back
+    zeroed."""
+    keys = jax.random.split(jax.random.key(21), 20000)
+    table = jcr.distinct_scratch(8, 3)
+    idx, tables = _distinct(keys, jnp.int32(5), 3, table, 2)
+    idx = np.asarray(idx)
+    assert np.all(idx[:, 0] != idx[:, 1]) and np.all(idx[:, 2] == 0)
+    assert np.asarray(tables).max() == 0
+    pairs = list(itertools.permutations(range(5), 2))
+    counts = np.array([np.sum((idx[:, 0] == a) & (idx[:, 1] == b)) for a, b in pairs])
+    assert counts.min() > 0 and stats.chisquare(counts).pvalue > 1e-3
+
+
+def test_distinct_indices_near_n_and_over_many_batches_stay_uniform():
+    """count close to n (5 of 6: many batches, the loop) and count = k = 100 of n = 150
+    (a first batch of 112 candidates, then the loop): every subset or index equally
+    likely, every slot uniform, the table zeroed."""
+    keys = jax.random.split(jax.random.key(22), 12000)
+    idx, tables = _distinct(keys, jnp.int32(6), 5, jcr.distinct_scratch(6, 5), 5)
+    idx = np.asarray(idx)
+    assert np.all(np.sort(idx, axis=1)[:, 1:] != np.sort(idx, axis=1)[:, :-1])
+    assert np.asarray(tables).max() == 0
+    missing = 15 - idx.sum(axis=1)  # the one index left out
+    assert stats.chisquare(np.bincount(missing, minlength=6)).pvalue > 1e-3
+    for slot in (0, 4):
+        assert stats.chisquare(np.bincount(idx[:, slot], minlength=6)).pvalue > 1e-3
+
+    keys = jax.random.split(jax.random.key(23), 3000)
+    idx, tables = _distinct(keys, jnp.int32(150), 100, jcr.distinct_scratch(200, 100), 100)
+    idx = np.asarray(idx)
+    assert np.asarray(tables).max() == 0
+    s = np.sort(idx, axis=1)
+    assert np.all(s[:, 1:] != s[:, :-1]) and s.max() < 150
+    # each index kept with probability 2/3: 5 SE (false failure about 1e-4 over 150)
+    p = np.bincount(idx.ravel(), minlength=150) / idx.shape[0]
+    assert np.all(np.abs(p - 2 / 3) <= 5 * np.sqrt(2 / 3 / 3 / idx.shape[0]))
+    assert stats.chisquare(np.bincount(idx[:, 99], minlength=150)).pvalue > 1e-3
+
+
+def test_distinct_indices_counts_batching_and_one_program():
+    """count 0 gives zeros; count above n is clamped to n; an array of keys (n and
+    count per key) gives what each key gives alone; a new n or count reuses the
+    compiled program."""
+    key = jax.random.key(24)
+    table = jcr.distinct_scratch(50, 8)
+    f = jax.jit(jcr.distinct_indices, static_argnums=2)
+    assert np.asarray(f(key, jnp.int32(40), 8, table, 0)[0]).tolist() == [0] * 8
+    idx = np.asarray(f(key, jnp.int32(3), 8, table, 8)[0])
+    assert sorted(idx[:3].tolist()) == [0, 1, 2] and np.all(idx[3:] == 0)
+    keys = jax.random.split(key, 4)
+    ns, counts = jnp.array([50, 9, 20, 2]), jnp.array([8, 8, 3, 1])
+    many = np.asarray(f(keys, ns, 8, table, counts)[0])
+    for i in range(4):
+        alone = np.asarray(f(keys[i], ns[i], 8, table, counts[i])[0])
+        np.testing.assert_array_equal(many[i], alone)
+    before = f._cache_size()
+    f(key, jnp.int32(17), 8, table, 5)
+    assert f._cache_size() == before
+    # uint16 stamps once a batch no longer fits in a byte
+    assert jcr.distinct_scratch(10, 300).dtype == jnp.uint16
+
+
+def test_distinct_indices_bad_input():
+    table = jcr.distinct_scratch(10, 4)
+    with pytest.raises(ValueError, match="n must be at most the scratch table's length 10"):
+        jcr.distinct_indices(jax.random.key(0), 11, 4, table)
+    with pytest.raises(ValueError, match="scratch must be distinct_scratch"):
+        jcr.distinct_indices(jax.random.key(0), 5, 4, jnp.zeros(10, jnp.int32))
+    with pytest.raises(ValueError, match="k must be >= 0"):
+        jcr.distinct_indices(jax.random.key(0), 5, -1, table)
+    with pytest.raises(ValueError, match="size must be >= 1"):
+        jcr.distinct_scratch(0, 4)

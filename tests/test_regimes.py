@@ -147,11 +147,11 @@ def test_accumulate_subsample_keeps_a_uniform_m_subset_of_the_live_pool():
                             lambda train: jnp.zeros(8).at[train[0][:, 0].astype(int)]
                             .add(train[1]), None)
         params, new = reg.update(spec, state, gen)
-        return params, new["n_live"]
+        return params, new["n_live"], new["scratch"]
 
-    w, n_live = jax.vmap(kept)(jax.random.split(jax.random.key(1), 4000))
+    w, n_live, scratch = jax.vmap(kept)(jax.random.split(jax.random.key(1), 4000))
     w = np.asarray(w)
-    assert np.all(np.asarray(n_live) == 7)
+    assert np.all(np.asarray(n_live) == 7) and np.asarray(scratch).max() == 0
     assert np.all(w.sum(axis=1) == 4) and np.all(w[:, 5] == 0) and set(np.unique(w)) <= {0, 1}
     live = [0, 1, 2, 3, 4, 6, 7]
     p = w[:, live].mean(axis=0)
@@ -159,6 +159,42 @@ def test_accumulate_subsample_keeps_a_uniform_m_subset_of_the_live_pool():
     codes = w[:, live].astype(int) @ (2 ** np.arange(7))
     counts = np.unique(codes, return_counts=True)[1]
     assert counts.size == 35 and stats.chisquare(counts).pvalue > 1e-3
+
+
+def test_accumulate_subsample_keeps_every_live_row_or_all_but_one_uniformly():
+    """n_live <= m keeps every live row (and no dead one); n_live = m + 1 (the
+    rejection's longest case, 4 of 5) leaves out each of the 5 live rows with
+    probability 1/5 (chi-square, fixed key: false failure 0.001)."""
+    fam = jc.Gaussian(dim=1, method="samples")
+    reg = rg.AccumulateSubsample()
+    spec = rg.PoolSpec(fam, exact=False, n_max=4, n_generations=3)
+    state = reg.init(spec, jax.random.key(0), fam.params(), None)
+
+    def kept(key, n_before, w_new, m=4):
+        pool = state["pool"].at[:n_before].set(jnp.arange(n_before, dtype=float)[:, None])
+        st = dict(state, pool=pool, n_live=jnp.int32(n_before))
+        syn = (jnp.arange(n_before, n_before + 4.0)[:, None], w_new)
+        gen = rg.Generation(jnp.int32(2), jnp.int32(m), key, syn, None, fam.params(),
+                            lambda train: jnp.zeros(8).at[train[0][:, 0].astype(int)]
+                            .add(train[1]), None)
+        params, new = reg.update(spec, st, gen)
+        return params, new["scratch"]
+
+    keys = jax.random.split(jax.random.key(2), 5000)
+    # row 0 live before, new rows 2 and 3 live (1 and 4 dead): 3 <= m = 4, all kept
+    w, scratch = jax.vmap(lambda k: kept(k, 1, jnp.array([0.0, 1.0, 1.0, 0.0])))(keys[:50])
+    assert np.asarray(w).tolist() == [[1, 0, 1, 1, 0, 0, 0, 0]] * 50  # rows 0, 2, 3
+    assert np.asarray(scratch).max() == 0
+    # m = 3 of the 3 live rows, the schedule's m below n_max: all kept
+    w, _ = jax.vmap(lambda k: kept(k, 1, jnp.array([0.0, 1.0, 1.0, 0.0]), 3))(keys[:50])
+    assert np.asarray(w).tolist() == [[1, 0, 1, 1, 0, 0, 0, 0]] * 50  # rows 0, 2, 3
+    # 1 before, all 4 new live: 4 of 5
+    w, scratch = jax.vmap(lambda k: kept(k, 1, jnp.ones(4)))(keys)
+    w = np.asarray(w)
+    assert np.all(w.sum(axis=1) == 4) and np.all(w[:, 5:] == 0)
+    assert np.asarray(scratch).max() == 0
+    assert stats.chisquare(np.bincount(np.argmin(w[:, :5], axis=1), minlength=5)
+                           ).pvalue > 1e-3
 
 
 @jax.tree_util.register_dataclass
