@@ -8,10 +8,17 @@ at most 1.5x. ``mix(0.1, ...)`` holds room for 12 human rows (round(0.1 M) = 10
 rounded up to a multiple of 4, not min(rows, M) = 100) and draws them as indices (a
 partial Fisher–Yates shuffle in straight-line code, each step from its own
 counter); ``"fixed"`` pools the statistics of its subset once. Accumulate pools
-statistics on the exact path and refits a buffer of rows on the samples path;
-accumulate-subsample draws a uniform score per pooled row and keeps the M
-smallest (a top-M selection over n M rows each generation: its floor);
+statistics on both paths; accumulate-subsample keeps its rows and draws M distinct
+indices into them by rejection (``jaxcollapse.random.distinct_indices``);
 ``weighted_fresh`` fits fresh draws from p_0 beside the synthetic ones.
+
+The ``floor:`` rows time, in the same process, work a regime cannot avoid, as
+replace plus that work over replace (no goal: they say how low the row above
+them can go): the 10 distinct human indices a generation of ``mix(0.1, fresh)``
+draws (exact path: replace's whole step is one normal and one chi-square), the
+second statistics draw of ``weighted_fresh`` (exact path), and the rows
+accumulate-subsample must draw, append to its pool and gather M of at random
+(samples path, indices drawn with repetition: a lower bound).
 
 Run: ``PYTHONPATH=. python benchmarks/regimes.py [--quick]`` (quick: 256 chains).
 """
@@ -22,8 +29,10 @@ import itertools
 
 import _common as bc
 import jax
+import jax.numpy as jnp
 
 import jaxcollapse as jc
+from jaxcollapse import random as jcr
 
 
 def run(quick: bool) -> list[dict]:
@@ -34,7 +43,7 @@ def run(quick: bool) -> list[dict]:
                "accumulate-subsample": jc.accumulate_subsample(),
                "mix(0.1, fixed)": jc.mix(0.1, "fixed"), "mix(0.1, fresh)": jc.mix(0.1, "fresh"),
                "weighted_fresh(0.6, 100)": jc.weighted_fresh(0.6, 100)}
-    rows = []
+    rows, refs = [], {}
     for method in ("samples", "exact"):
         fam = jc.Gaussian(dim=1, method=method)
         p0 = fam.params()
@@ -64,6 +73,56 @@ def run(quick: bool) -> list[dict]:
                 goal="≤ 1.5× replace", goal_value=1.5,
                 met=ratio <= 1.5, peak_rss_mib=mib,
                 note="ratio = regime seconds / replace seconds (lower is better)"))
+        refs[method] = ref
+    rows += _floor_rows(C, G, M, refs, repeats)
+    return rows
+
+
+def _floor_rows(C, G, M, refs, repeats):
+    """The ``floor:`` rows (module docstring): each times its unavoidable work for
+    all chains and generations, vectorised, and reports (replace + it) / replace."""
+    keys = jax.random.split(jax.random.key(7), C * G)
+    fam = jc.Gaussian(dim=1, method="exact")
+    p0 = fam.params()
+    human = jnp.arange(1000.0)
+
+    @jax.jit
+    def mix_indices(keys):
+        return jax.vmap(lambda k: jnp.take(
+            human, jcr.subset_indices(k, 1000, 12, n_used=10)).sum())(keys)
+
+    @jax.jit
+    def second_draw(keys):
+        return jax.vmap(lambda k: fam.sample_stats(k, p0, jnp.int32(100)).scatter)(keys)
+
+    @jax.jit
+    def draw_append_gather(key):
+        def gen(pool, t):
+            k = jax.random.fold_in(key, t)
+            x = jcr.normal(k, (C, M), jnp.float32)
+            pool = jax.lax.dynamic_update_slice_in_dim(pool, x, t * M, axis=1)
+            u = jcr.uniform(jax.random.fold_in(k, 1), (C, M), jnp.float32)
+            idx = (u * ((t + 1) * M)).astype(jnp.int32)
+            g = jnp.take_along_axis(pool, idx, axis=1)
+            return pool, (g.mean(1), g.var(1))
+        return jax.lax.scan(gen, jnp.zeros((C, G * M), jnp.float32), jnp.arange(G))[1]
+
+    cases = (("mix(0.1, fresh)'s 10 distinct indices", "exact", lambda: mix_indices(keys)),
+             ("weighted_fresh's second statistics draw", "exact", lambda: second_draw(keys)),
+             ("accumulate-subsample's rows drawn, appended, M gathered", "samples",
+              lambda: draw_append_gather(jax.random.key(3))))
+    rows = []
+    for name, method, fn in cases:
+        t = bc.time_jax(fn, repeats)
+        ref = refs[method]
+        r = bc.row(
+            f"floor: {name}, {method} path", f"{C:,} chains × {G} gens × M={M}", t,
+            reference=f"replace, {method} path", ref=ref,
+            ratio=(ref.steady_s + t.steady_s) / ref.steady_s, lower_is_better=True,
+            note="ratio = (replace + this work) / replace: the lowest the regime's row "
+                 "can reach")
+        r["cpu_ratio"] = (ref.cpu_s + t.cpu_s) / ref.cpu_s
+        rows.append(r)
     return rows
 
 
