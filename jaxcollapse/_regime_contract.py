@@ -66,6 +66,11 @@ class Generation(NamedTuple):
             statistics).
         draw: ``draw(key, params, n) -> training_set``: ``n`` (static) fresh draws
             from ``params`` in this path's form (regimes that draw fresh data).
+        fresh: on the statistics path of a family with counter-mode noise, the
+            statistics of the ``fresh_rows()`` fresh draws from ``params0`` the
+            regime declared (drawn with the synthetic noise of a block of
+            generations, outside the per-generation step); ``None`` elsewhere
+            (the regime then calls ``draw``).
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -88,6 +93,7 @@ class Generation(NamedTuple):
     params0: PyTree
     fit: Callable[[PyTree], PyTree]
     draw: Callable[[jax.Array, PyTree, int], PyTree]
+    fresh: PyTree | None = None
 
 
 class Regime:
@@ -139,6 +145,12 @@ class Regime:
 
     def pool_rows(self, spec: PoolSpec) -> int:
         """Rows the regime holds across generations (for the memory estimate)."""
+        return 0
+
+    def fresh_rows(self) -> int:
+        """Fresh draws from generation 0's distribution a generation (static), which
+        do not depend on the chain's state: the runner may draw their statistics
+        ahead, in blocks (``Generation.fresh``). 0: none."""
         return 0
 
     def human_slots(self, n_rows: int, n_max: int, need: int) -> int:

@@ -248,9 +248,14 @@ class WeightedFresh(Regime):
                              f"needs a parametric family; {family!r} holds a data set (use "
                              f"mix(alpha, 'fresh') to add fresh human rows)")
 
+    def fresh_rows(self):
+        return self.n_real
+
     def update(self, spec, state, gen):
         p_syn = gen.fit(gen.synthetic)
-        p_real = gen.fit(gen.draw(gen.key, gen.params0, self.n_real))
+        fresh = gen.draw(gen.key, gen.params0, self.n_real) if gen.fresh is None \
+            else gen.fresh
+        p_real = gen.fit(fresh)
         w = jnp.asarray(self.w)
         return jax.tree.map(lambda a, b: (1 - w).astype(a.dtype) * a + w.astype(a.dtype) * b,
                             p_syn, p_real), state

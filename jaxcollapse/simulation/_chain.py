@@ -37,6 +37,9 @@ _NOISE_BLOCK_MIN = 4  # generations: shorter blocks cost more in loop overhead
 # fold_in(gen_key, _NOISE_KEY) keys a chain's counter-mode noise (stats_noise_at);
 # generation keys fold_in(gen_key, t) use t = 0 .. n_generations
 _NOISE_KEY = np.uint32(0xFFFFFFFF)
+# fold_in(gen_key, _FRESH_KEY) keys the counter-mode noise of a regime's fresh draws
+# from params0 (Regime.fresh_rows): generation t is draw t
+_FRESH_KEY = np.uint32(0xFFFFFFFE)
 
 
 class SimulationResult(NamedTuple):
@@ -187,6 +190,21 @@ def _chain_init(cfg: _Config, regime, chain_key, params0, human):
     return carry, out0
 
 
+def _fresh_noise(cfg: _Config, regime) -> bool:
+    """Whether a regime's fresh draws from params0 (``Regime.fresh_rows``) come as
+    counter-mode noise: generation t's is draw t under the chain's fresh key (on
+    the statistics path of a family with ``stats_noise_at``)."""
+    return bool(cfg.exact and _counter_noise(cfg.family) and regime.fresh_rows())
+
+
+def _fresh_noise_at(cfg: _Config, regime, gen_key, t, dtype):
+    """The noise of the regime's fresh draws of generation(s) ``t`` under the
+    chain's (or chains') generation key(s), broadcast together."""
+    return cfg.family.stats_noise_at(jcr.fold_in(gen_key, _FRESH_KEY),
+                                     jnp.asarray(t, jnp.uint32),
+                                     jnp.int32(regime.fresh_rows()), dtype)
+
+
 def _counter_noise(family) -> bool:
     """Whether the exact path draws generation t as draw t under a chain's noise key
     (``stats_noise_at``, families/base.py)."""
@@ -255,7 +273,7 @@ def _chain_step(cfg: _Config, regime, steps, params0, human, carry, xs):
     False leaves the state untouched (padding); ``noise`` is this generation's draw
     of the family's noise hook, used instead of sampling here."""
     fam = cfg.family
-    t, m_t, valid, noise = (*xs, None, None)[:4]
+    t, m_t, valid, noise, fresh = (*xs, None, None, None)[:5]
     params = carry["params"]
     dt = _float_dtype(params)
     keys = _gen_keys(carry["gen_key"], t)
@@ -275,6 +293,10 @@ def _chain_step(cfg: _Config, regime, steps, params0, human, carry, xs):
                                        jnp.asarray(t, jnp.uint32), m_syn, dt)
         syn = fam.sample_stats(keys.synthetic, law, m_syn) if noise is None else \
             fam.stats_from_noise(law, noise, m_syn)
+        if _fresh_noise(cfg, regime):
+            if fresh is None:  # the draw _scan_chains would make for this generation
+                fresh = _fresh_noise_at(cfg, regime, carry["gen_key"], t, dt)
+            fresh = fam.stats_from_noise(params0, fresh, jnp.int32(regime.fresh_rows()))
     elif noise is not None and noise_stats:
         # the drawn samples' statistics through their normals' sums
         syn = fam.stats_from_noise_stats(law, fam.sample_noise_stats(noise, m_syn), m_syn)
@@ -295,7 +317,8 @@ def _chain_step(cfg: _Config, regime, steps, params0, human, carry, xs):
     gen = rg.Generation(t=t, m=m_t, key=keys.regime, synthetic=syn, human=human,
                         params0=params0,
                         fit=fam.fit_stats if noise_stats else _fitter(cfg, keys.fit, params0),
-                        draw=_drawer(cfg, noise_stats))
+                        draw=_drawer(cfg, noise_stats),
+                        fresh=fresh if cfg.exact else None)
     new_params, regime_state = regime.update(spec, carry["regime"], gen)
     new_carry = dict(carry, params=new_params, regime=regime_state)
     if cfg.score:

@@ -29,6 +29,8 @@ from jaxcollapse.simulation._chain import (
     _counter_noise,
     _flat,
     _float_dtype,
+    _fresh_noise,
+    _fresh_noise_at,
     _outputs,
     _unflat,
 )
@@ -98,7 +100,11 @@ def _scan_chains(cfg: _Config, loop, params0, human, carry, xs):
         tb, mb = xb[:2]
         n = jax.vmap(lambda t, m: regime.at(t).n_synthetic(m))(tb, mb)
         if at is not None:
-            return at(noise_keys, tb.astype(jnp.uint32)[:, None], n[:, None], dtype)
+            noise = at(noise_keys, tb.astype(jnp.uint32)[:, None], n[:, None], dtype)
+            if _fresh_noise(cfg, regime):  # the regime's fresh draws, drawn ahead too
+                return noise, _fresh_noise_at(cfg, regime, carry["gen_key"][None, :],
+                                              tb[:, None], dtype)
+            return noise
         if cfg.exact:
             kb = xb[3]  # (generation, chain) keys
             return hooks[0](kb, jnp.broadcast_to(n[:, None], kb.shape), dtype)
@@ -106,7 +112,11 @@ def _scan_chains(cfg: _Config, loop, params0, human, carry, xs):
 
     def scan_block(carry, xb, noise):
         tb, mb, vb = xb[:3]
-        return jax.vmap(lambda c, z: lax.scan(step, c, (tb, mb, vb, z)),
+        # with a regime's fresh noise, z = (noise, fresh): the step's xs then end
+        # with both
+        extra = (lambda z: z) if _fresh_noise(cfg, regime) and at is not None else \
+            (lambda z: (z,))
+        return jax.vmap(lambda c, z: lax.scan(step, c, (tb, mb, vb, *extra(z))),
                         in_axes=(0, 1), out_axes=(0, 1))(carry, noise)
 
     def run_block(carry, xb):
