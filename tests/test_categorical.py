@@ -81,6 +81,83 @@ def test_multinomial_traced_n_no_recompile():
     assert len(traces) == 1
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_binomial_vmapped_and_float32_match_scipy(dtype):
+    # The two ways a batch reaches the kernel: one call over a large batch (the
+    # one-pass draws, its stragglers gathered and finished by the exact loops) and
+    # vmap over keys of one element each (the exact loops directly: how simulate
+    # draws a chain's counts). Both dtypes (float32 takes one counter a try,
+    # float64 two). Cases: inversion (n q < 10, p near 0 and 1), means just above
+    # 10 (BTRS at its lowest acceptance) and large means, against scipy.
+    cases = [(3, 0.5), (40, 0.02), (25, 0.97), (1000, 0.0099), (22, 0.5), (5000, 0.999),
+             (100000, 0.3)]
+    reps = 6000
+    n = jnp.asarray(np.repeat([c[0] for c in cases], reps), dtype)
+    p = jnp.asarray(np.repeat([c[1] for c in cases], reps), dtype)
+    batch = jax.jit(cat.binomial)(jax.random.key(8), n, p)
+    keys = jax.random.split(jax.random.key(9), n.shape[0])
+    one = jax.jit(jax.vmap(cat.binomial))(keys, n, p)
+    assert batch.dtype == dtype and one.dtype == dtype
+    for k in (batch, one):
+        for (ni, pi), ki in zip(cases, np.asarray(k).reshape(len(cases), reps), strict=True):
+            assert np.all(ki == np.round(ki)) and ki.min() >= 0 and ki.max() <= ni
+            lo, hi = st.binom.ppf([1e-9, 1 - 1e-9], ni, pi).astype(int)
+            assert lo <= ki.min() and ki.max() <= hi, (ni, pi)
+            obs = np.bincount(ki.astype(int) - lo, minlength=hi - lo + 1)
+            pmf = st.binom.pmf(np.arange(lo, hi + 1), ni, pi)
+            assert _chisq_p(obs, pmf / pmf.sum()) > 1e-3, (ni, pi, k is one)
+
+
+def test_binomial_draw_depends_only_on_its_element():
+    # Element i draws from counter words of (key, i): the other elements' (n, p) and
+    # the path that finishes it (one pass, gathered stragglers, or the exact loops
+    # from scratch, with any unrolling) do not change it.
+    rng = np.random.default_rng(0)
+    n = jnp.asarray(rng.integers(0, 200, 3000), jnp.float32)
+    p = jnp.asarray(rng.uniform(0, 1, 3000), jnp.float32)
+    key = jax.random.key(12)
+    a = np.asarray(cat.binomial(key, n, p))
+    b = np.asarray(cat.binomial(key, n.at[1:].set(57.0), p.at[1:].set(0.31)))
+    assert a[0] == b[0] and np.any(a[1:] != b[1:])
+    kw = jax.random.key_data(key)
+    ids = jnp.arange(3000, dtype=jnp.uint32)
+    q = jnp.minimum(p, 1 - p)
+    fast = np.asarray(_counts._node_binomial((kw[0], kw[1]), ids, n, q))
+    assert np.any(np.asarray(_counts._binomial((kw[0], kw[1]), ids, n, q, finish=False)) < 0)
+    for unroll in ((_counts._INV_STEPS, _counts._BTRS_TRIES), (1, 1), _counts._LOOP_UNROLL):
+        loops = _counts._binomial((kw[0], kw[1]), ids, n, q, unroll=unroll)
+        np.testing.assert_array_equal(np.asarray(loops), fast)
+    np.testing.assert_array_equal(np.where(p > 0.5, n - fast, fast), a)
+
+
+def test_multinomial_category_is_binomial_of_fold_in_and_law_near_edges():
+    # Category j's count is binomial(fold_in(key, j), what is left, its share of
+    # what is left); and the counts follow the multinomial law where the first
+    # category takes almost everything (its ratio near 1, BTRS after the flip),
+    # the second a mean of 40 (BTRS) and the rest small means (inversion); batched
+    # and vmapped over chains (simulate's way).
+    probs = jnp.array([0.995, 0.004, 0.0008, 0.0002])
+    n, reps = 10000, 20000
+    key = jax.random.key(13)
+    c0 = cat.multinomial(key, n, probs)
+    first = cat.binomial(jax.random.fold_in(key, 0), n, probs[0] / probs.sum())
+    second = cat.binomial(jax.random.fold_in(key, 1), n - first, probs[1] / probs[1:].sum())
+    assert float(c0[0]) == float(first) and float(c0[1]) == float(second)
+    batched = jax.jit(cat.multinomial)(jax.random.key(14), jnp.full((reps,), n),
+                                       jnp.broadcast_to(probs, (reps, 4)))
+    vmapped = jax.jit(jax.vmap(lambda k: cat.multinomial(k, n, probs)))(
+        jax.random.split(jax.random.key(15), reps))
+    for c in (np.asarray(batched), np.asarray(vmapped)):
+        assert np.all(c.sum(1) == n)
+        for j in range(4):
+            pj = float(probs[j])
+            lo, hi = st.binom.ppf([1e-9, 1 - 1e-9], n, pj).astype(int)
+            assert lo <= c[:, j].min() and c[:, j].max() <= hi, j
+            obs = np.bincount(c[:, j].astype(int) - lo, minlength=hi - lo + 1)
+            pmf = st.binom.pmf(np.arange(lo, hi + 1), n, pj)
+            assert _chisq_p(obs, pmf / pmf.sum()) > 1e-3, j
+
+
 def test_exact_path_matches_sample_path():
     # The count of category 1 under sample_stats and under stats(sample): two-sample
     # chi-square test of homogeneity.

@@ -36,14 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcollapse._validate import float_array
-from jaxcollapse.families._counts import (  # noqa: F401 (re-exported; WF uses some)
-    _SMALL_MEAN,
-    _btrs_constants,
-    _btrs_try,
-    _stirling_tail,
-    binomial,
-    multinomial,
-)
+from jaxcollapse.families._counts import binomial, multinomial
 
 __all__ = [
     "Categorical",
