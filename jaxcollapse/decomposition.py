@@ -48,9 +48,28 @@ matched Gaussian of the mixture, so all arms live on one scale. Distances: W2²
 between Gaussians for the Gaussian-truth arms and the L2 distance ∫(p - q)²
 between densities for the mixture-truth arms (closed form, THEORY.md §6).
 
-Gaussian generations draw their sufficient statistics exactly
-(:class:`jaxcollapse.Gaussian` with ``method="exact"``), so only generation 1 of
-the mixture arms materialises samples.
+Each arm is one :func:`jaxcollapse.simulate` run (replace) from ``params0`` = the
+Gaussian truth:
+
+=================  ===================================  ===========================
+arm                family                               ``truth=``
+=================  ===================================  ===========================
+``statistical``    ``Gaussian(dim=1, method="exact")``  none (params0 is the truth)
+``expressivity``   ``Gaussian(dim=1, method="exact")``  the mixture as a ``GMM``
+``approximation``  :class:`GradientGaussian`            none
+``all``            :class:`GradientGaussian`            the mixture as a ``GMM``
+=================  ===================================  ===========================
+
+Gaussian generations draw their sufficient statistics exactly, so only generation 1
+of the mixture arms materialises samples (simulate's ``truth=``: ``M`` draws from
+the mixture, then their statistics). The distances are computed from the saved
+parameters (simulate's metrics compare with ``params0``, which the mixture is not).
+
+Numbers at a given key changed in this version (0.1.0), when the arms moved from a
+runner of their own onto simulate: chain c of arm i still runs under
+``fold_in(fold_in(key, i), c)``, but its generations are drawn with simulate's key
+schedule. The law is the same (tests/test_decompose.py compares every arm with its
+theory within Monte Carlo standard errors).
 
 References:
     Shumailov et al., AI models collapse when trained on recursively generated
@@ -59,6 +78,7 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Sequence
@@ -71,14 +91,18 @@ from jax import lax
 
 from jaxcollapse._memory import check_memory
 from jaxcollapse._validate import check_key
-from jaxcollapse.families.gaussian import Gaussian, GaussianParams
+from jaxcollapse.families.gaussian import Gaussian, GaussianParams, GaussianStats
+from jaxcollapse.families.gmm import GMM, GMMParams
+from jaxcollapse.simulation import simulate
 
-__all__ = ["ARMS", "DecompositionResult", "Mixture", "decompose", "gaussian_l2sq",
-           "mixture_moments"]
+__all__ = ["ARMS", "DecompositionResult", "GradientGaussian", "Mixture", "decompose",
+           "gaussian_l2sq", "mixture_moments"]
 
 ARMS = ("statistical", "expressivity", "approximation", "all")
 _METRIC = {"statistical": "w2sq", "expressivity": "l2sq", "approximation": "w2sq",
            "all": "l2sq"}
+_SGD = ("approximation", "all")  # the arms of the imperfect fitter
+_POPULATION = ("expressivity", "approximation")  # the arms of N_pop draws a generation
 
 
 class Mixture(NamedTuple):
@@ -194,59 +218,78 @@ def _sgd_fit(mean, var_mle, init, lr, steps):
     return mu, jnp.exp(2 * log_s)
 
 
-def _mixture_moments_of_draws(key, mixture, n):
-    kc, kz = jax.random.split(key)
-    w, mu, s = mixture
-    comp = jax.random.categorical(kc, jnp.log(w), shape=(n,))
-    x = mu[comp] + s[comp] * jax.random.normal(kz, (n,), mu.dtype)
-    m = jnp.mean(x)
-    ss = jnp.sum((x - m) ** 2)
-    return m, ss / (n - 1), ss / n
+@dataclasses.dataclass(frozen=True)
+class GradientGaussian(Gaussian):
+    """A one-dimensional Gaussian fitted by a few gradient steps from a poor start.
 
+    The imperfect fitter of the functional approximation arm: every generation runs
+    ``steps`` curvature-bounded gradient steps on the mean NLL of its training data
+    (:func:`_sgd_fit`, the module docstring) from the start ``(mean0 + a std0, b
+    std0)``, where ``(mean0, std0)`` is generation 0's Gaussian and ``start = (a,
+    b)``, so it stops short of the MLE by a bias that compounds over generations.
+    The data enter through their mean and MLE variance, so the exact statistics path
+    runs it at O(steps) a generation.
 
-@functools.partial(jax.jit, static_argnames=("arms", "n_generations", "n_samples",
-                                             "n_population", "n_chains"))
-def _run(key, mixture, init, lr, steps, *, arms, n_generations, n_samples, n_population,
-         n_chains):
-    fam = Gaussian(dim=1, method="exact")
-    mean0, var0 = mixture_moments(mixture)
-    mixture = Mixture(*(jnp.asarray(a, mean0.dtype) for a in mixture))
+    ``fit``/``fit_stats`` give the MLE; :func:`jaxcollapse.simulate` then applies the
+    gradient fit through :meth:`from_params0` (the start depends on generation 0), as
+    it does for the KDE's ``"params0"`` bandwidth. The hyperparameters are static (a
+    new value compiles a new program, as GMM's ``max_iter``); the start relative to
+    generation 0 lets a new ``params0`` reuse the program.
 
-    def one_chain(arm, chain_key):
-        mixture_truth = _METRIC[arm] == "l2sq"
-        n = n_population if arm in ("expressivity", "approximation") else n_samples
-        sgd = arm in ("approximation", "all")
+    Attributes:
+        steps: gradient steps a generation (>= 1).
+        learning_rate: the step size, in (0, 2) (the bounded step is stable there).
+        start: ``(a, b)``: the start ``(mean0 + a std0, b std0)``; ``b > 0``.
 
-        def fit(m, v_unb, v_mle):
-            return _sgd_fit(m, v_mle, init, lr, steps) if sgd else (m, v_unb)
+    References:
+        Shumailov et al., Nature 631 (2024) (functional approximation error);
+        THEORY.md section 7.
 
-        def dist(m, v):
-            return gaussian_l2sq(mixture, m, v) if mixture_truth else _w2sq(m, v, mean0, var0)
+    Example:
+        >>> import jax, jaxcollapse as jc
+        >>> fam = GradientGaussian(steps=5)
+        >>> res = jc.simulate(jax.random.key(0), fam, fam.params(), n_generations=3,
+        ...                   n_samples=10**6, n_chains=2)
+        >>> m, v = _sgd_fit(0.0, 1.0, jnp.array([1.0, 0.5]), 0.5, 5)  # the population map
+        >>> bool(abs(res.params.cov[0, 1, 0, 0] - v) < 0.01), round(float(v), 2)  # short of 1
+        (True, 0.9)
+    """
 
-        k1 = jax.random.fold_in(chain_key, 1)
-        if mixture_truth:
-            m, v_unb, v_mle = _mixture_moments_of_draws(k1, mixture, n)
-        else:
-            st = fam.sample_stats(k1, GaussianParams(mean0[None], var0[None, None]), n)
-            m, v_unb, v_mle = st.mean[0], st.scatter[0, 0] / (n - 1), st.scatter[0, 0] / n
-        m, v = fit(m, v_unb, v_mle)
+    method: str = "exact"
+    steps: int = 50
+    learning_rate: float = 0.5
+    start: tuple[float, float] = (1.0, 0.5)
 
-        def step(carry, t):
-            m, v = carry
-            st = fam.sample_stats(jax.random.fold_in(chain_key, t),
-                                  GaussianParams(m[None], v[None, None]), n)
-            m, v = fit(st.mean[0], st.scatter[0, 0] / (n - 1), st.scatter[0, 0] / n)
-            return (m, v), dist(m, v)
+    def __post_init__(self):
+        super().__post_init__()
+        if self.dim != 1 or self.method != "exact":
+            raise ValueError(f"GradientGaussian is one-dimensional on the exact path (dim=1, "
+                             f"method='exact'); got dim={self.dim!r}, method={self.method!r}")
+        _check_int("steps", self.steps, 1)
+        lr = self.learning_rate
+        if isinstance(lr, bool) or not isinstance(lr, int | float | np.floating) or not (
+                math.isfinite(lr) and 0 < lr < 2):
+            raise ValueError(f"learning_rate must be a finite number in (0, 2); got {lr!r}")
+        st = self.start
+        if not (isinstance(st, tuple) and len(st) == 2 and all(
+                isinstance(x, int | float | np.floating) and math.isfinite(x) for x in st)
+                and st[1] > 0):
+            raise ValueError(f"start must be a tuple (a, b) of finite numbers with b > 0 (the "
+                             f"start (mean0 + a std0, b std0)); got {st!r}")
 
-        _, rest = lax.scan(step, (m, v), jnp.arange(2, n_generations + 1))
-        return jnp.concatenate([jnp.zeros((1,), m.dtype), dist(m, v)[None], rest])
+    def fit_stats(self, stats: GaussianStats) -> GaussianParams:
+        """The MLE (mean, scatter / n): what :meth:`from_params0` fits towards."""
+        return GaussianParams(stats.mean, stats.scatter / jnp.maximum(stats.n, 1.0))
 
-    out = {}
-    for i, arm in enumerate(arms):
-        keys = jax.vmap(lambda c, i=i: jax.random.fold_in(jax.random.fold_in(key, i), c))(
-            jnp.arange(n_chains))
-        out[arm] = jax.vmap(functools.partial(one_chain, arm))(keys)
-    return out, mean0, var0
+    def from_params0(self, params0: GaussianParams, fitted: GaussianParams) -> GaussianParams:
+        """The gradient fit to data whose MLE is ``fitted``, from the start set by
+        generation 0's ``params0``."""
+        s0 = jnp.sqrt(params0.cov[0, 0])
+        a, b = self.start
+        init = jnp.stack([params0.mean[0] + a * s0, b * s0])
+        mu, var = _sgd_fit(fitted.mean[0], fitted.cov[0, 0], init, self.learning_rate,
+                           self.steps)
+        return GaussianParams(mu[None], var[None, None])
 
 
 def _check_int(name, v, lo):
@@ -304,8 +347,9 @@ def decompose(key: jax.Array, *, n_generations: int, n_samples: int = 100,
     """Runs the recursion with each source of error switched on alone, and all together.
 
     Args:
-        key: a PRNG key; arm i uses ``fold_in(key, i)`` and chain c of it
-            ``fold_in(., c)``.
+        key: a PRNG key; arm i runs :func:`jaxcollapse.simulate` under
+            ``fold_in(key, i)``, whose chain c uses ``fold_in(., c)`` (so a chain's
+            result does not depend on ``n_chains``) and simulate's generation keys.
         n_generations: generations after generation 0 (>= 1).
         n_samples: M, the training-set size of the finite-sample arms (>= 2).
         n_population: N_pop, the "population-sized" training set of the
@@ -316,7 +360,10 @@ def decompose(key: jax.Array, *, n_generations: int, n_samples: int = 100,
         sgd_steps: gradient steps of the imperfect fitter (each generation restarts
             from ``sgd_init``).
         learning_rate: the gradient step size, in (0, 2) (the bounded step is
-            stable there; see the module docstring).
+            stable there; see the module docstring). ``sgd_steps``,
+            ``learning_rate`` and ``sgd_init`` are static hyperparameters of the
+            fitter's family (:class:`GradientGaussian`): a new value compiles the two
+            fitter arms anew; a new key or mixture does not.
         sgd_init: the poor start ``(mean, std)`` of the imperfect fitter; default
             ``(truth mean + truth std, truth std / 2)``.
         arms: which of :data:`ARMS` to run.
@@ -358,14 +405,42 @@ def decompose(key: jax.Array, *, n_generations: int, n_samples: int = 100,
     _check_memory(arms, n_generations, n_samples, n_population, n_chains,
                   np.dtype(jnp.result_type(float)).itemsize)
     mean0, var0 = (float(x) for x in mixture_moments(mixture))
-    if sgd_init is None:
-        sgd_init = (mean0 + math.sqrt(var0), math.sqrt(var0) / 2)
-    if len(sgd_init) != 2 or not all(math.isfinite(float(x)) for x in sgd_init) or \
-            float(sgd_init[1]) <= 0:
-        raise ValueError(f"sgd_init must be (mean, std) with std > 0; got {sgd_init!r}")
+    s0 = math.sqrt(var0)
+    if sgd_init is None:  # (mean0 + std0, std0 / 2): the start (1, 1/2) in units of p0
+        start = (1.0, 0.5)
+    else:
+        if len(sgd_init) != 2 or not all(math.isfinite(float(x)) for x in sgd_init) or \
+                float(sgd_init[1]) <= 0:
+            raise ValueError(f"sgd_init must be (mean, std) with std > 0; got {sgd_init!r}")
+        start = ((float(sgd_init[0]) - mean0) / s0, float(sgd_init[1]) / s0)
     dtype = jnp.result_type(float)
     mix = Mixture(*(jnp.asarray(a, dtype) for a in mixture))
-    out, m0, v0 = _run(key, mix, jnp.asarray(sgd_init, dtype), jnp.asarray(learning_rate, dtype),
-                       jnp.asarray(sgd_steps), arms=arms, n_generations=n_generations,
-                       n_samples=n_samples, n_population=n_population, n_chains=n_chains)
-    return DecompositionResult(out, {a: _METRIC[a] for a in arms}, float(m0), float(v0))
+    # the families and truths of the arms; only the truth's values are traced, so a new
+    # mixture reuses the compiled programs
+    exact = Gaussian(dim=1, method="exact")
+    sgd = GradientGaussian(steps=sgd_steps, learning_rate=float(learning_rate), start=start)
+    params0 = exact.params(mean=[mean0], cov=[[var0]], dtype=dtype)
+    k = mix.weights.shape[0]
+    truth = (GMM(n_components=k, dim=1), GMMParams(mix.weights, mix.means[:, None],
+                                                   (mix.stds**2)[:, None, None]))
+    out = {}
+    for i, arm in enumerate(arms):
+        res = simulate(jax.random.fold_in(key, i), sgd if arm in _SGD else exact, params0,
+                       n_generations=n_generations,
+                       n_samples=n_population if arm in _POPULATION else n_samples,
+                       n_chains=n_chains, truth=truth if _METRIC[arm] == "l2sq" else None,
+                       metrics={}, save_params=True)
+        out[arm] = _distance(_METRIC[arm], res.params, params0, mix)
+    return DecompositionResult(out, {a: _METRIC[a] for a in arms}, mean0, var0)
+
+
+@functools.partial(jax.jit, static_argnames="metric")
+def _distance(metric, params, params0, mixture):
+    """Each generation's distance to p0 (``(chain, generation)``; generation 0 is p0
+    itself: 0): W2² to the Gaussian truth ``params0`` or L2 to the mixture."""
+    m, v = params.mean[..., 0], params.cov[..., 0, 0]
+    if metric == "w2sq":
+        d = _w2sq(m, v, params0.mean[0], params0.cov[0, 0])
+    else:
+        d = jax.vmap(jax.vmap(lambda a, b: gaussian_l2sq(mixture, a, b)))(m, v)
+    return d.at[:, 0].set(0.0)

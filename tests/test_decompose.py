@@ -1,6 +1,8 @@
 """The three-source decomposition: each arm against its own theory."""
 
 
+import importlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,6 +13,7 @@ import jaxcollapse as jc
 
 # jaxcollapse.decompose is the function (re-exported); the module holds the rest.
 from jaxcollapse import decomposition as dc
+from jaxcollapse.decomposition import ARMS
 from jaxcollapse.theory import gaussian as tg
 
 Z = 5.0  # |mc - theory| <= Z * se: two-sided false-failure rate 6e-7 per comparison
@@ -147,12 +150,43 @@ def test_gaussian_l2sq_against_quadrature():
 
 
 def test_new_values_do_not_recompile():
-    kw = dict(n_generations=3, n_samples=10, n_population=50, n_chains=2, arms=("all",))
+    # The arms run through simulate; the truth (the mixture and its moment-matched
+    # Gaussian) is traced, and the fitter's start is relative to it, so a new key and
+    # a new mixture reuse the programs. (sgd_steps and learning_rate are the
+    # GradientGaussian family's static hyperparameters: a new value compiles.)
+    run_mod = importlib.import_module("jaxcollapse.simulation._run")
+    kw = dict(n_generations=3, n_samples=10, n_population=50, n_chains=2, arms=ARMS)
     dc.decompose(jax.random.key(1), **kw)
-    before = dc._run._cache_size()
-    dc.decompose(jax.random.key(2), learning_rate=0.3, sgd_steps=7,
-                 mixture=dc.Mixture([0.2, 0.8], [0.0, 1.0], [1.0, 2.0]), **kw)
-    assert dc._run._cache_size() == before
+    before = run_mod._run_jit._cache_size(), dc._distance._cache_size()
+    dc.decompose(jax.random.key(2), mixture=dc.Mixture([0.2, 0.8], [0.0, 1.0], [1.0, 2.0]),
+                 **kw)
+    assert (run_mod._run_jit._cache_size(), dc._distance._cache_size()) == before
+
+
+def test_a_chain_does_not_depend_on_the_chain_count():
+    kw = dict(n_generations=4, n_samples=10, n_population=200)
+    a = dc.decompose(jax.random.key(4), n_chains=3, **kw)
+    b = dc.decompose(jax.random.key(4), n_chains=7, **kw)
+    for arm in ARMS:
+        np.testing.assert_array_equal(a.distance[arm], b.distance[arm][:3], err_msg=arm)
+
+
+def test_gradient_gaussian_is_the_imperfect_fitter():
+    # simulate's fit of the family is _sgd_fit of the training data's mean and MLE
+    # variance from the start (mean0 + a std0, b std0) of generation 0
+    fam = dc.GradientGaussian(steps=7, learning_rate=0.3, start=(0.5, 2.0))
+    p0 = fam.params(mean=[1.0], cov=[[4.0]])
+    st = fam.stats(jnp.array([[0.0], [1.0], [5.0]]), jnp.ones(3))
+    got = fam.from_params0(p0, fam.fit_stats(st))
+    m, v = dc._sgd_fit(2.0, 14 / 3, jnp.array([1.0 + 0.5 * 2.0, 2.0 * 2.0]), 0.3, 7)
+    np.testing.assert_allclose([got.mean[0], got.cov[0, 0]], [m, v], rtol=1e-12)
+    for kw, match in ((dict(dim=2), "one-dimensional on the exact path"),
+                      (dict(method="samples"), "one-dimensional on the exact path"),
+                      (dict(steps=0), "steps must be >= 1"),
+                      (dict(learning_rate=2.0), r"learning_rate must be .* in \(0, 2\)"),
+                      (dict(start=(0.0, 0.0)), r"start must be a tuple \(a, b\)")):
+        with pytest.raises(ValueError, match=match):
+            dc.GradientGaussian(**kw)
 
 
 @pytest.mark.parametrize("kwargs, err, match", [

@@ -22,7 +22,7 @@ import jaxcollapse.theory as jc_theory
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 PAGES = sorted(p.name for p in DOCS.glob("*.md"))
-NO_CODE = {"architecture.md"}  # pages without a python block
+NO_CODE: set[str] = set()  # pages without a python block
 
 
 def python_blocks(text: str) -> list[str]:

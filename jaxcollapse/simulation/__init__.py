@@ -65,7 +65,7 @@ PyTree = Any
 def simulate(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int,
              n_samples: int | Sequence[int] | np.ndarray, n_chains: int,
              regime: Any = "replace", human_data: PyTree | None = None,
-             step: Any = None,
+             step: Any = None, truth: tuple[Any, PyTree] | None = None,
              metrics: Mapping[str, Callable] | Sequence[str] | None = None,
              save_params: bool | None = None, chunk_size: int | None = None,
              progress: bool = False,
@@ -92,6 +92,18 @@ def simulate(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int
         step: a loop step from :mod:`jaxcollapse.steps` (sampling bias, temperature,
             curation, verification...) or a sequence of them applied in order between
             sampling and the regime's pool; ``None`` trains on faithful draws.
+        truth: ``(truth_family, truth_params)``: generation 1 trains on draws from
+            this distribution instead of from ``params0`` (which stays generation 0
+            of the result), e.g. a ``GMM`` mixture for a Gaussian fit, whose family
+            cannot hold it (functional expressivity error). Its draws must be rows of
+            the family's form; ``n_max`` rows are drawn once a chain, before the scan
+            (on the statistics path, their sufficient statistics are kept). Loop steps act
+            from generation 2 on; the regime is not one that draws fresh data from
+            ``params0`` (weighted fresh). ``truth_params`` are traced (a new truth
+            reuses the compiled program). Metrics still compare with ``params0``:
+            measure against the truth from the saved parameters (see
+            docs/architecture.md). ``None`` (default): generation 1 draws from
+            ``params0``.
         metrics: dict name -> ``fn(params, params0)``, a list of the family's metric
             names, or ``None`` for ``family.default_metrics()``.
         save_params: keep every generation's parameters (set ``False`` for families
@@ -170,7 +182,7 @@ def simulate(key: jax.Array, family: Any, params0: PyTree, *, n_generations: int
     cfg, key, n_all, params0, loop, sched, human = _prepare(
         key, family, params0, n_generations=n_generations, n_samples=n_samples,
         n_chains=n_chains, regime=regime, human_data=human_data, metrics=metrics,
-        save_params=save_params is not False, step=step)
+        save_params=save_params is not False, step=step, truth=truth)
     traced = is_traced((params0, loop, human))
     if traced:
         _check_traceable(chunk_size=chunk_size, on_chunk=on_chunk,
@@ -353,13 +365,13 @@ def _simulate_chunked(cfg, mesh, key, chain_ids, n_chains, params0, loop, sched,
 
 def _store_fingerprint(key, family, params0, *, n_generations, n_samples, n_chains,
                        regime="replace", human_data=None, metrics=None, save_params=True,
-                       chunk_size=None, chain_block=None, step=None, **_):
+                       chunk_size=None, chain_block=None, step=None, truth=None, **_):
     """The fingerprint ``simulate(..., checkpoint_dir=...)`` gives this configuration."""
     save_params = save_params is not False
     cfg, key, n_all, params0, loop, sched, human = _prepare(
         key, family, params0, n_generations=n_generations, n_samples=n_samples,
         n_chains=n_chains, regime=regime, human_data=human_data, metrics=metrics,
-        save_params=save_params, step=step)
+        save_params=save_params, step=step, truth=truth)
     lo, hi = _check_chain_block(chain_block, n_chains)
     if chunk_size is None:
         chunk_size = max(1, math.ceil(cfg.n_generations / 20))

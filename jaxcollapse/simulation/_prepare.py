@@ -27,6 +27,7 @@ from jaxcollapse.simulation._chain import (
     _float_dtype,
     _pools_noise_stats,
 )
+from jaxcollapse.simulation._truth import TruthFirst, check_truth
 from jaxcollapse.steps import _base as stp
 
 PyTree = Any
@@ -164,7 +165,7 @@ def _prepare(*args, **kwargs):
 
 def _prepare_now(key, family, params0, *, n_generations, n_samples, n_chains, regime,
                  human_data, metrics, save_params, step=None, alpha_values=None,
-                 grid=False):
+                 grid=False, truth=None):
     key = _check_key(key)
     _check_family(family)
     n_generations = _check_int("n_generations", n_generations, 1)
@@ -239,6 +240,10 @@ def _prepare_now(key, family, params0, *, n_generations, n_samples, n_chains, re
     dt = _float_dtype(params0)
     if alpha_values is not None:
         regime = dataclasses.replace(regime, alpha=jnp.asarray(alpha_values, dt))
+    if truth is not None:  # generation 1 trains on the truth's draws (simulation/_truth.py)
+        regime = TruthFirst(regime, *check_truth(truth, family, params0, regime,
+                                                 n_max=n_max, n_chains=n_chains),
+                            m1=sched[0])
     regime, steps = jax.tree.map(
         lambda x: jnp.asarray(x, dt) if jnp.issubdtype(jnp.result_type(x), jnp.floating)
         else x, (regime, steps))
