@@ -38,3 +38,29 @@ def test_no_library_file_over_500_lines():
             if (n := len(p.read_text().splitlines())) > MAX_LINES}
     over = {p: n for p, n in long.items() if p not in NOT_YET_SPLIT}
     assert not over, f"library files over {MAX_LINES} lines (split them by concept): {over}"
+
+
+def test_no_module_is_shadowed_by_a_name_of_its_package():
+    """``pkg.name`` is the module ``pkg/name.py`` wherever that module exists: a
+    function of the same name in the package would hide the module (reachable then
+    only through ``importlib``)."""
+    import importlib
+    import pkgutil
+    import types
+
+    import jaxcollapse
+
+    shadowed = []
+
+    def walk(pkg):
+        for info in pkgutil.iter_modules(pkg.__path__):
+            full = f"{pkg.__name__}.{info.name}"
+            mod = importlib.import_module(full)
+            attr = getattr(pkg, info.name, None)
+            if attr is not None and not isinstance(attr, types.ModuleType):
+                shadowed.append(f"{full} (hidden by a {type(attr).__name__})")
+            if info.ispkg:
+                walk(mod)
+
+    walk(jaxcollapse)
+    assert not shadowed, f"modules hidden by a name of their package: {shadowed}"

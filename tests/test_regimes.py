@@ -3,7 +3,6 @@ data against its closed form. Monte Carlo bounds are Z = 5 standard errors
 (false-failure rate ~6e-7 each); distribution tests use chi-square at p > 0.001."""
 
 import dataclasses
-import importlib
 import itertools
 from typing import ClassVar
 
@@ -16,8 +15,7 @@ from scipy import stats
 import jaxcollapse as jc
 from jaxcollapse import random as jcr
 from jaxcollapse import regimes as rg
-
-prepare_mod = importlib.import_module("jaxcollapse.simulation._prepare")
+from jaxcollapse.simulation import _setup as prepare_mod
 
 Z = 5.0
 

@@ -13,7 +13,7 @@ import pytest
 import jaxcollapse as jc
 from jaxcollapse import _memory as mem
 from jaxcollapse.families._counts import multinomial
-from jaxcollapse.simulation._prepare import _check_memory, _prepare
+from jaxcollapse.simulation._setup import _check_memory, _prepare
 
 KEY = jax.random.key(0)
 GAUSS = jc.Gaussian(dim=1, method="exact")

@@ -36,14 +36,6 @@ from jaxcollapse._progress import Progress
 from jaxcollapse._validate import is_traced
 from jaxcollapse.families.base import FastRunner
 from jaxcollapse.simulation._chain import SimulationResult, _chain_init
-from jaxcollapse.simulation._prepare import (
-    _alpha_of,
-    _assemble,
-    _check_int,
-    _check_memory,
-    _fingerprint_cfg,
-    _prepare,
-)
 from jaxcollapse.simulation._run import (
     _check_chain_block,
     _chunk_jit,
@@ -52,6 +44,14 @@ from jaxcollapse.simulation._run import (
     _resolve_mesh,
     _run_grid_jit,
     _run_jit,
+)
+from jaxcollapse.simulation._setup import (
+    _alpha_of,
+    _assemble,
+    _check_int,
+    _check_memory,
+    _fingerprint_cfg,
+    _prepare,
 )
 
 __all__ = ["SimulationResult", "simulate", "simulate_grid"]
