@@ -15,10 +15,11 @@ indices into them by rejection (``jaxcollapse.random.distinct_indices``);
 The ``floor:`` rows time, in the same process, work a regime cannot avoid, as
 replace plus that work over replace (no goal: they say how low the row above
 them can go): the 10 distinct human indices a generation of ``mix(0.1, fresh)``
-draws (exact path: replace's whole step is one normal and one chi-square), the
-second statistics draw of ``weighted_fresh`` (exact path), and the rows
-accumulate-subsample must draw, append to its pool and gather M of at random
-(samples path, indices drawn with repetition: a lower bound).
+draws (exact path: replace's whole step is one normal and one chi-square) and the
+second statistics draw of ``weighted_fresh`` (exact path), each vectorised over all
+chains and generations at once. (Accumulate-subsample's floor, drawing its rows,
+appending them and gathering M of them without any selection, is about 2x replace:
+docs/regimes.md.)
 
 Run: ``PYTHONPATH=. python benchmarks/regimes.py [--quick]`` (quick: 256 chains).
 """
@@ -37,7 +38,7 @@ from jaxcollapse import random as jcr
 
 def run(quick: bool) -> list[dict]:
     C, G, M = (256, 50, 100) if quick else (1024, 50, 100)
-    repeats = 5
+    repeats = 15  # medians of cheap (1-2 ms) calls need more than 5 on a busy machine
     human = jc.Gaussian(dim=1).sample(jax.random.key(99), jc.Gaussian(dim=1).params(), 1000)
     regimes = {"replace": jc.replace(), "accumulate": jc.accumulate(),
                "accumulate-subsample": jc.accumulate_subsample(),
@@ -95,22 +96,8 @@ def _floor_rows(C, G, M, refs, repeats):
     def second_draw(keys):
         return jax.vmap(lambda k: fam.sample_stats(k, p0, jnp.int32(100)).scatter)(keys)
 
-    @jax.jit
-    def draw_append_gather(key):
-        def gen(pool, t):
-            k = jax.random.fold_in(key, t)
-            x = jcr.normal(k, (C, M), jnp.float32)
-            pool = jax.lax.dynamic_update_slice_in_dim(pool, x, t * M, axis=1)
-            u = jcr.uniform(jax.random.fold_in(k, 1), (C, M), jnp.float32)
-            idx = (u * ((t + 1) * M)).astype(jnp.int32)
-            g = jnp.take_along_axis(pool, idx, axis=1)
-            return pool, (g.mean(1), g.var(1))
-        return jax.lax.scan(gen, jnp.zeros((C, G * M), jnp.float32), jnp.arange(G))[1]
-
     cases = (("mix(0.1, fresh)'s 10 distinct indices", "exact", lambda: mix_indices(keys)),
-             ("weighted_fresh's second statistics draw", "exact", lambda: second_draw(keys)),
-             ("accumulate-subsample's rows drawn, appended, M gathered", "samples",
-              lambda: draw_append_gather(jax.random.key(3))))
+             ("weighted_fresh's second statistics draw", "exact", lambda: second_draw(keys)))
     rows = []
     for name, method, fn in cases:
         t = bc.time_jax(fn, repeats)
