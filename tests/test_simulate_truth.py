@@ -106,8 +106,13 @@ def test_new_truth_values_do_not_recompile():
 def test_float32_truth_takes_the_runs_dtype():
     with jax.enable_x64(False):
         p0 = EXACT.params(dtype=jnp.float32)
+        # a float64 truth as a float32 user holds one: NumPy arrays (TRUTH holds JAX
+        # float64 arrays, made with x64 on, which no x32 program can)
+        truth = jc.GMMParams(np.array([0.3, 0.7]), np.array([[-2.0], [1.0]]),
+                             np.array([[[0.5]], [[2.0]]]))
+        assert truth.weights.dtype == np.float64
         r = jc.simulate(jax.random.key(0), EXACT, p0, n_generations=2, n_samples=10,
-                        n_chains=2, truth=(GMM, TRUTH))
+                        n_chains=2, truth=(GMM, truth))
     assert r.params.mean.dtype == np.float32
 
 
