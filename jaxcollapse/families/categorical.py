@@ -35,8 +35,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcollapse._validate import float_array
+from jaxcollapse._validate import check_choice, float_array
 from jaxcollapse.families._counts import binomial, multinomial
+from jaxcollapse.families.base import StatsFit
 
 __all__ = [
     "Categorical",
@@ -255,7 +256,7 @@ _METRICS = {
 
 
 @dataclasses.dataclass(frozen=True)
-class Categorical:
+class Categorical(StatsFit):
     """Categorical distributions over ``n_categories`` categories.
 
     Data are integer category indices of shape ``(n,)``. ``fit`` returns the
@@ -289,8 +290,7 @@ class Categorical:
 
     def __post_init__(self):
         _check_k(self.n_categories)
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}; got {self.method!r}")
+        check_choice(self.method, "method", METHODS)
 
     @property
     def exact(self) -> bool:
@@ -363,11 +363,6 @@ class Categorical:
         """``log p_x`` (``-inf`` for a lost category)."""
         p = params.probs[x]
         return jnp.where(p > 0, jnp.log(jnp.where(p > 0, p, 1.0)), -jnp.inf)
-
-    def fit(self, key: jax.Array, data: jax.Array, weights: jax.Array) -> CategoricalParams:
-        """Weighted empirical frequencies (``key`` unused: the fit is exact)."""
-        del key
-        return self.fit_stats(self.stats(data, weights))
 
     def default_metrics(self) -> dict:
         """survivors, lost_mass, entropy, heterozygosity, kl, tv, tail_rank."""
